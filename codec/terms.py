@@ -1,0 +1,244 @@
+"""Python types for the Erlang terms that have no natural Python equivalent.
+
+Every type here is immutable, hashable where the Erlang term can be a map key,
+has a readable repr, and re-encodes to exactly the bytes it was decoded from.
+
+Plain Python covers the rest of the raw layer: int, float, bytes (binaries),
+tuple (tuples) and list (proper lists).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Tuple
+
+
+class Atom(str):
+    """An Erlang atom. A ``str`` subclass, so it hashes and compares cheaply.
+
+    ``Atom("ok") == "ok"`` is True (as for any str subclass), but the encoder
+    writes an Atom as an atom and a plain str as a binary.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Atom({str.__repr__(self)})"
+
+
+@dataclass(frozen=True)
+class Pid:
+    """An Erlang process identifier (NEW_PID_EXT)."""
+
+    node: Atom
+    id: int
+    serial: int
+    creation: int
+
+    def __repr__(self) -> str:
+        return f"Pid(<{self.node}.{self.id}.{self.serial}>, creation={self.creation})"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An Erlang reference (NEWER_REFERENCE_EXT); ``ids`` holds 1 to 5 words."""
+
+    node: Atom
+    creation: int
+    ids: Tuple[int, ...]
+
+    def __repr__(self) -> str:
+        words = ".".join(str(i) for i in reversed(self.ids))
+        return f"Reference(#Ref<{self.node}.{words}>, creation={self.creation})"
+
+
+@dataclass(frozen=True)
+class Port:
+    """An Erlang port (NEW_PORT_EXT, or V4_PORT_EXT when ``id`` needs 64 bits)."""
+
+    node: Atom
+    id: int
+    creation: int
+
+    def __repr__(self) -> str:
+        return f"Port(#Port<{self.node}.{self.id}>, creation={self.creation})"
+
+
+@dataclass(frozen=True)
+class Export:
+    """An external fun ``fun Module:Function/Arity`` (EXPORT_EXT)."""
+
+    module: Atom
+    function: Atom
+    arity: int
+
+    def __repr__(self) -> str:
+        return f"Export(fun {self.module}:{self.function}/{self.arity})"
+
+
+@dataclass(frozen=True)
+class Fun:
+    """A local fun (NEW_FUN_EXT), kept opaque.
+
+    ``payload`` is everything after the tag byte, byte for byte, so the fun
+    re-encodes exactly; ``module`` and ``arity`` are parsed out for display.
+    """
+
+    module: Atom
+    arity: int
+    payload: bytes
+
+    def __repr__(self) -> str:
+        return f"Fun(#Fun<{self.module}/{self.arity}>, {len(self.payload)} bytes)"
+
+
+@dataclass(frozen=True)
+class BitBinary:
+    """A bitstring whose length is not a whole number of bytes (BIT_BINARY_EXT).
+
+    ``bits`` (1..8) is how many bits of the last byte are used, from the most
+    significant bit; the unused low bits are zero.
+    """
+
+    data: bytes
+    bits: int
+
+    def __repr__(self) -> str:
+        return f"BitBinary({self.data!r}, bits={self.bits})"
+
+
+@dataclass(frozen=True)
+class ImproperList:
+    """A list whose tail is not ``[]``: ``[a, b | tail]``."""
+
+    items: Tuple[Any, ...]
+    tail: Any
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(i) for i in self.items)
+        return f"ImproperList([{inner} | {self.tail!r}])"
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """ErlPort's ``{'$erlport.opaque', Language, Data}`` wrapper, kept as is.
+
+    Stock ErlPort wraps pids, references, ports and funs this way; handing the
+    value back unchanged gives Erlang the original term.
+    """
+
+    language: Atom
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"Opaque({self.language}, {len(self.data)} bytes)"
+
+
+class _Marker:
+    """A private tag inside exact keys; equal only to itself."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_FLOAT = _Marker("float")
+_TUPLE = _Marker("tuple")
+_LIST = _Marker("list")
+_MAP = _Marker("map")
+_IMPROPER = _Marker("improper")
+
+
+def exact_key(term: Any) -> Any:
+    """Return a hashable value equal for two terms exactly when Erlang's ``=:=`` is.
+
+    Python says ``1 == 1.0 == True``; Erlang says those are three different
+    map keys. Tagging floats (and bools, which encode as atoms) keeps them apart,
+    and lists, tuples and maps become hashable tagged tuples.
+    """
+    kind = type(term)
+    if kind is bytes or kind is Atom or kind is int:
+        return term
+    if kind is bool:
+        return Atom("true" if term else "false")
+    if kind is float:
+        # struct-level identity: -0.0 and 0.0 encode differently.
+        return (_FLOAT, term.hex())
+    if kind is tuple:
+        return (_TUPLE,) + tuple(exact_key(item) for item in term)
+    if kind is list:
+        return (_LIST,) + tuple(exact_key(item) for item in term)
+    if isinstance(term, (Map, dict)):
+        return (_MAP, frozenset((exact_key(k), exact_key(v)) for k, v in term.items()))
+    if isinstance(term, ImproperList):
+        return (_IMPROPER, exact_key(list(term.items)), exact_key(term.tail))
+    if isinstance(term, (bytearray, memoryview)):
+        return bytes(term)
+    if isinstance(term, str):
+        # A plain str encodes as a binary.
+        return term.encode("utf-8")
+    return term
+
+
+class Map(Mapping):
+    """An Erlang map: keys compared the Erlang way, wire order kept.
+
+    ``Map([(1, a), (1.0, b), (True, c)])`` holds three keys. Lookup with any
+    term, including unhashable ones such as lists. Immutable and hashable.
+    """
+
+    __slots__ = ("_entries", "_hash")
+
+    def __init__(self, pairs: Iterable[Tuple[Any, Any]] | Mapping = ()) -> None:
+        items = pairs.items() if isinstance(pairs, Mapping) else pairs
+        entries = {}
+        for key, value in items:
+            entries[exact_key(key)] = (key, value)
+        self._entries = entries
+        self._hash = None
+
+    @classmethod
+    def from_unique_pairs(cls, pairs: Iterable[Tuple[Any, Any]]) -> "Map":
+        """Build a Map, raising KeyError(key) on the first duplicate key."""
+        entries = {}
+        for key, value in pairs:
+            ek = exact_key(key)
+            if ek in entries:
+                raise KeyError(key)
+            entries[ek] = (key, value)
+        new = cls.__new__(cls)
+        new._entries = entries
+        new._hash = None
+        return new
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._entries[exact_key(key)][1]
+
+    def __contains__(self, key: Any) -> bool:
+        return exact_key(key) in self._entries
+
+    def __iter__(self) -> Iterator[Any]:
+        return (key for key, _ in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self):  # type: ignore[override]
+        return list(self._entries.values())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Map, dict)):
+            return exact_key(self) == exact_key(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(exact_key(self))
+        return self._hash
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {v!r}" for k, v in self._entries.values())
+        return f"Map({{{inner}}})"
