@@ -8,7 +8,8 @@ tuple (tuples) and list (proper lists).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterable, Iterator, Mapping, Tuple
 
 
@@ -146,18 +147,18 @@ class _Marker:
 
 
 _FLOAT = _Marker("float")
-_TUPLE = _Marker("tuple")
-_LIST = _Marker("list")
-_MAP = _Marker("map")
-_IMPROPER = _Marker("improper")
+_COMPOUND = _Marker("compound")
+_SCALAR_DIGEST = 16
 
 
 def exact_key(term: Any) -> Any:
     """Return a hashable value equal for two terms exactly when Erlang's ``=:=`` is.
 
     Python says ``1 == 1.0 == True``; Erlang says those are three different
-    map keys. Tagging floats (and bools, which encode as atoms) keeps them apart,
-    and lists, tuples and maps become hashable tagged tuples.
+    map keys. Tagging floats (and bools, which encode as atoms) keeps them apart.
+    Compound terms (tuples, lists, maps, ...) become a structural digest
+    computed without recursion, so even a 100 000-deep key is safe to hash.
+    ``0.0`` and ``-0.0`` are different keys, as in OTP 27 and later.
     """
     kind = type(term)
     if kind is bytes or kind is Atom or kind is int:
@@ -165,22 +166,82 @@ def exact_key(term: Any) -> Any:
     if kind is bool:
         return Atom("true" if term else "false")
     if kind is float:
-        # struct-level identity: -0.0 and 0.0 encode differently.
         return (_FLOAT, term.hex())
-    if kind is tuple:
-        return (_TUPLE,) + tuple(exact_key(item) for item in term)
-    if kind is list:
-        return (_LIST,) + tuple(exact_key(item) for item in term)
-    if isinstance(term, (Map, dict)):
-        return (_MAP, frozenset((exact_key(k), exact_key(v)) for k, v in term.items()))
-    if isinstance(term, ImproperList):
-        return (_IMPROPER, exact_key(list(term.items)), exact_key(term.tail))
-    if isinstance(term, (bytearray, memoryview)):
-        return bytes(term)
-    if isinstance(term, str):
+    if kind is str:
         # A plain str encodes as a binary.
         return term.encode("utf-8")
+    if isinstance(term, (tuple, list, Map, dict, ImproperList, Opaque)):
+        return (_COMPOUND, _digest(term))
+    if isinstance(term, (bytearray, memoryview)):
+        return bytes(term)
     return term
+
+
+def _scalar_bytes(term: Any) -> bytes:
+    """A tagged byte string that identifies a non-compound term exactly."""
+    if isinstance(term, bool):
+        return b"a" + (b"true" if term else b"false")
+    if isinstance(term, int):
+        return b"i" + term.to_bytes(term.bit_length() // 8 + 1, "big", signed=True)
+    if isinstance(term, float):
+        return b"f" + term.hex().encode()
+    if isinstance(term, Atom) or term is None:
+        return b"a" + ("nil" if term is None else term).encode("utf-8", "surrogatepass")
+    if isinstance(term, str):
+        return b"b" + term.encode("utf-8", "surrogatepass")
+    if isinstance(term, (bytes, bytearray, memoryview)):
+        return b"b" + bytes(term)
+    if is_dataclass(term):
+        term = (type(term).__name__,) + tuple(getattr(term, f.name) for f in fields(term))
+    return b"o" + repr(term).encode("utf-8", "surrogatepass")
+
+
+def _children(term: Any) -> Tuple[bytes, list]:
+    """A compound term's kind marker and its children in a canonical order."""
+    if isinstance(term, tuple):
+        return b"T", list(term)
+    if isinstance(term, list):
+        return b"L", list(term) + [[]]
+    if isinstance(term, ImproperList):
+        # [a | [b]] is the proper list [a, b].
+        tail = term.tail
+        if isinstance(tail, list):
+            return b"L", list(term.items) + list(tail) + [[]]
+        return b"L", list(term.items) + [tail]
+    if isinstance(term, Opaque):
+        return b"T", [Atom("$erlport.opaque"), term.language, term.data]
+    return b"M", [part for pair in term.items() for part in pair]
+
+
+def _digest(root: Any) -> bytes:
+    """Structural digest of a compound term, bottom-up with an explicit stack."""
+    done: list = []
+    todo: list = [(root, None)]
+    while todo:
+        term, marker = todo.pop()
+        if marker is not None:
+            count = len(term)
+            parts = done[len(done) - count:] if count else []
+            del done[len(done) - count:]
+            if marker == b"M":
+                # Key order must not matter: sort the (key, value) digests.
+                pairs = sorted(zip(parts[0::2], parts[1::2]))
+                parts = [part for pair in pairs for part in pair]
+            done.append(_hash(marker + len(parts).to_bytes(8, "big") + b"".join(parts)))
+        elif isinstance(term, (tuple, list, Map, dict, ImproperList, Opaque)):
+            if isinstance(term, list) and not term:
+                done.append(_hash(b"N"))
+                continue
+            marker, kids = _children(term)
+            todo.append((kids, marker))
+            todo.extend((kid, None) for kid in reversed(kids))
+        else:
+            done.append(_hash(_scalar_bytes(term)))
+    return done[0]
+
+
+def _hash(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=_SCALAR_DIGEST).digest()
 
 
 class Map(Mapping):

@@ -1,0 +1,180 @@
+"""The command line: ``python -m cerebros run ...`` searches, ``python -m cerebros predict ...`` uses the result.
+
+    python -m cerebros run --dataset digits --strategy evolution --max-trials 30 --max-time 60 \\
+        --seed 0 --n-jobs 2 --run-dir runs/x
+    python -m cerebros predict --model runs/x --input rows.csv
+
+``run`` draws a progress bar on stderr and prints a summary on stdout; ``predict`` prints one
+prediction per input row (``--input`` is a .csv of feature columns, header optional, or a
+.npz holding ``X``). Exit status: 0 done, 1 the search or prediction failed, 2 bad arguments.
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .artifacts import Predictor
+from .strategies import STRATEGIES
+from .study import SearchConfig, SearchStopped, Study
+
+_BAR_WIDTH = 30
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except (SearchStopped, ValueError, OSError) as exc:
+        print(f"cerebros: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m cerebros", description="Cerebros-style neural architecture search")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="search for a network and save the best one")
+    run.set_defaults(command=_run)
+    run.add_argument("--dataset", required=True, help="iris, wine, breast_cancer, digits, diabetes, or a .csv/.npz path")
+    run.add_argument("--target", help="the target column of a .csv with a header (default: the last column)")
+    run.add_argument("--task", choices=("classification", "regression"), help="default: inferred from the target")
+    run.add_argument("--objective", help="accuracy, f1_macro, log_loss, rmse, mae or r2 (default: accuracy or r2)")
+    run.add_argument("--strategy", choices=sorted(STRATEGIES), default="evolution")
+    run.add_argument("--max-trials", type=int, default=30)
+    run.add_argument("--max-time", type=float, help="hard deadline for the whole search, in seconds")
+    run.add_argument("--max-trial-time", type=float, help="limit for each trial, in seconds")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
+    run.add_argument("--n-jobs", type=int, default=1, help="trials trained at once, each in its own process")
+    run.add_argument("--run-dir", required=True, help="where the journal, the best model and the summary go")
+    run.add_argument("--resume", action="store_true", help="continue the search journaled in --run-dir")
+    run.add_argument("--search-space", type=json.loads, default={}, metavar="JSON",
+                     help='search-space overrides, e.g. \'{"levels": [1, 2], "activation": "relu"}\'')
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a strategy parameter (repeatable), e.g. population_size=10, tau=0.5, eta=3")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    predict = commands.add_parser("predict", help="predict with a run's best model")
+    predict.set_defaults(command=_predict)
+    predict.add_argument("--model", required=True, help="a run directory or its best_model.npz")
+    predict.add_argument("--input", required=True, help="a .csv of feature columns or a .npz holding X")
+    predict.add_argument("--proba", action="store_true", help="print class probabilities too")
+    return parser
+
+
+def _run(args):
+    config = SearchConfig(
+        dataset_id=args.dataset, objective=args.objective, strategy=args.strategy,
+        strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
+        seed=args.seed, split_seed=args.split_seed, target=args.target, task=args.task,
+        max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
+        n_jobs=args.n_jobs)
+    study = Study.prepare(config)
+    bar = None if args.quiet else _ProgressBar(study.objective.name, args.max_trials, args.max_time)
+    cancel = threading.Event()
+    # Ctrl-C stops the search and still reports the best so far
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        result = study.run(args.run_dir, resume=args.resume, on_trial=bar, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar:
+            bar.close()
+    _print_summary(result)
+    return 0
+
+
+def _strategy_param(text):
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--param: expected NAME=VALUE, got {text!r}")
+    number = float(value)
+    return name, int(number) if number.is_integer() and "." not in value else number
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn after every trial."""
+
+    def __init__(self, metric, max_trials, max_time):
+        self.metric = metric
+        self.max_trials = max_trials
+        self.max_time = max_time
+        self.started = time.monotonic()
+
+    def __call__(self, event):
+        done = event["completed"] / self.max_trials if self.max_trials else 1.0
+        if self.max_time:
+            done = max(done, (time.monotonic() - self.started) / self.max_time)
+        filled = int(round(min(done, 1.0) * _BAR_WIDTH))
+        best = "-" if event["best_value"] is None else f"{event['best_value']:.4f}"
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {event['completed']}/{self.max_trials} "
+                         f"trials  best {self.metric} {best}  {event['elapsed_seconds']:.0f} s ")
+        sys.stderr.flush()
+
+    def close(self):
+        sys.stderr.write("\n")
+
+
+def _print_summary(result):
+    best = result.best
+    objective = result.objective
+    lines = [
+        f"dataset            {result.config.dataset_id} ({result.task}; "
+        + ", ".join(f"{k} {v}" for k, v in result.split_sizes.items()) + " rows)",
+        f"strategy           {result.config.strategy}, seed {result.config.seed}",
+        f"trials             {result.completed_trials} (stopped by {result.stopped_reason}) "
+        f"in {result.duration_seconds:.1f} s",
+        f"best trial         #{best['number']}: {objective.name} {best['value']:.4f} on validation",
+        "validation         " + _metrics(result.validation_metrics),
+        "test (held out)    " + _metrics(result.test_metrics),
+        "architecture       " + _architecture(best["candidate"]),
+        f"run directory      {result.run_dir}",
+    ]
+    lines += [f"warning            {text}" for text in result.warnings]
+    print("\n".join(lines))
+
+
+def _metrics(metrics):
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+def _architecture(candidate):
+    widths = " | ".join("+".join(str(unit["neurons"]) for unit in level) for level in candidate["levels"])
+    return (f"levels [{widths}], {candidate['activation']}, {candidate['normalization']}, "
+            f"lr {candidate['learning_rate']:.2g}, batch {candidate['batch_size']}, "
+            f"epochs {candidate['epochs']}")
+
+
+def _predict(args):
+    predictor = Predictor.load(args.model)
+    X = _read_rows(args.input)
+    predictions = predictor.predict(X)
+    if args.proba and predictor.task == "classification":
+        proba = predictor.predict_proba(X)
+        classes = predictor.network.classes_.tolist()
+        for label, row in zip(predictions.tolist(), proba):
+            print(label, " ".join(f"{c}:{p:.4f}" for c, p in zip(classes, row)))
+    else:
+        for label in predictions.tolist():
+            print(label)
+    return 0
+
+
+def _read_rows(path):
+    if os.path.splitext(path)[1].lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive:
+                raise ValueError(f"--input: {path} holds no array X")
+            return archive["X"]
+    with open(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    try:
+        float(lines[0].split(",")[0])
+    except (ValueError, IndexError):
+        lines = lines[1:]  # a header row
+    return np.array([[float(cell) for cell in line.split(",")] for line in lines])

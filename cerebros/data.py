@@ -1,0 +1,254 @@
+"""The data a search runs on: load it, split it train / validation / test, scale it.
+
+A dataset comes from one of three places: a scikit-learn bundled dataset by name
+(``BUNDLED``), a ``.csv`` file (a header row is optional; the target is the last column
+unless named) or ``.npz`` file (arrays ``X`` and ``y``), or arrays given inline (lists or
+numpy arrays).
+
+``prepare`` splits off the test rows first (stratified for classification). The rest, the
+search rows, are divided into validation folds: one hold-out split (``folds=1``: a
+``validation_size`` share of them) or ``folds``-fold cross-validation (stratified for
+classification). The feature scaler is fitted on the training rows of the hold-out
+split, or on all search rows for cross-validation; never on test rows. The search
+sees the search rows only; the test split is for the final report. Regression targets are standardised by the network itself, from the
+training rows it is given, and its predictions come back in the original units.
+"""
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import datasets as sk_datasets
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+TASKS = ("classification", "regression")
+BUNDLED = {
+    "iris": (sk_datasets.load_iris, "classification"),
+    "wine": (sk_datasets.load_wine, "classification"),
+    "breast_cancer": (sk_datasets.load_breast_cancer, "classification"),
+    "digits": (sk_datasets.load_digits, "classification"),
+    "diabetes": (sk_datasets.load_diabetes, "regression"),
+}
+# Integer targets with at most this many distinct values are taken as class labels.
+MAX_INFERRED_CLASSES = 50
+
+
+class DataError(ValueError):
+    """The dataset cannot be used; ``field`` names the input at fault, ``kind`` says how
+    ("unknown_dataset" for a name or path that does not exist, else "invalid_field")."""
+
+    def __init__(self, message, field="dataset_id", kind="invalid_field"):
+        super().__init__(message)
+        self.field = field
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Feature standardisation: ``(X - mean) / scale``; constant columns get scale 1."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, X):
+        std = X.std(axis=0)
+        return cls(X.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.mean):
+            raise DataError(f"X: expected rows of {len(self.mean)} features, got shape {X.shape}", field="X")
+        return (X - self.mean) / self.scale
+
+    def to_dict(self):
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A prepared dataset: the scaled search rows ``X``, ``y`` with their ``folds`` (a list of
+    ``(train_rows, validation_rows)`` index pairs into them), the scaled test rows, the scaler."""
+
+    name: str
+    task: str
+    X: np.ndarray
+    y: np.ndarray
+    folds: list
+    X_test: np.ndarray
+    y_test: np.ndarray
+    scaler: Scaler
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    def sizes(self):
+        train, validation = self.folds[0]
+        return {"train": len(train), "validation": len(validation), "test": len(self.y_test),
+                "folds": len(self.folds)}
+
+
+def load(dataset_id, *, target=None):
+    """``(X, y, task_or_None)`` for a bundled dataset name or a .csv/.npz path."""
+    if not isinstance(dataset_id, str) or not dataset_id:
+        raise DataError(f"dataset_id: expected a dataset name or file path, got {dataset_id!r}")
+    if dataset_id in BUNDLED:
+        loader, task = BUNDLED[dataset_id]
+        X, y = loader(return_X_y=True)
+        return X.astype(np.float64), y, task
+    extension = os.path.splitext(dataset_id)[1].lower()
+    if extension in (".csv", ".npz"):
+        if not os.path.isfile(dataset_id):
+            raise DataError(f"dataset_id: no such file {dataset_id!r}", kind="unknown_dataset")
+        X, y = _load_csv(dataset_id, target) if extension == ".csv" else _load_npz(dataset_id)
+        return X, y, None
+    raise DataError(f"dataset_id: unknown dataset {dataset_id!r} (bundled: {', '.join(BUNDLED)}; "
+                    "or a path ending in .csv or .npz)", kind="unknown_dataset")
+
+
+def from_arrays(X, y):
+    """Inline data as arrays: ``X`` numeric 2-d, ``y`` 1-d with one value per row."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"data.X: expected a 2-d table of numbers ({exc})", field="data.X") from None
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dtype.kind in "SO":  # labels that arrived as bytes or mixed objects: make them text
+        y = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()])
+    return _checked(X, y, "data.X", "data.y")
+
+
+def infer_task(y):
+    """Classification for text, boolean or few distinct integer labels; regression otherwise."""
+    if y.dtype.kind in "UOSb":
+        return "classification"
+    if np.all(np.mod(y, 1) == 0) and len(np.unique(y)) <= MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def split_indices(y, task, *, test_size=0.25, validation_size=0.2, seed=0):
+    """Row indices ``(train, validation, test)``; ``validation_size`` is a fraction of the non-test rows.
+
+    The test split is exactly ``train_test_split(..., test_size, stratify, random_state=seed)``,
+    so baselines that call scikit-learn directly see the same test rows.
+    """
+    for name, value in (("test_size", test_size), ("validation_size", validation_size)):
+        if not 0.0 < value < 1.0:
+            raise DataError(f"{name}: must be between 0 and 1 (exclusive), got {value!r}", field=name)
+    rows = np.arange(len(y))
+    rest, test = _split(rows, y, task, test_size, seed, "test_size")
+    train, val = _split(rest, y[rest], task, validation_size, seed, "validation_size")
+    return train, val, test
+
+
+def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds=1, seed=0):
+    """Split and scale ``X, y`` into ``Splits``; ``task`` is inferred from ``y`` when None."""
+    if task is None:
+        task = infer_task(y)
+    elif task not in TASKS:
+        raise DataError(f"task: must be one of {', '.join(TASKS)}, got {task!r}", field="task")
+    if task == "regression":
+        if y.dtype.kind not in "iuf":
+            raise DataError(f"task: regression needs numeric targets, got {y.dtype} values", field="task")
+        y = y.astype(np.float64)
+    elif len(np.unique(y)) < 2:
+        raise DataError("y: classification needs at least two classes", field="y")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise DataError(f"folds: must be an integer >= 1, got {folds!r}", field="folds")
+    train, val, test = split_indices(y, task, test_size=test_size, validation_size=validation_size, seed=seed)
+    search = np.concatenate([train, val])
+    if folds == 1:
+        fold_rows = [(np.arange(len(train)), np.arange(len(train), len(search)))]
+        scaler = Scaler.fit(X[train])
+    else:
+        fold_rows = _cross_validation(y[search], task, folds, seed)
+        scaler = Scaler.fit(X[search])
+    return Splits(name=name, task=task, X=scaler.transform(X[search]), y=y[search], folds=fold_rows,
+                  X_test=scaler.transform(X[test]), y_test=y[test], scaler=scaler)
+
+
+def _cross_validation(y, task, folds, seed):
+    splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
+    if task == "classification" and np.unique(y, return_counts=True)[1].min() < folds:
+        raise DataError(f"folds: {folds}-fold cross-validation needs at least {folds} search rows of every "
+                        "class", field="folds")
+    if len(y) < 2 * folds:
+        raise DataError(f"folds: {len(y)} search rows are too few for {folds} folds", field="folds")
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def _split(rows, y, task, size, seed, field):
+    stratify = y if task == "classification" else None
+    try:
+        return train_test_split(rows, test_size=size, stratify=stratify, random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"{field}: cannot split {len(rows)} rows this way ({exc})", field=field) from None
+
+
+def _checked(X, y, x_field, y_field):
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{x_field}: expected a non-empty 2-d table (rows, features), got shape {X.shape}",
+                        field=x_field)
+    if not np.isfinite(X).all():
+        raise DataError(f"{x_field}: contains NaN or infinite values", field=x_field)
+    if y.ndim != 1 or len(y) != len(X):
+        raise DataError(f"{y_field}: expected one target per row ({len(X)}), got shape {y.shape}", field=y_field)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{y_field}: contains NaN or infinite values", field=y_field)
+    return X, y
+
+
+def _load_npz(path):
+    with np.load(path, allow_pickle=False) as archive:
+        missing = [key for key in ("X", "y") if key not in archive]
+        if missing:
+            raise DataError(f"dataset_id: {path} lacks array(s) {', '.join(missing)} (needs X and y)")
+        X, y = archive["X"], archive["y"]
+    if X.dtype.kind not in "iufb":
+        raise DataError(f"dataset_id: {path}: X must be numeric, got dtype {X.dtype}")
+    return _checked(X.astype(np.float64), y, f"{path}: X", f"{path}: y")
+
+
+def _load_csv(path, target):
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    if not rows:
+        raise DataError(f"dataset_id: {path} is empty")
+    header = rows[0] if not all(_is_number(cell) for cell in rows[0]) else None
+    body = rows[1:] if header else rows
+    width = len(rows[0])
+    column = width - 1
+    if target is not None:
+        if header is None or target not in header:
+            raise DataError(f"target: column {target!r} not found in the header of {path}", field="target")
+        column = header.index(target)
+    features, labels = [], []
+    for line, row in enumerate(body, start=2 if header else 1):
+        if len(row) != width:
+            raise DataError(f"dataset_id: {path} line {line} has {len(row)} cells, expected {width}")
+        try:
+            features.append([float(cell) for i, cell in enumerate(row) if i != column])
+        except ValueError:
+            raise DataError(f"dataset_id: {path} line {line} has a non-numeric feature") from None
+        labels.append(row[column].strip())
+    y = np.array(labels)
+    if all(_is_number(v) for v in labels):
+        y = y.astype(np.float64)
+    return _checked(np.array(features, dtype=np.float64).reshape(len(body), width - 1), y,
+                    f"{path}: features", f"{path}: target")
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

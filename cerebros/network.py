@@ -1,0 +1,536 @@
+"""A numpy network for one Candidate: forward and backward passes, AdamW, early stopping, save/load.
+
+Every unit computes ``activation(dense(normalise(concatenate(inputs))))``: its inputs are
+concatenated in the candidate's order (vertical inputs sorted by (level, unit), then lateral
+inputs), then batch-normalised (batch statistics while training, running statistics with
+momentum 0.9 at inference) or passed through inverted dropout (training only) or left as
+they are, then multiplied by the weights. The output unit is the same without activation:
+logits for classification (softmax cross-entropy on integer-coded classes), raw values for
+regression (mean squared error). Regression targets are standardised with the training
+split's mean and standard deviation, so the losses reported (``history_``, ``best_val_loss_``)
+are in standardised units; ``predict`` returns the original units.
+
+BLAS runs single-threaded inside ``fit`` and predictions: these matrices are small, and
+threads fighting for the cores (other trials, other processes) made training 10-40 times
+slower when measured on a busy 2-core machine. Parallelism belongs to trials, not matmuls.
+
+Arithmetic is float32 by default (about twice as fast as float64 for these sizes); pass
+``dtype=numpy.float64`` for gradient checks. Weights start He-, Glorot- or LeCun-normal
+as the activation suits (``cerebros.activations``), the output unit's scaled down by
+``OUTPUT_INIT_SCALE``; biases at zero. The learning rate halves whenever the validation
+loss has not improved for ``patience // PLATEAU_STEPS`` epochs (reduce-on-plateau), and
+training stops after ``patience`` such epochs.
+"""
+import functools
+import json
+import math
+import os
+import time
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from .activations import ACTIVATIONS
+from .optim import AdamW
+from .space import Candidate
+
+TASKS = ("classification", "regression")
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.9
+EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
+_FORMAT = "cerebros-network/1"
+OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
+PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience without progress
+
+
+_THREADPOOLS = ThreadpoolController()  # found once: a fresh scan per call costs about 1 ms
+
+
+def _single_threaded_blas(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+    return wrapper
+
+
+class _Layer:
+    """One unit: how its inputs are routed, its shapes, and (once ``_build`` lays them out) its arrays.
+
+    ``W``, ``b`` and, with batch norm, ``gamma``, ``beta`` are views into the network's one flat
+    parameter vector; ``grad[name]`` the matching views into the flat gradient vector.
+    """
+
+    def __init__(self, sources, widths, fan_out, normalization, activation):
+        self.sources = sources
+        self.offsets = np.cumsum([0] + widths)
+        self.fan_in = int(self.offsets[-1])
+        self.fan_out = fan_out
+        self.batchnorm = normalization == "batchnorm"
+        self.activation = activation
+        # gradients for inputs that are only the raw features are never needed
+        self.needs_input_grad = any(s != 0 for s in sources)
+        self.grad = {}
+
+    def shapes(self):
+        shapes = {"W": (self.fan_in, self.fan_out), "b": (self.fan_out,)}
+        if self.batchnorm:
+            shapes.update(gamma=(self.fan_in,), beta=(self.fan_in,))
+        return shapes
+
+    def initialize(self, rng, dtype):
+        gain = ACTIVATIONS[self.activation][2] if self.activation else "glorot"
+        std = {"he": math.sqrt(2.0 / self.fan_in), "lecun": math.sqrt(1.0 / self.fan_in),
+               "glorot": math.sqrt(2.0 / (self.fan_in + self.fan_out))}[gain]
+        if self.activation is None:
+            std *= OUTPUT_INIT_SCALE
+        self.W[...] = rng.standard_normal(self.W.shape) * std
+        self.b[...] = 0
+        if self.batchnorm:
+            self.gamma[...] = 1
+            self.beta[...] = 0
+            self.running_mean = np.zeros(self.fan_in, dtype)
+            self.running_var = np.ones(self.fan_in, dtype)
+
+    def param_names(self):
+        return tuple(self.shapes())
+
+    def state_names(self):
+        """Parameters plus batch-norm running statistics: everything a saved model needs."""
+        return self.param_names() + (("running_mean", "running_var") if self.batchnorm else ())
+
+
+class CerebrosNetwork:
+    """A trainable network built from a ``Candidate`` (scikit-learn style: ``fit`` then ``predict``).
+
+    ``task`` is "classification" (labels of any ints or strings, ``classes_`` sorted) or
+    "regression" (``y`` 1-d or 2-d). ``random_state`` seeds weight initialisation, shuffling and
+    dropout: the same seed and data give the same weights, bit for bit.
+    """
+
+    def __init__(self, candidate, *, task="classification", random_state=None, dtype=np.float32):
+        if not isinstance(candidate, Candidate):
+            raise TypeError(f"candidate: expected a cerebros.space.Candidate, got {type(candidate).__name__}")
+        if task not in TASKS:
+            raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: must be float32 or float64, got {dtype}")
+        self.candidate = candidate
+        self.task = task
+        self.random_state = random_state
+        self.dtype = dtype
+        self._rng = np.random.default_rng(random_state)
+        self._layers = None
+
+    # ---- training ---------------------------------------------------------------------
+
+    @_single_threaded_blas
+    def fit(self, X, y, X_val=None, y_val=None, *, epochs=None, warm_start=False, deadline=None,
+            should_stop=None, on_epoch=None):
+        """Train with mini-batch AdamW, keeping the weights of the epoch with the lowest validation loss.
+
+        - ``X_val``/``y_val``: the early-stopping split; without them the training loss is watched.
+        - ``epochs``: epochs to train in this call (default ``candidate.epochs``); training stops
+          earlier after ``candidate.patience`` epochs without improvement.
+        - ``warm_start``: continue from the current weights, optimiser state (learning-rate
+          reductions included) and best-so-far, with the patience count restarted (successive
+          halving); without it, or on the first call, training starts afresh from
+          ``random_state``, so refitting gives the same network as a new object would.
+        - ``deadline`` (a ``time.monotonic()`` value) and ``should_stop()`` (cancellation) are
+          checked after every batch; the epoch then ends early, is evaluated, and training stops.
+        - ``on_epoch(epoch, train_loss, val_loss)`` is called after each epoch (numbered from 1
+          across warm starts).
+
+        Afterwards: ``history_`` (one dict per epoch: epoch, train_loss, val_loss),
+        ``best_epoch_``, ``best_val_loss_`` (inf and ``best_epoch_`` 0 if no epoch gave a finite
+        loss: the initial weights are kept), ``n_epochs_trained_`` (all calls),
+        ``stopped_reason_`` ("completed", "early_stopping", "deadline", "cancelled", "diverged").
+        """
+        X = self._check_X(X, "X")
+        if not (warm_start and self._layers is not None):
+            self._setup(X, y)
+        targets = self._encode(y, len(X), "y")
+        if X_val is None:
+            if y_val is not None:
+                raise ValueError("y_val: given without X_val")
+            X_val, val_targets = X, targets
+        else:
+            X_val = self._check_X(X_val, "X_val")
+            val_targets = self._encode(y_val, len(X_val), "y_val")
+        epochs = self.candidate.epochs if epochs is None else int(epochs)
+        if epochs < 1:
+            raise ValueError(f"epochs: must be >= 1, got {epochs}")
+
+        n = len(X)
+        n_batches = math.ceil(n / min(self.candidate.batch_size, n))
+        bounds = np.linspace(0, n, n_batches + 1).round().astype(int)  # near-equal batches: none tiny
+        since_best = 0
+        self.stopped_reason_ = "completed"
+        for _ in range(epochs):
+            order = self._rng.permutation(n)
+            X_epoch, t_epoch = X[order], targets[order]
+            total, seen, reason = 0.0, 0, None
+            for start, stop in zip(bounds[:-1], bounds[1:]):
+                loss = self._loss_and_grads(X_epoch[start:stop], t_epoch[start:stop])
+                if not math.isfinite(loss):
+                    reason = "diverged"
+                    break
+                self._optimizer.step(self._grads)
+                total += loss * (stop - start)
+                seen += stop - start
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason = "deadline"
+                elif should_stop is not None and should_stop():
+                    reason = "cancelled"
+                if reason:
+                    break
+            self.n_epochs_trained_ += 1
+            train_loss = total / seen if seen else math.nan
+            val_loss = math.nan if reason == "diverged" else self._eval_loss(X_val, val_targets)
+            epoch = self.n_epochs_trained_
+            self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            if on_epoch is not None:
+                on_epoch(epoch, train_loss, val_loss)
+            if val_loss < self.best_val_loss_:
+                self.best_val_loss_, self.best_epoch_ = val_loss, epoch
+                self._best_state = self._copy_state()
+                since_best = 0
+            else:
+                since_best += 1
+                if since_best % max(1, self.candidate.patience // PLATEAU_STEPS) == 0:
+                    self._optimizer.learning_rate *= 0.5
+            if reason is None and since_best >= self.candidate.patience:
+                reason = "early_stopping"
+            if reason:
+                self.stopped_reason_ = reason
+                break
+        self._restore_state(self._best_state)
+        return self
+
+    def _setup(self, X, y):
+        """Fresh weights and optimiser for data shaped like ``X``, ``y``; fixes classes or target scaling."""
+        self._rng = np.random.default_rng(self.random_state)
+        if self.task == "classification":
+            y = self._check_y(y, len(X), "y", allow_2d=False)
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(f"y: classification needs at least 2 classes, got {self.classes_.tolist()!r}")
+            n_outputs = len(self.classes_)
+        else:
+            y = self._check_y(y, len(X), "y", allow_2d=True).astype(np.float64)
+            self._y_ndim = y.ndim
+            y2 = y.reshape(len(y), -1)
+            self._y_mean = y2.mean(axis=0)
+            std = y2.std(axis=0)
+            self._y_scale = np.where(std > 0, std, 1.0)
+            n_outputs = y2.shape[1]
+        self._build(n_outputs)
+        self.history_ = []
+        self.n_epochs_trained_ = 0
+        self.best_epoch_ = 0
+        self.best_val_loss_ = math.inf
+        self._best_state = self._copy_state()
+
+    def _build(self, n_outputs):
+        """Create the layers in topological order (level by level), their flat storage, and the optimiser."""
+        c = self.candidate
+        node_of = {(0, 0): 0}
+        widths = [c.n_inputs]
+        self._layers = []
+        units = [(k, i, unit.inputs, unit.lateral_inputs, unit.neurons, c.activation)
+                 for k, level in enumerate(c.levels, start=1) for i, unit in enumerate(level)]
+        units.append((len(c.levels) + 1, 0, c.output_inputs, (), n_outputs, None))
+        for k, i, inputs, lateral, fan_out, activation in units:
+            sources = [node_of[ref] for ref in inputs] + [node_of[(k, m)] for m in lateral]
+            self._layers.append(_Layer(sources, [widths[s] for s in sources], fan_out, c.normalization, activation))
+            node_of[(k, i)] = len(widths)
+            widths.append(fan_out)
+        self.n_outputs_ = n_outputs
+        # all weight matrices first, so weight decay touches one leading slice of the vector
+        layout = [(layer, "W") for layer in self._layers] + \
+            [(layer, name) for layer in self._layers for name in layer.param_names() if name != "W"]
+        sizes = [math.prod(layer.shapes()[name]) for layer, name in layout]
+        self._params = np.empty(sum(sizes), self.dtype)
+        self._grads = np.empty(sum(sizes), self.dtype)
+        start = 0
+        for (layer, name), size in zip(layout, sizes):
+            shape = layer.shapes()[name]
+            setattr(layer, name, self._params[start:start + size].reshape(shape))
+            layer.grad[name] = self._grads[start:start + size].reshape(shape)
+            start += size
+        for layer in self._layers:
+            layer.initialize(self._rng, self.dtype)
+        n_weights = sum(size for (_, name), size in zip(layout, sizes) if name == "W")
+        self._optimizer = AdamW(self._params, n_weights, learning_rate=c.learning_rate, weight_decay=c.weight_decay)
+
+    # ---- forward and backward -----------------------------------------------------------
+
+    def _forward(self, X, train):
+        """Run every layer; returns the output and, when training, what backward needs."""
+        outs = [X]
+        caches = []
+        keep = 1.0 - self.candidate.dropout
+        dropout = train and self.candidate.normalization == "dropout" and keep < 1.0
+        for layer in self._layers:
+            parts = [outs[s] for s in layer.sources]
+            x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            cache = {}
+            if layer.batchnorm:
+                if train:
+                    mean = x.mean(axis=0)
+                    centred = x - mean
+                    var = np.einsum("ij,ij->j", centred, centred) / len(x)
+                    layer.running_mean *= BN_MOMENTUM
+                    layer.running_mean += (1 - BN_MOMENTUM) * mean
+                    layer.running_var *= BN_MOMENTUM
+                    layer.running_var += (1 - BN_MOMENTUM) * var
+                    inv = 1.0 / np.sqrt(var + BN_EPS)
+                    xhat = centred * inv
+                    cache["xhat"], cache["inv"] = xhat, inv
+                    x = xhat * layer.gamma + layer.beta
+                else:
+                    scale = layer.gamma / np.sqrt(layer.running_var + BN_EPS)
+                    x = x * scale + (layer.beta - layer.running_mean * scale)
+            elif dropout:
+                mask = (self._rng.random(x.shape, dtype=self.dtype) < keep).astype(self.dtype)
+                mask /= keep
+                cache["mask"] = mask
+                x = x * mask
+            z = x @ layer.W
+            z += layer.b
+            a = ACTIVATIONS[layer.activation][0](z) if layer.activation else z
+            if train:
+                cache["x"], cache["z"], cache["a"] = x, z, a
+                caches.append(cache)
+            outs.append(a)
+        return outs[-1], caches
+
+    def _backward(self, d_out, caches):
+        """Write every parameter's gradient into ``layer.grad`` given d loss / d output."""
+        d_nodes = [None] * (len(self._layers) + 1)
+        d_nodes[-1] = d_out
+        for index in range(len(self._layers) - 1, -1, -1):
+            layer, cache = self._layers[index], caches[index]
+            dz = d_nodes[index + 1]
+            if layer.activation:
+                dz = dz * ACTIVATIONS[layer.activation][1](cache["z"], cache["a"])
+            np.matmul(cache["x"].T, dz, out=layer.grad["W"])
+            np.sum(dz, axis=0, out=layer.grad["b"])
+            if layer.needs_input_grad or layer.batchnorm:
+                dx = dz @ layer.W.T
+                if layer.batchnorm:
+                    xhat, inv = cache["xhat"], cache["inv"]
+                    np.einsum("ij,ij->j", dx, xhat, out=layer.grad["gamma"])
+                    np.sum(dx, axis=0, out=layer.grad["beta"])
+                    dxhat = dx * layer.gamma
+                    dx = inv * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0))
+                elif "mask" in cache:
+                    dx = dx * cache["mask"]
+                if layer.needs_input_grad:
+                    for s, lo, hi in zip(layer.sources, layer.offsets[:-1], layer.offsets[1:]):
+                        if s == 0:
+                            continue
+                        if d_nodes[s] is None:
+                            d_nodes[s] = dx[:, lo:hi].copy()
+                        else:
+                            d_nodes[s] += dx[:, lo:hi]
+
+    def _loss_and_grads(self, X, targets):
+        """Training-mode loss; the gradients land in ``self._grads`` (through the layers' views)."""
+        out, caches = self._forward(X, train=True)
+        loss, d_out = self._loss(out, targets, with_grad=True)
+        self._backward(d_out, caches)
+        return loss
+
+    def _loss(self, out, targets, with_grad=False):
+        """Mean loss over rows (and outputs, for regression), and optionally its gradient."""
+        n = len(out)
+        if self.task == "classification":
+            shifted = out - out.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            log_p = shifted - log_norm
+            loss = -float(log_p[np.arange(n), targets].astype(np.float64).mean())
+            if not with_grad:
+                return loss
+            d_out = np.exp(log_p)
+            d_out[np.arange(n), targets] -= 1.0
+            return loss, d_out / n
+        diff = out - targets
+        loss = float((diff.astype(np.float64) ** 2).mean())
+        return (loss, diff * (2.0 / diff.size)) if with_grad else loss
+
+    def _eval_loss(self, X, targets):
+        total = sum(self._loss(self._forward(X[i:i + EVAL_CHUNK], train=False)[0], targets[i:i + EVAL_CHUNK])
+                    * len(targets[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK))
+        return total / len(X)
+
+    @_single_threaded_blas
+    def loss_and_gradients(self, X, y):
+        """Training-mode loss on ``(X, y)`` and its gradient for every parameter, keyed like
+        ``parameters()`` (for gradient checks; batch-norm running statistics are updated)."""
+        self._require_fitted()
+        loss = self._loss_and_grads(self._check_X(X, "X"), self._encode(y, len(X), "y"))
+        return loss, {f"{i}.{name}": layer.grad[name].copy()
+                      for i, layer in enumerate(self._layers) for name in layer.param_names()}
+
+    def parameters(self):
+        """The live trainable arrays (views: writing to them changes the network), ``{"<layer>.<name>": array}``."""
+        self._require_fitted()
+        return {f"{i}.{name}": getattr(layer, name)
+                for i, layer in enumerate(self._layers) for name in layer.param_names()}
+
+    # ---- prediction -------------------------------------------------------------------
+
+    @_single_threaded_blas
+    def _output(self, X):
+        self._require_fitted()
+        X = self._check_X(X, "X")
+        chunks = [self._forward(X[i:i + EVAL_CHUNK], train=False)[0] for i in range(0, len(X), EVAL_CHUNK)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.n_outputs_), self.dtype)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n, len(classes_)), columns in ``classes_`` order."""
+        if self.task != "classification":
+            raise ValueError("predict_proba: only for task='classification'")
+        out = self._output(X).astype(np.float64)
+        out -= out.max(axis=1, keepdims=True)
+        np.exp(out, out=out)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Class labels (classification) or values in the target's units and shape (regression)."""
+        out = self._output(X)
+        if self.task == "classification":
+            return self.classes_[np.argmax(out, axis=1)]
+        values = out.astype(np.float64) * self._y_scale + self._y_mean
+        return values[:, 0] if self._y_ndim == 1 else values
+
+    # ---- persistence ------------------------------------------------------------------
+
+    def save(self, path):
+        """Write ``path`` (.npz added if missing: weights and metadata, loadable without pickle) and
+        a readable ``.json`` beside it (architecture, hyper-parameters, training summary).
+        Returns both paths."""
+        self._require_fitted()
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        meta = {
+            "format": _FORMAT,
+            "candidate": self.candidate.to_dict(),
+            "task": self.task,
+            "dtype": self.dtype.name,
+            "random_state": self.random_state if isinstance(self.random_state, int) else None,
+            "n_outputs": self.n_outputs_,
+            "best_epoch": self.best_epoch_,
+            "best_val_loss": _finite_or_none(self.best_val_loss_),
+            "n_epochs_trained": self.n_epochs_trained_,
+            "stopped_reason": getattr(self, "stopped_reason_", None),
+            "history": [{k: _finite_or_none(v) for k, v in h.items()} for h in self.history_],
+        }
+        if self.task == "classification":
+            meta["classes"] = self.classes_.tolist()
+        else:
+            meta.update(y_mean=self._y_mean.tolist(), y_scale=self._y_scale.tolist(), y_ndim=self._y_ndim)
+        text = json.dumps(meta, indent=1)
+        arrays = {f"{i}.{name}": getattr(layer, name)
+                  for i, layer in enumerate(self._layers) for name in layer.state_names()}
+        with open(path, "wb") as f:
+            np.savez(f, __meta__=np.array(text), **arrays)
+        json_path = path[:-4] + ".json"
+        with open(json_path, "w") as f:
+            f.write(text)
+        return path, json_path
+
+    @classmethod
+    def load(cls, path):
+        """Rebuild a network written by ``save``; it predicts exactly as the saved one did."""
+        path = os.fspath(path)
+        with np.load(path, allow_pickle=False) as data:
+            try:
+                meta = json.loads(str(data["__meta__"]))
+            except KeyError:
+                raise ValueError(f"{path}: not a saved CerebrosNetwork (no __meta__ entry)") from None
+            if meta.get("format") != _FORMAT:
+                raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
+            net = cls(Candidate.from_dict(meta["candidate"]), task=meta["task"],
+                      random_state=meta["random_state"], dtype=meta["dtype"])
+            net._build(meta["n_outputs"])
+            for i, layer in enumerate(net._layers):
+                for name in layer.state_names():
+                    key = f"{i}.{name}"
+                    if key not in data or data[key].shape != getattr(layer, name).shape:
+                        raise ValueError(f"{path}: array {key!r} is missing or has the wrong shape")
+                    getattr(layer, name)[...] = data[key]
+        if net.task == "classification":
+            net.classes_ = np.array(meta["classes"])
+        else:
+            net._y_mean = np.array(meta["y_mean"])
+            net._y_scale = np.array(meta["y_scale"])
+            net._y_ndim = meta["y_ndim"]
+        net.history_ = [{k: math.nan if v is None else v for k, v in h.items()} for h in meta["history"]]
+        net.best_epoch_ = meta["best_epoch"]
+        net.best_val_loss_ = math.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
+        net.n_epochs_trained_ = meta["n_epochs_trained"]
+        net.stopped_reason_ = meta["stopped_reason"]
+        return net
+
+    # ---- state and input checks ---------------------------------------------------------
+
+    def _running_stats(self):
+        return [getattr(layer, name) for layer in self._layers if layer.batchnorm
+                for name in ("running_mean", "running_var")]
+
+    def _copy_state(self):
+        return [self._params.copy()] + [a.copy() for a in self._running_stats()]
+
+    def _restore_state(self, state):
+        for target, saved in zip([self._params] + self._running_stats(), state):
+            target[...] = saved
+
+    def _require_fitted(self):
+        if self._layers is None:
+            raise ValueError("this CerebrosNetwork is not fitted yet: call fit first")
+
+    def _check_X(self, X, name):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"{name}: expected a 2-d array (rows, features), got shape {X.shape}")
+        if X.shape[1] != self.candidate.n_inputs:
+            raise ValueError(f"{name}: the candidate takes {self.candidate.n_inputs} features, got {X.shape[1]}")
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"{name}: expected real numbers, got dtype {X.dtype}")
+        X = X.astype(self.dtype, copy=False)
+        if not np.isfinite(X).all():
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        return X
+
+    def _check_y(self, y, n_rows, name, allow_2d):
+        y = np.asarray(y)
+        if y.ndim not in ((1, 2) if allow_2d else (1,)) or len(y) != n_rows:
+            raise ValueError(f"{name}: expected {'1-d or 2-d' if allow_2d else '1-d'} with {n_rows} rows, "
+                             f"got shape {y.shape}")
+        return y
+
+    def _encode(self, y, n_rows, name):
+        """Targets as the loss wants them: class indices, or standardised 2-d values."""
+        if self.task == "classification":
+            y = self._check_y(y, n_rows, name, allow_2d=False)
+            index = np.searchsorted(self.classes_, y)
+            index = np.minimum(index, len(self.classes_) - 1)
+            unknown = self.classes_[index] != y
+            if np.any(unknown):
+                raise ValueError(f"{name}: label {y[unknown][0].tolist()!r} was not among the training classes "
+                                 f"{self.classes_.tolist()!r}")
+            return index
+        y = self._check_y(y, n_rows, name, allow_2d=True).astype(np.float64).reshape(n_rows, -1)
+        if y.shape[1] != self.n_outputs_:
+            raise ValueError(f"{name}: expected {self.n_outputs_} target column(s), got {y.shape[1]}")
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        return ((y - self._y_mean) / self._y_scale).astype(self.dtype)
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

@@ -1,0 +1,89 @@
+"""The metrics a search can optimise, each with its task and direction (scikit-learn computes them).
+
+``fitness`` turns a metric into "higher is better", which is what the strategies compare.
+"""
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from sklearn import metrics as sk_metrics
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named metric: ``task`` it applies to, ``direction`` ("maximize" or "minimize"),
+    and whether it scores class probabilities rather than predictions."""
+
+    name: str
+    task: str
+    direction: str
+    uses_proba: bool
+    score: Callable
+
+    def fitness(self, value):
+        """``value`` as higher-is-better (negated when minimised); None (a failed trial) is -inf."""
+        if value is None or not math.isfinite(value):
+            return -math.inf
+        return value if self.direction == "maximize" else -value
+
+    def from_fitness(self, fitness):
+        """Inverse of ``fitness`` for finite values."""
+        return fitness if self.direction == "maximize" else -fitness
+
+
+def _rmse(y_true, y_pred):
+    return math.sqrt(sk_metrics.mean_squared_error(y_true, y_pred))
+
+
+OBJECTIVES = {
+    "accuracy": Objective("accuracy", "classification", "maximize", False, sk_metrics.accuracy_score),
+    "f1_macro": Objective("f1_macro", "classification", "maximize", False,
+                          lambda t, p: sk_metrics.f1_score(t, p, average="macro")),
+    "log_loss": Objective("log_loss", "classification", "minimize", True, sk_metrics.log_loss),
+    "rmse": Objective("rmse", "regression", "minimize", False, _rmse),
+    "mae": Objective("mae", "regression", "minimize", False, sk_metrics.mean_absolute_error),
+    "r2": Objective("r2", "regression", "maximize", False, sk_metrics.r2_score),
+}
+DEFAULTS = {"classification": "accuracy", "regression": "r2"}
+
+
+class ObjectiveError(ValueError):
+    """An objective name is unknown or does not fit the task."""
+
+    field = "objective"
+
+
+def get(name, task):
+    """The objective called ``name`` for ``task``; None gives the task's default."""
+    if name is None:
+        name = DEFAULTS[task]
+    if name not in OBJECTIVES:
+        raise ObjectiveError(f"objective: unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
+    objective = OBJECTIVES[name]
+    if objective.task != task:
+        usable = ", ".join(n for n, o in OBJECTIVES.items() if o.task == task)
+        raise ObjectiveError(f"objective: {name!r} is a {objective.task} metric but the dataset is a "
+                             f"{task} task (use one of {usable})")
+    return objective
+
+
+def evaluate(model, X, y):
+    """Every metric of the model's task on ``(X, y)``, as ``{name: float}``."""
+    if model.task == "classification":
+        return score_predictions(model.task, y, model.predict(X), model.predict_proba(X), model.classes_)
+    return score_predictions(model.task, y, model.predict(X))
+
+
+def score_predictions(task, y, predictions, proba=None, classes=None):
+    """Every metric of ``task`` from predictions (and, for classification, the class
+    probabilities with their ``classes`` in column order), as ``{name: float}``."""
+    results = {}
+    for name, objective in OBJECTIVES.items():
+        if objective.task != task:
+            continue
+        if objective.uses_proba:
+            value = objective.score(y, proba, labels=classes)
+        else:
+            value = objective.score(y, predictions)
+        results[name] = float(value)
+    return results

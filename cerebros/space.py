@@ -1,0 +1,712 @@
+"""The Cerebros search space: what a candidate network is, and how to sample, mutate and cross them.
+
+A candidate is a stack of levels. Level 0 is the input, taken as ONE block of ``n_inputs``
+features (so "number of inputs" in the Cerebros rules is 1); levels ``1..L`` are hidden
+levels of dense units; level ``L + 1`` holds the single output unit. A unit's input is the
+concatenation of the outputs it is connected to:
+
+- vertical inputs, ``(level, unit)`` pairs on earlier levels (``(0, 0)`` is the input block);
+- lateral inputs, indices of earlier units on its own level.
+
+Sampling (``SearchSpace.sample``), for a unit on level ``k`` and every earlier level ``j``:
+draw ``count = rounding(affinity * affinity_decay ** (k - j) * units_on_level_j)``
+predecessors uniformly with replacement, where ``affinity`` is ``affinity_first`` for the
+input block seen from level 1 (undecayed, as Cerebros does for its first level) and
+``affinity_main`` otherwise. A predecessor drawn twice is kept once: a repeated copy in a
+concatenation adds no information. Laterals: unit ``i`` tries every earlier unit ``m`` of its
+level, succeeding with probability ``p_lateral_connection * 0.95 ** (i - m)``, unless the
+chain of consecutive lateral connections ending at ``m`` is already
+``max_consecutive_lateral_connections`` long. Then ``repair`` guarantees a valid network.
+
+Valid network (checked by ``Candidate.from_dict`` and kept by every operation here):
+every hidden unit and the output has at least one vertical input (so every unit is
+reached from the input), and every hidden unit feeds a later unit (so every unit reaches
+the output). Repair wires an orphan unit on level ``k`` to a random unit on a level drawn
+from ``[k + minimum_skip_connection_depth, k + maximum_skip_connection_depth]``, clipped to
+the output level.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+
+NORMALIZATIONS = ("batchnorm", "dropout", "none")
+ROUNDINGS = ("ceil", "floor")
+LATERAL_DECAY = 0.95
+
+
+class SpaceError(ValueError):
+    """A search space or candidate field is invalid; the message names the field and the value."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A hidden unit: ``neurons`` outputs, vertical ``inputs`` ((level, unit) pairs) and
+    ``lateral_inputs`` (indices of earlier units on the same level), both sorted."""
+
+    neurons: int
+    inputs: Tuple[Tuple[int, int], ...]
+    lateral_inputs: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture with its training hyper-parameters.
+
+    ``levels`` holds the hidden levels 1..L (each a tuple of ``Unit``); ``output_inputs``
+    the output unit's (level, unit) inputs. ``dropout`` is 0.0 unless ``normalization`` is
+    "dropout". ``epochs`` is the most epochs to train; ``patience`` the early-stopping
+    patience in epochs. Build with ``SearchSpace.sample`` or ``Candidate.from_dict``.
+    """
+
+    n_inputs: int
+    levels: Tuple[Tuple[Unit, ...], ...]
+    output_inputs: Tuple[Tuple[int, int], ...]
+    activation: str
+    normalization: str
+    dropout: float
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    patience: int
+
+    def to_dict(self):
+        """A JSON-safe plain dict (only str, int, float, lists, dicts); ``from_dict`` inverts it."""
+        return {
+            "n_inputs": self.n_inputs,
+            "levels": [
+                [
+                    {
+                        "neurons": unit.neurons,
+                        "inputs": [list(ref) for ref in unit.inputs],
+                        "lateral_inputs": list(unit.lateral_inputs),
+                    }
+                    for unit in level
+                ]
+                for level in self.levels
+            ],
+            "output_inputs": [list(ref) for ref in self.output_inputs],
+            "activation": self.activation,
+            "normalization": self.normalization,
+            "dropout": self.dropout,
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "patience": self.patience,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild and validate a candidate from ``to_dict`` output; ``SpaceError`` on any defect."""
+        d = _require_mapping(d, "candidate")
+        _reject_unknown(d, _CANDIDATE_KEYS, "candidate")
+        missing = [key for key in _CANDIDATE_KEYS if key not in d]
+        if missing:
+            raise SpaceError(f"candidate: missing field(s) {', '.join(missing)}")
+        levels = _require_list(d["levels"], "levels")
+        candidate = cls(
+            n_inputs=_as_int(d["n_inputs"], "n_inputs", low=1),
+            levels=tuple(
+                tuple(_unit_from_dict(u, f"levels[{k}][{i}]") for i, u in
+                      enumerate(_require_list(level, f"levels[{k}]")))
+                for k, level in enumerate(levels)
+            ),
+            output_inputs=_refs_from_list(d["output_inputs"], "output_inputs"),
+            activation=_as_choice(d["activation"], "activation", tuple(ACTIVATIONS)),
+            normalization=_as_choice(d["normalization"], "normalization", NORMALIZATIONS),
+            dropout=_as_float(d["dropout"], "dropout", low=0.0, high=1.0, high_open=True),
+            learning_rate=_as_float(d["learning_rate"], "learning_rate", low=0.0, low_open=True),
+            weight_decay=_as_float(d["weight_decay"], "weight_decay", low=0.0),
+            batch_size=_as_int(d["batch_size"], "batch_size", low=1),
+            epochs=_as_int(d["epochs"], "epochs", low=1),
+            patience=_as_int(d["patience"], "patience", low=1),
+        )
+        candidate.check()
+        return candidate
+
+    def key(self):
+        """A stable hex digest of the whole candidate: equal candidates, equal keys (de-duplication)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def check(self):
+        """Raise ``SpaceError`` unless the wiring is a valid network (see the module docstring)."""
+        if not self.levels:
+            raise SpaceError("levels: a candidate needs at least one hidden level")
+        widths = [1] + [len(level) for level in self.levels]
+        consumed = set()
+        for k, level in enumerate(self.levels, start=1):
+            if not level:
+                raise SpaceError(f"levels[{k - 1}]: a hidden level needs at least one unit")
+            for i, unit in enumerate(level):
+                where = f"levels[{k - 1}][{i}]"
+                if unit.neurons < 1:
+                    raise SpaceError(f"{where}.neurons: must be >= 1, got {unit.neurons}")
+                _check_refs(unit.inputs, k, widths, f"{where}.inputs")
+                for m in unit.lateral_inputs:
+                    if not 0 <= m < i:
+                        raise SpaceError(
+                            f"{where}.lateral_inputs: {m} is not an earlier unit of the same level")
+                    consumed.add((k, m))
+                consumed.update(unit.inputs)
+        _check_refs(self.output_inputs, len(self.levels) + 1, widths, "output_inputs")
+        consumed.update(self.output_inputs)
+        for k, level in enumerate(self.levels, start=1):
+            for i in range(len(level)):
+                if (k, i) not in consumed:
+                    raise SpaceError(
+                        f"levels[{k - 1}][{i}]: the unit feeds nothing downstream (orphan)")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ranges and choices a candidate is drawn from; every range is inclusive.
+
+    Integer ranges are sampled uniformly, except ``batch_size`` which is log-uniform like
+    ``learning_rate`` and ``weight_decay`` (``weight_decay`` may be fixed at 0 by giving 0
+    as both ends). ``dropout`` is uniform and used only with the "dropout" normalization.
+    Build from caller data with ``SearchSpace.from_dict``; ``SpaceError`` on any bad field.
+    """
+
+    minimum_levels: int = 1
+    maximum_levels: int = 3
+    minimum_units_per_level: int = 1
+    maximum_units_per_level: int = 3
+    minimum_neurons_per_unit: int = 8
+    maximum_neurons_per_unit: int = 256
+    affinity_first: float = 5.0
+    affinity_main: float = 0.7
+    affinity_decay: float = 0.7
+    rounding: str = "ceil"
+    p_lateral_connection: float = 0.5
+    max_consecutive_lateral_connections: int = 2
+    minimum_skip_connection_depth: int = 1
+    maximum_skip_connection_depth: int = 7
+    activations: Tuple[str, ...] = ("elu", "gelu", "relu", "swish", "tanh")
+    minimum_learning_rate: float = 3e-4
+    maximum_learning_rate: float = 1e-2
+    minimum_weight_decay: float = 1e-5
+    maximum_weight_decay: float = 1e-1
+    minimum_batch_size: int = 16
+    maximum_batch_size: int = 256
+    minimum_epochs: int = 20
+    maximum_epochs: int = 120
+    patience: int = 10
+    normalizations: Tuple[str, ...] = NORMALIZATIONS
+    minimum_dropout: float = 0.0
+    maximum_dropout: float = 0.5
+
+    def __post_init__(self):
+        self._validate()
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, d):
+        """Validate caller data into a space; missing fields keep their defaults.
+
+        Accepts every field name of this class, plus short forms: ``levels``,
+        ``units_per_level``, ``neurons_per_unit``, ``learning_rate``, ``weight_decay``,
+        ``batch_size``, ``epochs``, ``dropout``, ``skip_connection_depth`` as a number (fixed)
+        or a ``[minimum, maximum]`` pair; ``activation``/``normalization`` as one name;
+        and Cerebros's long names for the affinities. Keys must be text (``str``).
+        """
+        d = _require_mapping(d, "search_space")
+        values = {}
+        for key, value in d.items():
+            if not isinstance(key, str):
+                raise SpaceError(f"search_space: field names must be text, got {key!r}")
+            key = _ALIASES.get(str(key), str(key))  # str(): an Atom key becomes a plain name
+            if key in _RANGE_SHORT_FORMS:
+                low, high = _as_pair(value, key)
+                _set_once(values, f"minimum_{key}", low)
+                _set_once(values, f"maximum_{key}", high)
+            elif key in _CHOICE_SHORT_FORMS:
+                _set_once(values, _CHOICE_SHORT_FORMS[key], value if isinstance(value, (list, tuple)) else [value])
+            elif key in _FIELD_TYPES:
+                _set_once(values, key, value)
+            else:
+                raise SpaceError(f"search_space: unknown field {key!r}")
+        converted = {}
+        for name, value in values.items():
+            kind = _FIELD_TYPES[name]
+            if kind is int:
+                converted[name] = _as_int(value, name)
+            elif kind is float:
+                converted[name] = _as_float(value, name)
+            elif kind is str:
+                converted[name] = _as_text(value, name)
+            else:
+                items = _require_list(value, name)
+                if not items:
+                    raise SpaceError(f"{name}: must name at least one choice, got {value!r}")
+                converted[name] = tuple(dict.fromkeys(_as_text(v, f"{name}[{i}]") for i, v in enumerate(items)))
+        return cls(**converted)
+
+    def to_dict(self):
+        """All fields as a JSON-safe dict (tuples become lists); ``from_dict`` inverts it."""
+        return {f.name: list(v) if isinstance(v, tuple) else v
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    def _validate(self):
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if kind is int:
+                _as_int(value, name)
+            elif kind is float:
+                _as_float(value, name)
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise SpaceError(f"{name}: must be between {low} and {high}, got {value!r}")
+        for name in ("levels", "units_per_level", "neurons_per_unit", "skip_connection_depth",
+                     "learning_rate", "weight_decay", "batch_size", "epochs", "dropout"):
+            low_name, high_name = _range_names(name)
+            low, high = getattr(self, low_name), getattr(self, high_name)
+            if low > high:
+                raise SpaceError(f"{low_name}: {low!r} is greater than {high_name} {high!r}")
+        if self.minimum_weight_decay == 0 and self.maximum_weight_decay > 0:
+            raise SpaceError(
+                "minimum_weight_decay: 0 cannot start a log-uniform range; give a positive "
+                f"minimum or 0 for both ends (maximum_weight_decay is {self.maximum_weight_decay!r})")
+        if self.rounding not in ROUNDINGS:
+            raise SpaceError(f"rounding: must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
+        for name, known in (("activations", ACTIVATIONS), ("normalizations", NORMALIZATIONS)):
+            choices = getattr(self, name)
+            if not isinstance(choices, tuple) or not choices:
+                raise SpaceError(f"{name}: must be a non-empty tuple of names, got {choices!r}")
+            for choice in choices:
+                if choice not in known:
+                    raise SpaceError(f"{name}: unknown name {choice!r} (known: {', '.join(known)})")
+
+    # ---- sampling -----------------------------------------------------------------------
+
+    def predecessor_count(self, level, earlier_level, units_on_earlier_level):
+        """How many predecessors (drawn with replacement) a unit on ``level`` takes from ``earlier_level``."""
+        if level == 1 and earlier_level == 0:
+            expected = self.affinity_first * units_on_earlier_level
+        else:
+            expected = self.affinity_main * self.affinity_decay ** (level - earlier_level) * units_on_earlier_level
+        # the tolerance stops float error (0.7 * 0.7 * 100 is 48.99999999999999) moving the count
+        return math.ceil(expected - 1e-9) if self.rounding == "ceil" else math.floor(expected + 1e-9)
+
+    def draw_predecessors(self, rng, level, widths):
+        """The vertical draws, with repeats, for one unit on ``level``: ``predecessor_count`` draws
+        of ``(j, unit)`` for each earlier level ``j``, whose unit count is ``widths[j]``."""
+        return [(j, int(u)) for j in range(level)
+                for u in rng.integers(0, widths[j], size=self.predecessor_count(level, j, widths[j]))]
+
+    def sample(self, rng, n_inputs):
+        """Draw a valid candidate for ``n_inputs`` input features using ``rng`` (a numpy Generator)."""
+        n_inputs = _as_int(n_inputs, "n_inputs", low=1)
+        n_levels = _integer(rng, self.minimum_levels, self.maximum_levels)
+        draft = _Draft(n_inputs, [
+            [_DraftUnit(self._sample_neurons(rng))
+             for _ in range(_integer(rng, self.minimum_units_per_level, self.maximum_units_per_level))]
+            for _ in range(n_levels)
+        ])
+        for k in range(1, draft.output_level + 1):
+            for i in range(draft.width(k)):
+                self._wire(draft, k, i, rng)
+        return self._finish(draft, rng, self._sample_hyper(rng))
+
+    def _sample_neurons(self, rng):
+        return _integer(rng, self.minimum_neurons_per_unit, self.maximum_neurons_per_unit)
+
+    def _sample_hyper(self, rng):
+        normalization = self.normalizations[rng.integers(len(self.normalizations))]
+        return {
+            "activation": self.activations[rng.integers(len(self.activations))],
+            "normalization": normalization,
+            "dropout": self._sample_dropout(rng, normalization),
+            "learning_rate": _log_uniform(rng, self.minimum_learning_rate, self.maximum_learning_rate),
+            "weight_decay": _log_uniform(rng, self.minimum_weight_decay, self.maximum_weight_decay),
+            "batch_size": int(round(_log_uniform(rng, self.minimum_batch_size, self.maximum_batch_size))),
+            "epochs": _integer(rng, self.minimum_epochs, self.maximum_epochs),
+        }
+
+    def _sample_dropout(self, rng, normalization):
+        if normalization != "dropout":
+            return 0.0
+        return float(rng.uniform(self.minimum_dropout, self.maximum_dropout))
+
+    def _wire(self, draft, k, i, rng):
+        """(Re)draw the vertical and lateral inputs of unit ``i`` on level ``k`` (output: k = L + 1)."""
+        unit = draft.unit(k, i)
+        unit.inputs = set(self.draw_predecessors(rng, k, [draft.width(j) for j in range(k)]))
+        unit.lateral = set()
+        if k <= len(draft.levels):
+            depth = draft.lateral_depths(k)
+            for m in range(i):
+                chance = self.p_lateral_connection * LATERAL_DECAY ** (i - m)
+                if rng.random() < chance and depth[m] < self.max_consecutive_lateral_connections:
+                    unit.lateral.add(m)
+
+    # ---- repair, mutation, crossover ---------------------------------------------------
+
+    def repair(self, candidate, rng):
+        """Return ``candidate`` made valid: bad references dropped, unfed units and orphans wired,
+        lateral chains cut to ``max_consecutive_lateral_connections``."""
+        return self._finish(_Draft.of(candidate), rng, _hyper_of(candidate))
+
+    def _finish(self, draft, rng, hyper):
+        draft.drop_invalid_refs()
+        for k in range(1, draft.output_level + 1):
+            for i in range(draft.width(k)):
+                unit = draft.unit(k, i)
+                if not unit.inputs:
+                    unit.inputs.add((k - 1, int(rng.integers(draft.width(k - 1)))))
+        for k in range(1, draft.output_level):
+            depth = [0] * draft.width(k)
+            for i, unit in enumerate(draft.levels[k - 1]):
+                unit.lateral = {m for m in unit.lateral if depth[m] < self.max_consecutive_lateral_connections}
+                depth[i] = max((depth[m] + 1 for m in unit.lateral), default=0)
+        consumed = draft.consumed()
+        for k in range(1, draft.output_level):
+            for i in range(draft.width(k)):
+                if (k, i) not in consumed:
+                    low = min(k + self.minimum_skip_connection_depth, draft.output_level)
+                    high = min(k + self.maximum_skip_connection_depth, draft.output_level)
+                    target = _integer(rng, low, high)
+                    draft.unit(target, int(rng.integers(draft.width(target)))).inputs.add((k, i))
+        return draft.freeze(hyper, self.patience)
+
+    def mutate(self, candidate, rng, rate):
+        """A changed copy of ``candidate``: each hyper-parameter, unit width, unit wiring and
+        level/unit count changes with probability ``rate``. Something always changes unless the
+        space leaves nothing to change (then the candidate comes back equal)."""
+        rate = _as_float(rate, "rate", low=0.0, high=1.0)
+        for _ in range(_MAX_MUTATION_TRIES):
+            draft = _Draft.of(candidate)
+            hyper = _hyper_of(candidate)
+            self._mutate_hyper(hyper, rng, rate)
+            self._mutate_structure(draft, rng, rate)
+            child = self._finish(draft, rng, hyper)
+            if child != candidate:
+                return child
+            rate = max(rate, _MIN_FORCED_RATE)  # nothing changed: push harder next time
+        return child
+
+    def _mutate_hyper(self, hyper, rng, rate):
+        if rng.random() < rate:
+            hyper["activation"] = self.activations[rng.integers(len(self.activations))]
+        if rng.random() < rate:
+            hyper["normalization"] = self.normalizations[rng.integers(len(self.normalizations))]
+            hyper["dropout"] = self._sample_dropout(rng, hyper["normalization"])
+        for name, integral in (("learning_rate", False), ("weight_decay", False), ("batch_size", True),
+                               ("epochs", True)):
+            if rng.random() < rate:
+                low, high = getattr(self, f"minimum_{name}"), getattr(self, f"maximum_{name}")
+                value = _log_step(rng, hyper[name], low, high)
+                hyper[name] = int(round(value)) if integral else value
+
+    def _mutate_structure(self, draft, rng, rate):
+        n_levels = len(draft.levels)
+        if rng.random() < rate and n_levels < self.maximum_levels:
+            at = _integer(rng, 1, n_levels + 1)
+            units = [_DraftUnit(self._sample_neurons(rng))
+                     for _ in range(_integer(rng, self.minimum_units_per_level, self.maximum_units_per_level))]
+            draft.insert_level(at, units)
+            for i in range(len(units)):
+                self._wire(draft, at, i, rng)
+        elif rng.random() < rate and n_levels > max(self.minimum_levels, 1):
+            draft.remove_level(_integer(rng, 1, n_levels))
+        for k in range(1, len(draft.levels) + 1):
+            width = draft.width(k)
+            if rng.random() < rate and width < self.maximum_units_per_level:
+                draft.levels[k - 1].append(_DraftUnit(self._sample_neurons(rng)))
+                self._wire(draft, k, width, rng)
+            elif rng.random() < rate and width > max(self.minimum_units_per_level, 1):
+                draft.remove_unit(k, int(rng.integers(width)))
+        for k in range(1, len(draft.levels) + 1):
+            for i, unit in enumerate(draft.levels[k - 1]):
+                if rng.random() < rate:
+                    unit.neurons = int(round(_log_step(rng, unit.neurons, self.minimum_neurons_per_unit,
+                                                       self.maximum_neurons_per_unit)))
+                if rng.random() < rate:
+                    self._wire(draft, k, i, rng)
+        if rng.random() < rate:
+            self._wire(draft, draft.output_level, 0, rng)
+
+    def crossover(self, a, b, rng):
+        """A child of ``a`` and ``b`` (same ``n_inputs``): each hyper-parameter from either parent,
+        each level from a parent that has it, the level count and output wiring from either;
+        then repaired, so the child is always valid."""
+        if a.n_inputs != b.n_inputs:
+            raise SpaceError(f"crossover: parents differ in n_inputs ({a.n_inputs} vs {b.n_inputs})")
+        ha, hb = _hyper_of(a), _hyper_of(b)
+        hyper = {}
+        for name in ha:
+            if name == "dropout":
+                continue  # travels with normalization, below
+            hyper[name] = (ha if rng.random() < 0.5 else hb)[name]
+            if name == "normalization":
+                hyper["dropout"] = (ha if ha["normalization"] == hyper[name] else hb)["dropout"]
+        parents = (_Draft.of(a), _Draft.of(b))
+        n_levels = len(parents[int(rng.integers(2))].levels)
+        levels = []
+        for k in range(n_levels):
+            holders = [p for p in parents if k < len(p.levels)]
+            levels.append(holders[int(rng.integers(len(holders)))].levels[k])
+        child = _Draft(a.n_inputs, levels)
+        child.output.inputs = set(parents[int(rng.integers(2))].output.inputs)
+        return self._finish(child, rng, hyper)
+
+
+# ---- the mutable working copy used while sampling and repairing ---------------------------
+
+class _DraftUnit:
+    def __init__(self, neurons, inputs=(), lateral=()):
+        self.neurons = neurons
+        self.inputs = set(inputs)
+        self.lateral = set(lateral)
+
+
+class _Draft:
+    """A candidate's wiring as mutable sets, with the index bookkeeping that edits need."""
+
+    def __init__(self, n_inputs, levels):
+        self.n_inputs = n_inputs
+        self.levels = levels
+        self.output = _DraftUnit(0)
+
+    @classmethod
+    def of(cls, candidate):
+        draft = cls(candidate.n_inputs, [[_DraftUnit(u.neurons, u.inputs, u.lateral_inputs) for u in level]
+                                         for level in candidate.levels])
+        draft.output.inputs = set(candidate.output_inputs)
+        return draft
+
+    @property
+    def output_level(self):
+        return len(self.levels) + 1
+
+    def width(self, k):
+        """Units on level ``k``: the input block and the output count as one."""
+        return 1 if k in (0, self.output_level) else len(self.levels[k - 1])
+
+    def unit(self, k, i):
+        return self.output if k == self.output_level else self.levels[k - 1][i]
+
+    def all_units(self):
+        for k, level in enumerate(self.levels, start=1):
+            for unit in level:
+                yield k, unit
+        yield self.output_level, self.output
+
+    def lateral_depths(self, k):
+        depth = []
+        for unit in self.levels[k - 1]:
+            depth.append(max((depth[m] + 1 for m in unit.lateral if m < len(depth)), default=0))
+        return depth
+
+    def consumed(self):
+        used = set()
+        for k, unit in self.all_units():
+            used.update(unit.inputs)
+            used.update((k, m) for m in unit.lateral)
+        return used
+
+    def drop_invalid_refs(self):
+        for k, unit in self.all_units():
+            unit.inputs = {(j, u) for j, u in unit.inputs if 0 <= j < k and 0 <= u < self.width(j)}
+        for level in self.levels:
+            for i, unit in enumerate(level):
+                unit.lateral = {m for m in unit.lateral if 0 <= m < i}
+
+    def insert_level(self, at, units):
+        for _, unit in self.all_units():
+            unit.inputs = {(j + 1 if j >= at else j, u) for j, u in unit.inputs}
+        self.levels.insert(at - 1, units)
+
+    def remove_level(self, at):
+        del self.levels[at - 1]
+        for _, unit in self.all_units():
+            unit.inputs = {(j - 1 if j > at else j, u) for j, u in unit.inputs if j != at}
+
+    def remove_unit(self, k, i):
+        del self.levels[k - 1][i]
+        for _, unit in self.all_units():
+            unit.inputs = {(j, u - 1 if j == k and u > i else u) for j, u in unit.inputs if (j, u) != (k, i)}
+        for unit in self.levels[k - 1]:
+            unit.lateral = {m - 1 if m > i else m for m in unit.lateral if m != i}
+
+    def freeze(self, hyper, patience):
+        return Candidate(
+            n_inputs=self.n_inputs,
+            levels=tuple(tuple(Unit(u.neurons, tuple(sorted(u.inputs)), tuple(sorted(u.lateral)))
+                               for u in level) for level in self.levels),
+            output_inputs=tuple(sorted(self.output.inputs)),
+            patience=patience,
+            **hyper,
+        )
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+_MAX_MUTATION_TRIES = 20
+_MIN_FORCED_RATE = 0.1
+
+_HYPER_KEYS = ("activation", "normalization", "dropout", "learning_rate", "weight_decay", "batch_size", "epochs")
+_CANDIDATE_KEYS = ("n_inputs", "levels", "output_inputs") + _HYPER_KEYS + ("patience",)
+_UNIT_KEYS = ("neurons", "inputs", "lateral_inputs")
+
+# int, float, str, or tuple (of names)
+_FIELD_TYPES = {f.name: tuple if f.type == Tuple[str, ...] else f.type for f in dataclasses.fields(SearchSpace)}
+
+# inclusive (low, high) bounds; the caps keep a typo from asking for a huge network
+_BOUNDS = {
+    "minimum_levels": (1, 32), "maximum_levels": (1, 32),
+    "minimum_units_per_level": (1, 64), "maximum_units_per_level": (1, 64),
+    "minimum_neurons_per_unit": (1, 8192), "maximum_neurons_per_unit": (1, 8192),
+    "affinity_first": (0.0, 1000.0), "affinity_main": (0.0, 1000.0), "affinity_decay": (0.0, 1.0),
+    "p_lateral_connection": (0.0, 1.0), "max_consecutive_lateral_connections": (0, 64),
+    "minimum_skip_connection_depth": (1, 64), "maximum_skip_connection_depth": (1, 64),
+    "minimum_learning_rate": (1e-8, 10.0), "maximum_learning_rate": (1e-8, 10.0),
+    "minimum_weight_decay": (0.0, 10.0), "maximum_weight_decay": (0.0, 10.0),
+    "minimum_batch_size": (1, 1 << 20), "maximum_batch_size": (1, 1 << 20),
+    "minimum_epochs": (1, 100000), "maximum_epochs": (1, 100000),
+    "patience": (1, 100000),
+    "minimum_dropout": (0.0, 0.95), "maximum_dropout": (0.0, 0.95),
+}
+
+_RANGE_SHORT_FORMS = ("levels", "units_per_level", "neurons_per_unit", "skip_connection_depth",
+                      "learning_rate", "weight_decay", "batch_size", "epochs", "dropout")
+_CHOICE_SHORT_FORMS = {"activation": "activations", "normalization": "normalizations"}
+_ALIASES = {
+    "predecessor_level_connection_affinity_factor_first": "affinity_first",
+    "predecessor_level_connection_affinity_factor_main": "affinity_main",
+    "predecessor_level_connection_affinity_factor_decay_main": "affinity_decay",
+}
+
+
+def _range_names(name):
+    return f"minimum_{name}", f"maximum_{name}"
+
+
+def _set_once(values, name, value):
+    if name in values:
+        raise SpaceError(f"search_space: field {name!r} given twice (directly and by a short form)")
+    values[name] = value
+
+
+def _hyper_of(candidate):
+    return {name: getattr(candidate, name) for name in _HYPER_KEYS}
+
+
+def _integer(rng, low, high):
+    return int(rng.integers(low, high + 1))
+
+
+def _log_uniform(rng, low, high):
+    if low == high:
+        return float(low)
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _log_step(rng, value, low, high):
+    """A multiplicative random step from ``value`` (about x/÷1.6 typical), clipped to [low, high]."""
+    if low == high:
+        return float(low)
+    return float(min(max(value * math.exp(rng.normal(0.0, 0.5)), low), high))
+
+
+def _require_mapping(d, where):
+    if not isinstance(d, dict):
+        raise SpaceError(f"{where}: expected a map, got {type(d).__name__}")
+    return d
+
+
+def _require_list(value, where):
+    if not isinstance(value, (list, tuple)):
+        raise SpaceError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _reject_unknown(d, known, where):
+    for key in d:
+        if key not in known:
+            raise SpaceError(f"{where}: unknown field {key!r}")
+
+
+def _as_int(value, name, low=None):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise SpaceError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    if low is not None and value < low:
+        raise SpaceError(f"{name}: must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def _as_float(value, name, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SpaceError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise SpaceError(f"{name}: must be finite, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise SpaceError(f"{name}: must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise SpaceError(f"{name}: must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
+
+
+def _as_text(value, name):
+    if not isinstance(value, str):
+        raise SpaceError(f"{name}: expected text, got {type(value).__name__} {value!r}")
+    return str(value)
+
+
+def _as_choice(value, name, choices):
+    value = _as_text(value, name)
+    if value not in choices:
+        raise SpaceError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _as_pair(value, name):
+    """A short-form range: one number (fixed) or a [minimum, maximum] pair."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise SpaceError(f"{name}: a range is [minimum, maximum], got {list(value)!r}")
+        return value[0], value[1]
+    return value, value
+
+
+def _refs_from_list(value, where):
+    refs = []
+    for n, ref in enumerate(_require_list(value, where)):
+        if not isinstance(ref, (list, tuple)) or len(ref) != 2:
+            raise SpaceError(f"{where}[{n}]: expected a [level, unit] pair, got {ref!r}")
+        refs.append((_as_int(ref[0], f"{where}[{n}] level"), _as_int(ref[1], f"{where}[{n}] unit")))
+    return tuple(sorted(set(refs)))
+
+
+def _unit_from_dict(d, where):
+    d = _require_mapping(d, where)
+    _reject_unknown(d, _UNIT_KEYS, where)
+    if "neurons" not in d or "inputs" not in d:
+        raise SpaceError(f"{where}: a unit needs 'neurons' and 'inputs'")
+    lateral = _require_list(d.get("lateral_inputs", []), f"{where}.lateral_inputs")
+    return Unit(
+        neurons=_as_int(d["neurons"], f"{where}.neurons", low=1),
+        inputs=_refs_from_list(d["inputs"], f"{where}.inputs"),
+        lateral_inputs=tuple(sorted({_as_int(m, f"{where}.lateral_inputs[{n}]") for n, m in enumerate(lateral)})),
+    )
+
+
+def _check_refs(refs, k, widths, where):
+    if not refs:
+        raise SpaceError(f"{where}: a unit needs at least one input from an earlier level")
+    for j, u in refs:
+        if not (0 <= j < k and 0 <= u < widths[j]):
+            raise SpaceError(f"{where}: ({j}, {u}) is not a unit on an earlier level")

@@ -1,0 +1,505 @@
+"""The entry point the BEAM calls: ``run_nas(spec, opts)`` and its companions.
+
+Callers reach this module through the port worker (or any ErlPort-style bridge), so
+keys and text may arrive as ``str``, bytes, atoms or charlists; every known field is
+coerced by its meaning with ``codec.coerce`` (a list of ints stays a list of ints where a
+list is meant). Nothing here raises: a failure is RETURNED as the contract's failure
+shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
+
+``run_nas(spec, opts)``
+    spec: ``dataset_id`` (or ``dataset``): a bundled dataset (iris, wine, breast_cancer,
+    digits, diabetes), a .csv/.npz path, or a name for ``data``; ``data``: inline
+    ``{X, y}`` (lists or tensors); ``objective`` (accuracy, f1_macro, log_loss, rmse, mae,
+    r2; default accuracy, or r2 for regression); ``search_space`` (see
+    ``cerebros.space.SearchSpace.from_dict``); ``target`` (a .csv column); ``task``.
+    opts: ``run_id``, ``pulse_id`` (echoed), ``budget`` {``max_trials`` (or ``trials``,
+    default 10), ``max_time_seconds``, ``max_trial_seconds``, ``population_size`` (20)},
+    ``parameters`` {``mutation_rate`` (0.1), ``crossover_rate`` (0.7), ``elite_size`` (2),
+    ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``},
+    ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving), ``seed`` (0),
+    ``split_seed`` (0), ``test_size`` (0.25), ``folds`` (validation folds; 1 is a hold-out
+    split of ``validation_size``, 0.2), ``n_jobs`` (1),
+    ``run_dir``, ``resume``, ``progress_to``.
+
+Progress: when ``opts["progress_to"]`` has a ``send`` method (the worker gives pids one),
+each finished trial sends ``(nas_progress, Event)``, i.e. ``{nas_progress, #{...}}`` in
+Erlang, Event holding: run_id, pulse_id, trial, completed, max_trials, status, metric,
+best_metric, best_trial, generation, objective, duration_seconds, elapsed_seconds.
+"""
+import datetime
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+
+from cerebros.artifacts import Predictor
+from cerebros.space import SpaceError
+from cerebros.strategies import STRATEGIES
+from cerebros.study import ResumeError, SearchConfig, SearchStopped, Study
+from codec import Atom
+from codec.coerce import CoercionError, as_bool, as_float, as_float_list, as_int, as_str_keys, as_text
+from codec.tensor import from_term, is_tensor
+
+RUNS_DIR_ENV = "CEREBROS_RUNS_DIR"
+PROGRESS_TAG = Atom("nas_progress")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_KEPT_RUNS = 200  # finished runs remembered for run_status and predict
+
+_GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0.7, "elite_size": 2, "tau": 1.0}
+_SH_PARAMS = {"n_configs": as_int, "min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
+_SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
+_OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
+                "test_size", "validation_size", "folds", "n_jobs", "run_dir", "resume", "progress_to"}
+_BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "population_size"}
+_PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"} | set(_SH_PARAMS)
+# search_space fields that hold names; every other field is numeric and passed as it came
+_SPACE_TEXT = {"rounding", "activation", "activations", "normalization", "normalizations"}
+
+
+class _Invalid(ValueError):
+    """A request field that cannot be used: ``field`` names it, ``kind`` is the error_type."""
+
+    def __init__(self, message, field, kind="invalid_field"):
+        super().__init__(message)
+        self.field = field
+        self.kind = kind
+
+
+class _Run:
+    """What ``run_status``, ``cancel_run`` and ``predict`` know about a run."""
+
+    def __init__(self, run_id, run_dir):
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.cancel = threading.Event()
+        self.state = "running"
+        self.completed_trials = 0
+        self.best_metric = None
+        self.started = time.monotonic()
+        self.finished = None
+
+
+_runs = {}
+_runs_lock = threading.Lock()
+
+
+# ---- run_nas -------------------------------------------------------------------------------
+
+def run_nas(spec, opts=None):
+    """Run a neural architecture search; returns the contract's success or failure map."""
+    started = time.monotonic()
+    request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": []}
+    run = None
+    try:
+        _parse(spec, {} if opts is None else opts, request)
+        run = _register(request["run_id"], request["run_dir"])
+        study = Study.prepare(request["config"], data=request["data"])
+    except ValueError as exc:  # also CoercionError, DataError and the engine's field errors
+        return _finish(run, _failure(request, exc, getattr(exc, "kind", "invalid_field"), _field_of(exc)))
+    except Exception as exc:
+        return _finish(run, _failure(request, exc, "internal_error"))
+    on_trial = _progress_callback(request, run, study.objective)
+    try:
+        result = study.run(request["run_dir"], resume=request["resume"], on_trial=on_trial, cancel=run.cancel)
+    except ResumeError as exc:
+        return _finish(run, _failure(request, exc, "invalid_field", exc.field))
+    except SearchStopped as exc:
+        return _finish(run, _failure(request, exc, exc.kind, completed=len(study.records)))
+    except Exception as exc:
+        return _finish(run, _failure(request, exc, "internal_error", completed=len(study.records)))
+    return _finish(run, _success(request, result, time.monotonic() - started))
+
+
+def _parse(spec, opts, parsed):
+    """Coerce and check the request's fields into ``parsed`` (config, data, run_id, run_dir, ...),
+    filling it as it goes so that a failure can still report the run_id and dataset."""
+    warnings = parsed["warnings"]
+    spec = _fields(spec, "spec", _SPEC_FIELDS, warnings)
+    opts = _fields(opts, "opts", _OPTS_FIELDS, warnings)
+    parsed["pulse_id"] = _pulse_id(opts.get("pulse_id"))
+    run_id = _optional(opts, "run_id", as_text, "opts")
+    if run_id is None:
+        run_id = "nas-" + uuid.uuid4().hex[:12]
+    elif not _RUN_ID.fullmatch(run_id):
+        raise _Invalid(f"opts.run_id: use letters, digits, '_', '.' and '-' (at most 128, not starting "
+                       f"with a dot or dash), got {run_id!r}", "opts.run_id")
+    parsed["run_id"] = run_id
+
+    dataset_id = _optional(spec, "dataset_id", as_text, "spec")
+    alias = _optional(spec, "dataset", as_text, "spec")
+    if dataset_id is not None and alias is not None and alias != dataset_id:
+        raise _Invalid(f"spec: dataset_id {dataset_id!r} and dataset {alias!r} disagree", "spec.dataset_id")
+    dataset_id = dataset_id if dataset_id is not None else alias
+    data = _inline_data(spec.get("data"))
+    if dataset_id is None:
+        if data is None:
+            raise _Invalid("spec.dataset_id: required (a dataset name, a .csv/.npz path, or a name for "
+                           "inline data given in spec.data)", "spec.dataset_id")
+        dataset_id = "inline"
+    parsed["dataset_id"] = dataset_id
+    parsed["data"] = data
+
+    budget = _fields(opts.get("budget") or {}, "opts.budget", _BUDGET_FIELDS, warnings)
+    parameters = _fields(opts.get("parameters") or {}, "opts.parameters", _PARAMETER_FIELDS, warnings)
+    max_trials = _optional(budget, "max_trials", as_int, "opts.budget")
+    trials = _optional(budget, "trials", as_int, "opts.budget")
+    if max_trials is not None and trials is not None and max_trials != trials:
+        raise _Invalid(f"opts.budget: max_trials {max_trials} and trials {trials} disagree",
+                       "opts.budget.max_trials")
+    max_trials = max_trials if max_trials is not None else trials
+
+    strategy = _optional(opts, "strategy", as_text, "opts") or "evolution"
+    if strategy not in STRATEGIES:
+        raise _Invalid(f"opts.strategy: unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})",
+                       "opts.strategy")
+    ga = _ga_params(budget, parameters, opts)
+    parsed["ga_params"] = ga
+    strategy_params = {}
+    if strategy == "evolution":
+        strategy_params = ga
+    elif strategy == "successive_halving":
+        strategy_params = {name: _optional(parameters, name, coerce, "opts.parameters")
+                           for name, coerce in _SH_PARAMS.items() if parameters.get(name) is not None}
+    ignored = sorted(set(_ga_fields_given(budget, parameters, opts)) - set(strategy_params))
+    if ignored:
+        warnings.append(f"the {strategy} strategy ignores {', '.join(ignored)}")
+
+    def number(name, coerce, default):
+        value = _optional(opts, name, coerce, "opts")
+        return default if value is None else value
+
+    config = SearchConfig(
+        dataset_id=dataset_id,
+        objective=_optional(spec, "objective", as_text, "spec"),
+        strategy=strategy,
+        strategy_params=strategy_params,
+        search_space=_search_space(spec.get("search_space")),
+        seed=number("seed", as_int, 0),
+        split_seed=number("split_seed", as_int, 0),
+        test_size=number("test_size", as_float, 0.25),
+        validation_size=number("validation_size", as_float, 0.2),
+        folds=number("folds", as_int, SearchConfig.folds),
+        target=_optional(spec, "target", as_text, "spec"),
+        task=_optional(spec, "task", as_text, "spec"),
+        max_trials=10 if max_trials is None else max_trials,
+        max_time_seconds=_optional(budget, "max_time_seconds", as_float, "opts.budget"),
+        max_trial_seconds=_optional(budget, "max_trial_seconds", as_float, "opts.budget"),
+        n_jobs=number("n_jobs", as_int, 1),
+    )
+    try:
+        config.check()
+    except ValueError as exc:
+        name = str(exc).split(":")[0]
+        where = "opts.budget" if name.startswith("max_") else "opts"
+        raise _Invalid(f"{where}.{exc}", f"{where}.{name}") from None
+    parsed["config"] = config
+    run_dir = _optional(opts, "run_dir", as_text, "opts")
+    parsed["run_dir"] = os.path.abspath(run_dir) if run_dir else os.path.join(_runs_root(), run_id)
+    parsed["resume"] = bool(_optional(opts, "resume", as_bool, "opts"))
+    parsed["progress_to"] = opts.get("progress_to")
+    if parsed["progress_to"] is not None and not callable(getattr(parsed["progress_to"], "send", None)):
+        warnings.append("opts.progress_to has no send method; no progress messages are sent")
+        parsed["progress_to"] = None
+
+
+def _ga_fields_given(budget, parameters, opts):
+    """The genetic-algorithm fields the caller set (to warn when the strategy ignores them)."""
+    given = [name for name in ("population_size",) if budget.get(name) is not None]
+    given += [name for name in ("mutation_rate", "crossover_rate", "elite_size", "tau")
+              if parameters.get(name) is not None]
+    return given + (["tau"] if opts.get("tau") is not None else [])
+
+
+def _runs_root():
+    """Where runs without an ``opts.run_dir`` go: ``$CEREBROS_RUNS_DIR``, else a temporary folder."""
+    return os.environ.get(RUNS_DIR_ENV) or os.path.join(tempfile.gettempdir(), "cerebros-runs")
+
+
+def _ga_params(budget, parameters, opts):
+    tau = _optional(opts, "tau", as_float, "opts")
+    tau_parameter = _optional(parameters, "tau", as_float, "opts.parameters")
+    if tau is not None and tau_parameter is not None and tau != tau_parameter:
+        raise _Invalid(f"opts: tau {tau} and parameters.tau {tau_parameter} disagree", "opts.tau")
+    given = {
+        "population_size": _optional(budget, "population_size", as_int, "opts.budget"),
+        "mutation_rate": _optional(parameters, "mutation_rate", as_float, "opts.parameters"),
+        "crossover_rate": _optional(parameters, "crossover_rate", as_float, "opts.parameters"),
+        "elite_size": _optional(parameters, "elite_size", as_int, "opts.parameters"),
+        "tau": tau if tau is not None else tau_parameter,
+    }
+    return {name: _GA_DEFAULTS[name] if value is None else value for name, value in given.items()}
+
+
+def _field_of(exc):
+    """The request field an error is about, as the caller spells it (``spec.objective``, ...)."""
+    field = getattr(exc, "field", None)
+    if isinstance(exc, SpaceError):
+        return "spec.search_space"
+    if field is None:  # strategy parameters name themselves first: "elite_size: must be ..."
+        name = str(exc).split(":")[0]
+        if name == "population_size":
+            return "opts.budget.population_size"
+        return f"opts.parameters.{name}" if name in _PARAMETER_FIELDS else None
+    if field.split(".")[0] in ("dataset_id", "data", "target", "task", "objective"):
+        return f"spec.{field}"
+    if field == "y":
+        return "spec.data.y"
+    return f"opts.{field}" if field in ("test_size", "validation_size", "folds") else field
+
+
+def _fields(mapping, where, known, warnings):
+    """``mapping`` with text keys; unknown keys are dropped with a warning (callers differ)."""
+    fields = as_str_keys(mapping, field=where)
+    for name in sorted(set(fields) - known):
+        warnings.append(f"ignored unknown field {where}.{name}")
+        del fields[name]
+    return fields
+
+
+def _optional(mapping, name, coerce, where):
+    """``mapping[name]`` coerced, or None when absent or nil."""
+    value = mapping.get(name)
+    return None if value is None else coerce(value, field=f"{where}.{name}")
+
+
+def _pulse_id(value):
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return as_text(value, field="opts.pulse_id")
+
+
+def _search_space(value):
+    """The search space with text keys, and text values where the field holds names."""
+    if value is None:
+        return {}
+    space = as_str_keys(value, field="spec.search_space")
+    for name in _SPACE_TEXT & set(space):
+        where = f"spec.search_space.{name}"
+        item = space[name]
+        if isinstance(item, (list, tuple)) and item and not all(isinstance(i, int) for i in item):
+            space[name] = [as_text(v, field=f"{where}[{i}]") for i, v in enumerate(item)]
+        else:  # one name: text, an atom, or a charlist (a list of ints)
+            space[name] = as_text(item, field=where)
+    return space
+
+
+def _inline_data(value):
+    """``spec.data`` as ``(X, y)``: lists, numpy arrays, or raw tensor terms."""
+    if value is None:
+        return None
+    data = as_str_keys(value, field="spec.data")
+    missing = [name for name in ("X", "y") if data.get(name) is None]
+    if missing:
+        raise _Invalid(f"spec.data: needs X and y (missing {', '.join(missing)})", "spec.data")
+    X = from_term(data["X"]) if is_tensor(data["X"]) else data["X"]
+    y = from_term(data["y"]) if is_tensor(data["y"]) else data["y"]
+    if isinstance(X, (list, tuple)):
+        X = [as_float_list(row, field=f"spec.data.X[{i}]") for i, row in enumerate(X)]
+    if isinstance(y, (list, tuple)):
+        y = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else as_text(v, field=f"spec.data.y[{i}]")
+             for i, v in enumerate(y)]
+    return X, y
+
+
+# ---- results -------------------------------------------------------------------------------
+
+def _success(request, result, duration):
+    best = result.best
+    objective = result.objective
+    model = {**best["candidate"], "task": result.task}
+    history = result.population_history
+    return {
+        "status": "success",
+        "run_id": request["run_id"],
+        "pulse_id": request["pulse_id"],
+        "best_model": model,
+        "best_architecture": {**model, "fitness": best["value"]},
+        "best_metric": best["value"],
+        "test_metric": result.test_metrics[objective.name],
+        "completed_trials": result.completed_trials,
+        "best_trial_id": best["number"],
+        "population_history": history,
+        "metrics": {"objective": objective.name, "direction": objective.direction,
+                    "validation": result.validation_metrics, "test": result.test_metrics},
+        "trials": [_trial_summary(record) for record in result.records],
+        "artifacts": result.artifacts,
+        "artifact_refs": [{"name": os.path.basename(path), "path": path} for path in result.artifacts],
+        "duration_ms": int(duration * 1000),
+        "warnings": request["warnings"] + result.warnings,
+        "metadata": {
+            "dataset_id": request["dataset_id"],
+            "objective": objective.name,
+            "direction": objective.direction,
+            "task": result.task,
+            "strategy": result.config.strategy,
+            "ga_params": request["ga_params"],
+            "strategy_params": result.strategy_params,
+            "seed": result.config.seed,
+            "split_seed": result.config.split_seed,
+            "split_sizes": result.split_sizes,
+            "folds": result.config.folds,
+            "budget": {"max_trials": result.config.max_trials,
+                       "max_time_seconds": result.config.max_time_seconds,
+                       "max_trial_seconds": result.config.max_trial_seconds},
+            "n_jobs": result.config.n_jobs,
+            "stopped_reason": result.stopped_reason,
+            "run_dir": result.run_dir,
+            "generations": len(history),
+            "timestamp": _timestamp(),
+        },
+    }
+
+
+def _trial_summary(record):
+    return {"trial_id": record["number"], "status": record["status"], "metric": record["value"],
+            "metrics": record["metrics"], "epochs": record["epochs"], "epochs_trained": record["epochs_trained"],
+            "generation": record["generation"], "duration_ms": int(record["duration_seconds"] * 1000),
+            "error": record["error"]}
+
+
+def _failure(request, exc, error_type, field=None, completed=0):
+    return {
+        "status": "failed",
+        "error": str(exc) or type(exc).__name__,
+        "run_id": request["run_id"],
+        "pulse_id": request["pulse_id"],
+        "completed_trials": completed,
+        "warnings": request["warnings"],
+        "metadata": {"error_type": error_type, "field": field, "dataset_id": request["dataset_id"],
+                     "timestamp": _timestamp()},
+    }
+
+
+def _timestamp():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+# ---- progress, runs, cancellation ------------------------------------------------------------
+
+def _progress_callback(request, run, objective):
+    destination = request["progress_to"]
+
+    def on_trial(event):
+        with _runs_lock:
+            run.completed_trials = event["completed"]
+            run.best_metric = event["best_value"]
+        if destination is None:
+            return
+        message = {"run_id": request["run_id"], "pulse_id": request["pulse_id"], "trial": event["trial"],
+                   "completed": event["completed"], "max_trials": event["max_trials"], "status": event["status"],
+                   "metric": event["value"], "best_metric": event["best_value"], "best_trial": event["best_trial"],
+                   "generation": event["generation"], "objective": objective.name,
+                   "duration_seconds": event["duration_seconds"], "elapsed_seconds": event["elapsed_seconds"]}
+        try:
+            destination.send((PROGRESS_TAG, message))
+        except Exception as exc:  # a lost progress message must not stop the search
+            request["warnings"].append(f"a progress message to opts.progress_to failed: {exc}")
+
+    return on_trial
+
+
+def _register(run_id, run_dir):
+    with _runs_lock:
+        current = _runs.get(run_id)
+        if current is not None and current.state == "running":
+            raise _Invalid(f"opts.run_id: a run called {run_id!r} is already running", "opts.run_id")
+        run = _runs[run_id] = _Run(run_id, run_dir)
+        finished = [r for r in _runs.values() if r.state != "running"]
+        for old in sorted(finished, key=lambda r: r.finished)[:max(0, len(finished) - _KEPT_RUNS)]:
+            del _runs[old.run_id]
+        return run
+
+
+def _finish(run, result):
+    if run is not None:
+        with _runs_lock:
+            cancelled = result["status"] == "failed" and result["metadata"]["error_type"] == "cancelled"
+            run.state = "cancelled" if cancelled or run.cancel.is_set() else result["status"]
+            run.completed_trials = result["completed_trials"]
+            run.finished = time.monotonic()
+    return result
+
+
+def cancel_run(run_id):
+    """Ask a running search to stop; it returns its best so far. Status: cancelling, not_running or unknown."""
+    run_id = _text_or_none(run_id)
+    with _runs_lock:
+        run = _runs.get(run_id)
+        if run is None:
+            return {"run_id": run_id, "status": "unknown"}
+        if run.state != "running":
+            return {"run_id": run_id, "status": "not_running"}
+        run.cancel.set()
+        return {"run_id": run_id, "status": "cancelling"}
+
+
+def run_status(run_id):
+    """A run's state (running, success, failed, cancelled, or unknown) and progress."""
+    run_id = _text_or_none(run_id)
+    with _runs_lock:
+        run = _runs.get(run_id)
+        if run is None:
+            return {"run_id": run_id, "status": "unknown", "completed_trials": 0, "best_metric": None,
+                    "elapsed_seconds": None, "run_dir": None}
+        end = run.finished if run.finished is not None else time.monotonic()
+        return {"run_id": run_id, "status": run.state, "completed_trials": run.completed_trials,
+                "best_metric": run.best_metric, "elapsed_seconds": round(end - run.started, 3),
+                "run_dir": run.run_dir}
+
+
+def _text_or_none(value):
+    try:
+        return as_text(value, field="run_id")
+    except CoercionError:
+        return None
+
+
+# ---- predict ---------------------------------------------------------------------------------
+
+def predict(run_id_or_artifact, X):
+    """Predictions of a run's best model (by run id, run directory or best_model.npz path) for rows ``X``.
+
+    Success: status, predictions, probabilities (classification; else None), classes (or
+    None), model. Failure: the failure shape with error_type unknown_run, invalid_field
+    or internal_error.
+    """
+    request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": []}
+    try:
+        reference = as_text(run_id_or_artifact, field="run_id_or_artifact")
+        request["run_id"] = reference
+        path = _model_location(reference)
+        X = from_term(X) if is_tensor(X) else X
+        if isinstance(X, (list, tuple)):
+            X = [as_float_list(row, field=f"X[{i}]") for i, row in enumerate(X)]
+        predictor = Predictor.load(path)
+        classification = predictor.task == "classification"
+        return {
+            "status": "success",
+            "run_id": reference,
+            "model": os.path.abspath(path),
+            "predictions": predictor.predict(X).tolist(),
+            "probabilities": predictor.predict_proba(X).tolist() if classification else None,
+            "classes": predictor.network.classes_.tolist() if classification else None,
+        }
+    except FileNotFoundError as exc:
+        return _failure(request, exc, "no_model")
+    except ValueError as exc:
+        return _failure(request, exc, getattr(exc, "kind", "invalid_field"), getattr(exc, "field", None))
+    except Exception as exc:
+        return _failure(request, exc, "internal_error")
+
+
+def _model_location(reference):
+    with _runs_lock:
+        run = _runs.get(reference)
+    if run is not None:
+        return run.run_dir
+    if os.path.exists(reference):
+        return reference
+    default = os.path.join(_runs_root(), reference)
+    if _RUN_ID.fullmatch(reference) and os.path.isdir(default):
+        return default
+    raise _Invalid(f"run_id_or_artifact: no run or saved model called {reference!r}", "run_id_or_artifact",
+                   kind="unknown_run")

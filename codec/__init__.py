@@ -1,0 +1,34 @@
+"""The Erlang External Term Format: an exact, hostile-input-safe codec.
+
+``decode``/``decode_from`` read ETF into Python terms, ``encode`` writes them;
+``codec.terms`` holds the types for Erlang terms that Python lacks.
+"""
+from .decoder import DEFAULT_MAX_INFLATED_SIZE, decode, decode_from
+from .encoder import encode
+from .errors import DecodeError, EncodeError
+from .terms import (
+    Atom,
+    BitBinary,
+    Export,
+    Fun,
+    ImproperList,
+    Map,
+    Opaque,
+    Pid,
+    Port,
+    Reference,
+    exact_key,
+)
+
+__all__ = [
+    "DEFAULT_MAX_INFLATED_SIZE", "decode", "decode_from", "encode", "DecodeError",
+    "EncodeError", "Atom", "BitBinary", "Export", "Fun", "ImproperList", "Map", "Opaque",
+    "Pid", "Port", "Reference", "exact_key",
+]
+
+from .coerce import (CoercionError, as_bool, as_float, as_float_list, as_int, as_int_list,
+                     as_str_keys, as_text)
+from . import plain, tensor
+
+__all__ += ["CoercionError", "as_bool", "as_float", "as_float_list", "as_int", "as_int_list",
+            "as_str_keys", "as_text", "plain", "tensor"]

@@ -1,0 +1,599 @@
+"""Decode the External Term Format: exact, iterative, and safe on hostile input.
+
+The decoder is one loop over the input with an explicit stack of open
+containers, so nesting depth is limited only by memory, never by Python's
+recursion limit. Every length field is checked against the bytes that are
+actually left before anything is built from it, so a short input claiming a
+huge size costs nothing. Anything malformed raises ``DecodeError`` with the
+offset where it was found.
+"""
+from __future__ import annotations
+
+import math
+import re
+import struct
+import zlib
+
+import numpy as np
+
+from . import tags as T
+from .errors import DecodeError
+from .terms import (
+    Atom,
+    BitBinary,
+    Export,
+    Fun,
+    ImproperList,
+    Map,
+    Pid,
+    Port,
+    Reference,
+)
+
+DEFAULT_MAX_INFLATED_SIZE = 64 * 1024 * 1024
+"""Largest uncompressed size a compressed term may declare (64 MiB)."""
+
+# zlib cannot expand data by more than about 1032:1; a declared size beyond
+# that is a lie we can refuse before inflating anything.
+_ZLIB_MAX_RATIO = 1032
+_INFLATE_CHUNK = 1 << 20
+
+_u16 = struct.Struct(">H").unpack_from
+_u32 = struct.Struct(">I").unpack_from
+_i32 = struct.Struct(">i").unpack_from
+_u64 = struct.Struct(">Q").unpack_from
+_f64 = struct.Struct(">d").unpack_from
+_u32x2 = struct.Struct(">II").unpack_from
+_u32x3 = struct.Struct(">III").unpack_from
+
+# Frame kinds on the explicit stack.
+_TUPLE, _LIST, _MAP, _FUN = range(4)
+
+# Lists at least this long are first tried as runs of one numeric tag, which
+# numpy converts in bulk; shorter ones are not worth the set-up cost.
+_RUN_MIN = 32
+_RUN_BLOCK = 4096
+# tag -> (bytes per element, numpy dtype of the value after the tag byte)
+_RUNS = {
+    T.SMALL_INTEGER_EXT: (2, np.dtype("u1")),
+    T.INTEGER_EXT: (5, np.dtype(">i4")),
+    T.NEW_FLOAT_EXT: (9, np.dtype(">f8")),
+}
+
+# Atoms are interned per encoding in small caches; when a cache is full new
+# atoms are still decoded, just not remembered, so memory stays bounded.
+_ATOM_CACHE_LIMIT = 4096
+_latin1_atoms: dict = {}
+_utf8_atoms: dict = {}
+
+# What OTP accepts in FLOAT_EXT: digits, a dot (or comma), digits, an optional
+# exponent, then NUL padding (anything after the first NUL is ignored).
+_FLOAT_TEXT = re.compile(rb"[+-]?[0-9]+[.,][0-9]+([eE][+-]?[0-9]+)?(?=\x00|\Z)")
+
+# Legacy pid, port and reference forms carry a 2-bit creation, and an old
+# reference an 18-bit id; OTP refuses anything wider.
+_OLD_CREATION_LIMIT = 3
+_OLD_REFERENCE_ID_LIMIT = (1 << 18) - 1
+
+
+def decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
+           atom_hook=None, binary_hook=None, map_hook=None, tuple_hook=None, pid_hook=None):
+    """Decode one whole ETF frame (leading 131, no trailing bytes) into a term."""
+    term, end = decode_from(
+        data, 0, zero_copy=zero_copy, max_inflated_size=max_inflated_size,
+        atom_hook=atom_hook, binary_hook=binary_hook, map_hook=map_hook,
+        tuple_hook=tuple_hook, pid_hook=pid_hook)
+    size = memoryview(data).nbytes
+    if end != size:
+        raise DecodeError(f"{size - end} trailing bytes after the term", end)
+    return term
+
+
+def decode_from(data, offset=0, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
+                atom_hook=None, binary_hook=None, map_hook=None, tuple_hook=None, pid_hook=None):
+    """Decode the term starting at ``data[offset]`` (its 131); return ``(term, end_offset)``."""
+    view = _byte_view(data)
+    end = view.nbytes
+    src = data if type(data) is bytes else view
+    if offset < 0 or offset >= end:
+        raise DecodeError("no data: expected the version byte 131", offset)
+    if src[offset] != T.VERSION:
+        raise DecodeError(f"bad version byte {src[offset]}, expected 131", offset)
+    pos = offset + 1
+    if pos >= end:
+        raise DecodeError("truncated: nothing after the version byte", pos)
+    hooks = (zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook)
+    if src[pos] == T.COMPRESSED:
+        inflated, end_offset = _inflate(view, pos, end, max_inflated_size)
+        try:
+            term, used = _decode_term(inflated, memoryview(inflated), 0, len(inflated), hooks)
+        except DecodeError as exc:
+            raise DecodeError(f"in compressed term at inflated offset {exc.offset}: {exc.reason}",
+                              pos) from None
+        if used != len(inflated):
+            raise DecodeError(f"compressed term has {len(inflated) - used} trailing bytes "
+                              "after inflating", pos)
+        return term, end_offset
+    return _decode_term(src, view, pos, end, hooks)
+
+
+def _byte_view(data) -> memoryview:
+    """A read-only flat byte view of ``data`` without copying it."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"decode needs bytes, bytearray or memoryview, not "
+                        f"{type(data).__name__}") from None
+    if view.ndim != 1 or view.itemsize != 1:
+        if not view.c_contiguous:
+            raise TypeError("decode needs a contiguous buffer")
+        view = view.cast("B")
+    return view.toreadonly()
+
+
+def _inflate(view, pos, end, limit):
+    """Inflate the compressed term at ``view[pos]`` (tag 80); return (bytes, end_offset)."""
+    if end - pos < 5:
+        raise DecodeError("truncated compressed header", pos)
+    size = _u32(view, pos + 1)[0]
+    start = pos + 5
+    if size > limit:
+        raise DecodeError(f"compressed term declares {size} bytes, over the {limit}-byte limit", pos)
+    if size > (end - start) * _ZLIB_MAX_RATIO + 64:
+        raise DecodeError(f"compressed term declares {size} bytes, more than "
+                          f"{end - start} compressed bytes can hold", pos)
+    inflater = zlib.decompressobj()
+    pieces = []
+    got = 0
+    pending = view[start:end]
+    try:
+        while not inflater.eof:
+            # Ask for one byte more than declared so an over-long stream shows
+            # itself without inflating the rest of it.
+            piece = inflater.decompress(pending, min(size - got + 1, _INFLATE_CHUNK))
+            pending = inflater.unconsumed_tail
+            got += len(piece)
+            if got > size:
+                raise DecodeError(f"compressed term inflates past its declared {size} bytes", pos)
+            if piece:
+                pieces.append(piece)
+            elif not pending:
+                raise DecodeError("truncated compressed data", end)
+    except zlib.error as exc:
+        raise DecodeError(f"corrupt compressed data ({exc})", start) from None
+    if got != size:
+        raise DecodeError(f"compressed term inflates to {got} bytes, not the declared {size}", pos)
+    return b"".join(pieces), end - len(inflater.unused_data)
+
+
+def _decode_term(src, view, pos, end, hooks):
+    """Decode one term at ``pos`` (its tag); return ``(term, end_offset)``."""
+    zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook = hooks
+    u32 = _u32
+    stack = []
+    push = stack.append
+    while True:
+        if pos >= end:
+            raise DecodeError("truncated: expected a term", pos)
+        start = pos
+        tag = src[pos]
+        pos += 1
+        if tag == 97:  # SMALL_INTEGER_EXT
+            if pos >= end:
+                raise DecodeError("truncated small integer", start)
+            value = src[pos]
+            pos += 1
+        elif tag == 98:  # INTEGER_EXT
+            if pos + 4 > end:
+                raise DecodeError("truncated integer", start)
+            value = _i32(src, pos)[0]
+            pos += 4
+        elif tag == 70:  # NEW_FLOAT_EXT
+            if pos + 8 > end:
+                raise DecodeError("truncated float", start)
+            value = _f64(src, pos)[0]
+            if value - value != 0.0:
+                raise DecodeError(f"float {value} is not finite", start)
+            pos += 8
+        elif tag == 119 or tag == 100 or tag == 118 or tag == 115:
+            value, pos = _read_atom(src, start, end)
+            if atom_hook is not None:
+                value = atom_hook(value)
+        elif tag == 109:  # BINARY_EXT
+            if pos + 4 > end:
+                raise DecodeError("truncated binary length", start)
+            size = u32(src, pos)[0]
+            pos += 4
+            if size > end - pos:
+                raise DecodeError(f"binary of {size} bytes but only {end - pos} left", start)
+            if zero_copy and not (stack and stack[-1][0] == _MAP and not len(stack[-1][1]) & 1):
+                value = view[pos:pos + size]
+            else:
+                value = bytes(src[pos:pos + size])
+            pos += size
+            if binary_hook is not None:
+                value = binary_hook(value)
+        elif tag == 106:  # NIL_EXT
+            value = []
+        elif tag == 104 or tag == 105:  # SMALL_TUPLE_EXT, LARGE_TUPLE_EXT
+            if tag == 104:
+                if pos >= end:
+                    raise DecodeError("truncated tuple arity", start)
+                arity = src[pos]
+                pos += 1
+            else:
+                if pos + 4 > end:
+                    raise DecodeError("truncated tuple arity", start)
+                arity = u32(src, pos)[0]
+                pos += 4
+            if arity > end - pos:
+                raise DecodeError(f"tuple of {arity} elements but only {end - pos} bytes left", start)
+            if arity:
+                push((_TUPLE, [], arity, start))
+                continue
+            value = ()
+            if tuple_hook is not None:
+                value = tuple_hook(value)
+        elif tag == 108:  # LIST_EXT
+            if pos + 4 > end:
+                raise DecodeError("truncated list length", start)
+            length = u32(src, pos)[0]
+            pos += 4
+            if length >= end - pos:
+                raise DecodeError(f"list of {length} elements but only {end - pos} bytes left", start)
+            items = []
+            if length >= _RUN_MIN:
+                pos = _numeric_runs(src, pos, end, length, items)
+            push((_LIST, items, length + 1, start))
+            continue
+        elif tag == 107:  # STRING_EXT
+            if pos + 2 > end:
+                raise DecodeError("truncated string length", start)
+            length = _u16(src, pos)[0]
+            pos += 2
+            if length > end - pos:
+                raise DecodeError(f"string of {length} bytes but only {end - pos} left", start)
+            value = list(src[pos:pos + length])
+            pos += length
+        elif tag == 116:  # MAP_EXT
+            if pos + 4 > end:
+                raise DecodeError("truncated map arity", start)
+            arity = u32(src, pos)[0]
+            pos += 4
+            if arity > (end - pos) // 2:
+                raise DecodeError(f"map of {arity} pairs but only {end - pos} bytes left", start)
+            if arity:
+                push((_MAP, [], 2 * arity, start))
+                continue
+            value = _finish_map([], start, map_hook)
+        elif tag == 112:  # NEW_FUN_EXT
+            frame, pos = _open_fun(src, start, end)
+            push(frame)
+            continue
+        else:
+            reader = _READERS.get(tag)
+            if reader is None:
+                raise DecodeError(_refusal(tag), start)
+            value, pos = reader(src, start, end)
+            if pid_hook is not None and type(value) is Pid:
+                value = pid_hook(value)
+
+        # Hand the finished value to the open containers, closing each one
+        # that it completes.
+        while stack:
+            kind, items, need, opened = stack[-1]
+            items.append(value)
+            if len(items) < need:
+                break
+            stack.pop()
+            if kind == _LIST:
+                value = _finish_list(items)
+            elif kind == _TUPLE:
+                value = tuple(items)
+                if tuple_hook is not None:
+                    value = tuple_hook(value)
+            elif kind == _MAP:
+                value = _finish_map(items, opened, map_hook)
+            else:
+                value = _finish_fun(src, items, opened, pos)
+        else:
+            return value, pos
+
+
+def _finish_list(items):
+    """Turn decoded elements plus tail into a list or an ImproperList."""
+    tail = items.pop()
+    if not items:
+        # LIST_EXT of length 0 is just its tail.
+        return tail
+    if type(tail) is list:
+        items.extend(tail)
+        return items
+    if type(tail) is ImproperList:
+        items.extend(tail.items)
+        tail = tail.tail
+    return ImproperList(tuple(items), tail)
+
+
+def _finish_map(items, offset, map_hook):
+    """Pair up decoded keys and values; refuse duplicate keys unless a hook takes over."""
+    pairs = list(zip(items[0::2], items[1::2]))
+    if map_hook is not None:
+        return map_hook(pairs, offset)
+    try:
+        return Map.from_unique_pairs(pairs)
+    except KeyError as exc:
+        raise DecodeError(f"duplicate map key {_describe(exc.args[0])}", offset) from None
+
+
+def _describe(term):
+    """A short description of a term for error messages (never deep, never long)."""
+    if isinstance(term, (tuple, list, Map, ImproperList)):
+        return f"({type(term).__name__} of {len(getattr(term, 'items', term))} elements)"
+    text = repr(term)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _numeric_runs(src, pos, end, length, items):
+    """Bulk-convert leading runs of same-tag numbers of a list; return the new offset.
+
+    Stops at the first element that is not SMALL_INTEGER_EXT, INTEGER_EXT or
+    NEW_FLOAT_EXT (or at a run too short to pay off); the caller's loop
+    decodes whatever is left.
+    """
+    done = 0
+    while done < length and pos < end:
+        run = _RUNS.get(src[pos])
+        if run is None:
+            break
+        width, dtype = run
+        count = min(length - done, _RUN_BLOCK, (end - pos) // width)
+        if count < _RUN_MIN:
+            break
+        block = np.frombuffer(src, np.uint8, count * width, pos).reshape(count, width)
+        same = block[:, 0] == src[pos]
+        if not same.all():
+            count = int(same.argmin())
+            if count < _RUN_MIN:
+                break
+        values = np.ndarray((count,), dtype, src, pos + 1, (width,))
+        if width == 9 and not np.isfinite(values).all():
+            bad = pos + width * int(np.isfinite(values).argmin())
+            raise DecodeError("float is not finite", bad)
+        items.extend(values.tolist())
+        pos += count * width
+        done += count
+    return pos
+
+
+def _read_atom(src, start, end):
+    """Read an atom of any atom tag at ``start``; return (Atom, end_offset)."""
+    if start >= end:
+        raise DecodeError("truncated: expected an atom", start)
+    tag = src[start]
+    if tag == 119 or tag == 115:
+        if start + 2 > end:
+            raise DecodeError("truncated atom length", start)
+        size = src[start + 1]
+        pos = start + 2
+    elif tag == 100 or tag == 118:
+        if start + 3 > end:
+            raise DecodeError("truncated atom length", start)
+        size = _u16(src, start + 1)[0]
+        pos = start + 3
+    else:
+        raise DecodeError(f"expected an atom, found tag {tag}", start)
+    if size > end - pos:
+        raise DecodeError(f"atom of {size} bytes but only {end - pos} left", start)
+    raw = bytes(src[pos:pos + size])
+    latin1 = tag == 100 or tag == 115
+    cache = _latin1_atoms if latin1 else _utf8_atoms
+    atom = cache.get(raw)
+    if atom is None:
+        if latin1:
+            text = raw.decode("latin-1")
+        else:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError("atom is not valid UTF-8", start) from None
+        if len(text) > 255:
+            raise DecodeError(f"atom of {len(text)} characters, over the 255 limit", start)
+        atom = Atom(text)
+        if len(cache) < _ATOM_CACHE_LIMIT:
+            cache[raw] = atom
+    return atom, pos + size
+
+
+def _need(pos, count, end, what, start):
+    """Refuse if fewer than ``count`` bytes are left at ``pos``."""
+    if pos + count > end:
+        raise DecodeError(f"truncated {what}", start)
+
+
+def _read_small_big(src, start, end):
+    _need(start, 3, end, "small big integer", start)
+    return _read_big(src, start, start + 3, src[start + 1], src[start + 2], end)
+
+
+def _read_large_big(src, start, end):
+    _need(start, 6, end, "large big integer", start)
+    return _read_big(src, start, start + 6, _u32(src, start + 1)[0], src[start + 5], end)
+
+
+def _read_big(src, start, pos, size, sign, end):
+    if size > end - pos:
+        raise DecodeError(f"big integer of {size} bytes but only {end - pos} left", start)
+    value = int.from_bytes(src[pos:pos + size], "little")
+    return (-value if sign else value), pos + size
+
+
+def _read_old_float(src, start, end):
+    _need(start, 32, end, "float", start)
+    number = _FLOAT_TEXT.match(bytes(src[start + 1:start + 32]))
+    if number is None:
+        raise DecodeError("FLOAT_EXT text is not a number", start)
+    value = float(number.group().replace(b",", b"."))
+    if not math.isfinite(value):
+        raise DecodeError("FLOAT_EXT value is not finite", start)
+    return value, start + 32
+
+
+def _read_bit_binary(src, start, end):
+    _need(start, 6, end, "bit binary header", start)
+    size = _u32(src, start + 1)[0]
+    bits = src[start + 5]
+    pos = start + 6
+    if size > end - pos:
+        raise DecodeError(f"bit binary of {size} bytes but only {end - pos} left", start)
+    if size == 0 and bits == 0:
+        return b"", pos
+    if size == 0 or not 1 <= bits <= 8:
+        raise DecodeError(f"bit binary of {size} bytes cannot use {bits} bits of its last byte",
+                          start)
+    if bits == 8:
+        return bytes(src[pos:pos + size]), pos + size
+    # OTP ignores the unused low bits of the last byte; clear them.
+    last = src[pos + size - 1] & (0xFF << (8 - bits)) & 0xFF
+    data = bytes(src[pos:pos + size - 1]) + bytes((last,))
+    return BitBinary(data, bits), pos + size
+
+
+def _read_pid(src, start, end):
+    node, pos = _read_atom(src, start + 1, end)
+    if src[start] == T.NEW_PID_EXT:
+        _need(pos, 12, end, "pid", start)
+        ident, serial, creation = _u32x3(src, pos)
+        return Pid(node, ident, serial, creation), pos + 12
+    _need(pos, 9, end, "pid", start)
+    ident, serial = _u32x2(src, pos)
+    return Pid(node, ident, serial, _old_creation(src, pos + 8)), pos + 9
+
+
+def _read_port(src, start, end):
+    tag = src[start]
+    node, pos = _read_atom(src, start + 1, end)
+    if tag == T.V4_PORT_EXT:
+        _need(pos, 12, end, "port", start)
+        return Port(node, _u64(src, pos)[0], _u32(src, pos + 8)[0]), pos + 12
+    if tag == T.NEW_PORT_EXT:
+        _need(pos, 8, end, "port", start)
+        ident, creation = _u32x2(src, pos)
+        return Port(node, ident, creation), pos + 8
+    _need(pos, 5, end, "port", start)
+    return Port(node, _u32(src, pos)[0], _old_creation(src, pos + 4)), pos + 5
+
+
+def _old_creation(src, pos):
+    """The one-byte creation of a legacy pid, port or reference."""
+    creation = src[pos]
+    if creation > _OLD_CREATION_LIMIT:
+        raise DecodeError(f"legacy creation {creation} is over {_OLD_CREATION_LIMIT}", pos)
+    return creation
+
+
+def _read_old_reference(src, start, end):
+    node, pos = _read_atom(src, start + 1, end)
+    _need(pos, 5, end, "reference", start)
+    ident = _old_reference_id(src, pos)
+    return Reference(node, _old_creation(src, pos + 4), (ident,)), pos + 5
+
+
+def _old_reference_id(src, pos):
+    """The first id word of a legacy reference, of which only 18 bits may be set."""
+    ident = _u32(src, pos)[0]
+    if ident > _OLD_REFERENCE_ID_LIMIT:
+        raise DecodeError(f"legacy reference id {ident} is over 18 bits", pos)
+    return ident
+
+
+def _read_reference(src, start, end):
+    _need(start, 3, end, "reference length", start)
+    count = _u16(src, start + 1)[0]
+    if count > 5:
+        raise DecodeError(f"reference of {count} words, expected at most 5", start)
+    node, pos = _read_atom(src, start + 3, end)
+    if src[start] == T.NEWER_REFERENCE_EXT:
+        _need(pos, 4 + 4 * count, end, "reference", start)
+        creation = _u32(src, pos)[0]
+        pos += 4
+    else:
+        _need(pos, 1 + 4 * count, end, "reference", start)
+        creation = _old_creation(src, pos)
+        pos += 1
+        if count:
+            _old_reference_id(src, pos)
+    ids = struct.unpack_from(f">{count}I", src, pos)
+    return Reference(node, creation, ids), pos + 4 * count
+
+
+def _read_export(src, start, end):
+    module, pos = _read_atom(src, start + 1, end)
+    function, pos = _read_atom(src, pos, end)
+    _need(pos, 2, end, "export arity", start)
+    if src[pos] == T.SMALL_INTEGER_EXT:
+        return Export(module, function, src[pos + 1]), pos + 2
+    _need(pos, 5, end, "export arity", start)
+    arity = _i32(src, pos + 1)[0]
+    if src[pos] != T.INTEGER_EXT or not 0 <= arity <= 255:
+        raise DecodeError("export arity must be an integer 0..255", pos)
+    return Export(module, function, arity), pos + 5
+
+
+def _open_fun(src, start, end):
+    """Parse a NEW_FUN_EXT header; return the stack frame for its trailing terms.
+
+    The fun's old index, old uniq, creator pid and free variables are decoded
+    (to validate them) by the main loop; ``_finish_fun`` then keeps the raw bytes.
+    Like OTP, the size field is not trusted: the parts determine the size.
+    """
+    _need(start, 30, end, "fun header", start)
+    arity = src[start + 5]
+    num_free = _u32(src, start + 26)[0]
+    module, pos = _read_atom(src, start + 30, end)
+    if num_free + 3 > end - pos:
+        raise DecodeError(f"fun with {num_free} free variables but only {end - pos} bytes left",
+                          start)
+    return (_FUN, [module, arity], num_free + 5, start), pos
+
+
+def _finish_fun(src, items, start, pos):
+    """Close a fun frame: check its parts; keep its bytes with their true size."""
+    module, arity, old_index, old_uniq, pid = items[:5]
+    if type(old_index) is not int or type(old_uniq) is not int:
+        raise DecodeError("fun old index and old uniq must be integers", start)
+    return Fun(module, arity, struct.pack(">I", pos - start - 1) + bytes(src[start + 5:pos]))
+
+
+_READERS = {
+    T.SMALL_BIG_EXT: _read_small_big,
+    T.LARGE_BIG_EXT: _read_large_big,
+    T.FLOAT_EXT: _read_old_float,
+    T.BIT_BINARY_EXT: _read_bit_binary,
+    T.NEW_PID_EXT: _read_pid,
+    T.PID_EXT: _read_pid,
+    T.NEW_PORT_EXT: _read_port,
+    T.V4_PORT_EXT: _read_port,
+    T.PORT_EXT: _read_port,
+    T.NEWER_REFERENCE_EXT: _read_reference,
+    T.NEW_REFERENCE_EXT: _read_reference,
+    T.REFERENCE_EXT: _read_old_reference,
+    T.EXPORT_EXT: _read_export,
+}
+
+
+def _refusal(tag):
+    """Why a tag the decoder does not accept is refused."""
+    if tag == T.ATOM_CACHE_REF:
+        return "ATOM_CACHE_REF (82) is only valid on a distribution link"
+    if tag in (T.DIST_HEADER, T.DIST_FRAG_HEADER):
+        return f"distribution header tag {tag} is not a term"
+    if tag in T.INTERNAL_TAGS:
+        return f"internal tag {tag} is never valid in external data"
+    if tag == T.COMPRESSED:
+        return "compressed marker (80) is only valid right after the version byte"
+    if tag == T.FUN_EXT:
+        return "old FUN_EXT (117) is no longer supported by Erlang"
+    if tag == T.LOCAL_EXT:
+        return "LOCAL_EXT (121) is only decodable by the node that wrote it"
+    return f"unknown tag {tag}"

@@ -1,0 +1,44 @@
+"""The tag bytes of the External Term Format, named as in OTP's erl_ext_dist."""
+
+VERSION = 131
+COMPRESSED = 80
+
+# Written by the encoder (and decoded).
+SMALL_INTEGER_EXT = 97
+INTEGER_EXT = 98
+SMALL_BIG_EXT = 110
+LARGE_BIG_EXT = 111
+NEW_FLOAT_EXT = 70
+ATOM_EXT = 100
+SMALL_ATOM_UTF8_EXT = 119
+ATOM_UTF8_EXT = 118
+SMALL_TUPLE_EXT = 104
+LARGE_TUPLE_EXT = 105
+MAP_EXT = 116
+NIL_EXT = 106
+STRING_EXT = 107
+LIST_EXT = 108
+BINARY_EXT = 109
+BIT_BINARY_EXT = 77
+NEW_PID_EXT = 88
+NEWER_REFERENCE_EXT = 90
+NEW_PORT_EXT = 89
+V4_PORT_EXT = 120
+NEW_FUN_EXT = 112
+EXPORT_EXT = 113
+
+# Legacy forms: decoded, never written.
+FLOAT_EXT = 99
+SMALL_ATOM_EXT = 115
+PID_EXT = 103
+PORT_EXT = 102
+REFERENCE_EXT = 101
+NEW_REFERENCE_EXT = 114
+
+# Refused: they only make sense on a distribution link or inside one VM.
+DIST_HEADER = 68
+DIST_FRAG_HEADER = 69
+ATOM_CACHE_REF = 82
+FUN_EXT = 117
+LOCAL_EXT = 121
+INTERNAL_TAGS = frozenset({71, 73, 74, 75, 76})

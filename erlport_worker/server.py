@@ -1,0 +1,289 @@
+"""The dispatcher: reads frames from Erlang, runs calls, sends replies, serves the API.
+
+The reader loop owns the input fd. It hands calls from Erlang to a bounded
+pool (replies go out as each call ends, matched by id), routes replies to
+Python -> Erlang calls to the thread waiting for them, and queues messages
+for the message handler thread. Every writer shares one locked FrameWriter.
+Anything Erlang sends that the protocol does not allow ends the loop with
+EXIT_PROTOCOL, so a supervisor restarts the worker.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import itertools
+import logging
+import threading
+from queue import SimpleQueue
+
+from codec import Atom
+
+from . import api, jobs
+from .framing import FrameError, FrameReader, FrameWriter
+from .jobs import JobCancelled
+from .pool import CallPool
+from .wire import RefusedOpaque, Wire, describe
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+"""The port closed (end of input), or SIGTERM arrived."""
+EXIT_INTERNAL = 1
+"""An unexpected error inside the worker itself."""
+EXIT_USAGE = 2
+"""Bad command line (argparse's status)."""
+EXIT_PROTOCOL = 3
+"""Erlang sent something the protocol does not allow: a malformed or oversized frame,
+an undecodable term, an unknown message."""
+
+CONTROL_MODULE = "erlport_worker.jobs"
+CONTROL_FUNCTIONS = ("cancel", "running")
+_C, _R, _E, _M, _P = (Atom(tag) for tag in "CreMP")
+_CONTEXTS = {"N": Atom("N"), "L": Atom("L")}
+_POLL_SECONDS = 0.05
+
+
+class ProtocolError(Exception):
+    """A frame that decodes but is not a message of the protocol."""
+
+
+class ModuleNotAllowed(PermissionError):
+    """The called module is outside the ``--allow`` list."""
+
+
+class UnencodableResult(ValueError):
+    """A call's result cannot travel as ETF (NaN, an unsupported type, ...)."""
+
+
+class Terminated(BaseException):
+    """Raised in the reader loop by the SIGTERM handler."""
+
+
+class _Pending:
+    """A Python -> Erlang call waiting for its reply."""
+
+    __slots__ = ("event", "tag", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.tag = None
+        self.value = None
+
+
+class Worker:
+    """One port connection: serve() runs until the port closes."""
+
+    def __init__(self, options, in_fd: int, out_fd: int) -> None:
+        self._wire = Wire(strings=options.strings, none=options.none,
+                          compressed=options.compressed)
+        self._reader = FrameReader(in_fd, options.packet, options.max_frame_size,
+                                   options.buffer_size)
+        self._writer = FrameWriter(out_fd, options.packet)
+        self._pool = CallPool(options.concurrency)
+        self._allow = tuple(options.allow) if options.allow is not None else None
+        self._pending = {}
+        self._ids = itertools.count(1)
+        self._messages: SimpleQueue = SimpleQueue()
+        self.message_handler = None
+        threading.Thread(target=self._handle_messages, name="messages", daemon=True).start()
+        api.bind(self)
+
+    # -- the reader loop -------------------------------------------------
+
+    def serve(self) -> int:
+        """Serve until the port closes; return the exit status."""
+        try:
+            while True:
+                frame = self._reader.read()
+                if frame is None:
+                    log.info("port closed")
+                    return EXIT_OK
+                self._dispatch(frame)
+        except Terminated:
+            log.info("SIGTERM: exiting")
+            return EXIT_OK
+        except (FrameError, ProtocolError) as exc:
+            log.error("malformed data from Erlang, exiting with status %d: %s",
+                      EXIT_PROTOCOL, exc)
+            return EXIT_PROTOCOL
+
+    def _dispatch(self, frame) -> None:
+        try:
+            message = self._wire.decode(frame)
+        except RefusedOpaque as exc:
+            self._refuse(exc)
+            return
+        except Exception as exc:
+            raise ProtocolError(f"undecodable frame of {len(frame)} bytes "
+                                f"(starts {bytes(frame[:24]).hex()}): {exc}") from None
+        size = len(message) if type(message) is tuple else 0
+        tag = message[0] if size else None
+        if tag == "C" and size == 5:
+            self._incoming_call(*message[1:])
+        elif (tag == "r" or tag == "e") and size == 3:
+            self._reply_from_erlang(tag, message[1], message[2])
+        elif tag == "M" and size == 2:
+            self._messages.put(message[1])
+        else:
+            raise ProtocolError(f"not a protocol message: {describe(message)}")
+
+    def _refuse(self, exc: RefusedOpaque) -> None:
+        """Answer a call whose arguments hold a refused value with an error; else give up."""
+        message = exc.message
+        if type(message) is tuple and len(message) == 5 and message[0] == "C" \
+                and type(message[1]) is int:
+            self._writer.write(self._wire.encode(self._wire.error_reply(message[1], exc)))
+        else:
+            raise ProtocolError(str(exc))
+
+    def _incoming_call(self, call_id, module, function, args) -> None:
+        if type(call_id) is not int:
+            raise ProtocolError(f"call id must be an integer, not {describe(call_id)}")
+        if module == CONTROL_MODULE:
+            self._run_call(call_id, module, function, args)
+        else:
+            self._pool.submit(self._run_call, call_id, module, function, args)
+
+    def _reply_from_erlang(self, tag, call_id, value) -> None:
+        pending = self._pending.get(call_id) if type(call_id) is int else None
+        if pending is None:
+            # The waiting call was cancelled meanwhile; nobody wants this reply.
+            log.warning("reply for unknown Python->Erlang call id %s dropped", describe(call_id))
+            return
+        pending.tag, pending.value = tag, value
+        pending.event.set()
+
+    # -- running calls from Erlang ---------------------------------------
+
+    def _run_call(self, call_id, module, function, args) -> None:
+        job = jobs.Job(call_id, module, function)
+        try:
+            jobs.start(job)
+            outcome = self._outcome(module, function, args)
+        except JobCancelled as exc:
+            # Delivered after the call itself had ended.
+            outcome = (False, exc)
+        finally:
+            jobs.finish(job)
+        self._send_reply(call_id, module, function, outcome)
+
+    def _outcome(self, module, function, args):
+        """(True, result) or (False, exception) of calling ``module.function(*args)``."""
+        try:
+            target = self._resolve(module, function)
+            if type(args) is not list:
+                raise TypeError(f"arguments must be a list, not {describe(args)}")
+            return True, target(*args)
+        except BaseException as exc:
+            # Drop this frame: the traceback should start in the called code.
+            return False, exc.with_traceback(exc.__traceback__.tb_next)
+
+    def _resolve(self, module, function):
+        if not isinstance(module, str) or not isinstance(function, str):
+            raise TypeError(f"module and function must be atoms, got {describe(module)} "
+                            f"and {describe(function)}")
+        if module == CONTROL_MODULE and function not in CONTROL_FUNCTIONS:
+            raise ModuleNotAllowed(f"only {' and '.join(CONTROL_FUNCTIONS)} of {CONTROL_MODULE} "
+                                   f"can be called, not {function!r}")
+        if self._allow is not None and module != CONTROL_MODULE and not any(
+                module == name or module.startswith(name + ".") for name in self._allow):
+            raise ModuleNotAllowed(f"module {module!r} is not allowed (--allow "
+                                   f"{' '.join(self._allow)})")
+        target = importlib.import_module(module)
+        for part in function.split("."):
+            target = getattr(target, part)
+        return target
+
+    def _send_reply(self, call_id, module, function, outcome) -> None:
+        try:
+            self._write_reply(call_id, module, function, outcome)
+        except OSError as exc:
+            # The port is gone; the reader sees the end of input and exits.
+            log.info("reply to call %d not sent: %s", call_id, exc)
+
+    def _write_reply(self, call_id, module, function, outcome) -> None:
+        ok, value = outcome
+        try:
+            if ok:
+                try:
+                    data = self._wire.encode((_R, call_id, value))
+                except ValueError as exc:
+                    raise UnencodableResult(f"result of {module}.{function} cannot be sent "
+                                            f"to Erlang: {_in_result(exc)}") from None
+            else:
+                data = self._wire.encode(self._wire.error_reply(call_id, value))
+            self._writer.write(data)
+        except (ValueError, FrameError) as exc:
+            self._writer.write(self._wire.encode(
+                self._wire.error_reply(call_id, exc.with_traceback(None))))
+
+    # -- the API for called code -----------------------------------------
+
+    def send(self, term) -> None:
+        """Encode ``term`` and send it as one frame."""
+        self._writer.write(self._wire.encode(term))
+
+    def cast(self, dest, message) -> None:
+        self.send((_M, dest, message))
+
+    def call_erlang(self, module, function, args, context):
+        """Call Erlang and wait for the reply; nested calls are served meanwhile."""
+        call_id = next(self._ids)
+        pending = _Pending()
+        self._pending[call_id] = pending
+        try:
+            self.send((_C, call_id, module, function, args, _CONTEXTS[context]))
+            with self._pool.waiting_on_erlang():
+                # Wake now and then so a cancellation (JobCancelled) is delivered.
+                while not pending.event.wait(_POLL_SECONDS):
+                    api.raise_if_cancelled()
+        finally:
+            del self._pending[call_id]
+        if pending.tag == "r":
+            return pending.value
+        error = pending.value
+        if type(error) is tuple and len(error) == 4:
+            raise api.ErlangError(error[1], error[2], error[3])
+        raise api.ErlangError(None, error, [])
+
+    def _handle_messages(self) -> None:
+        while True:
+            message = self._messages.get()
+            handler = self.message_handler
+            if handler is None:
+                log.debug("no message handler: dropped %s", describe(message))
+                continue
+            try:
+                handler(message)
+            except BaseException as exc:
+                log.error("message handler failed: %r", exc)
+                try:
+                    self.send((_E, self._wire.error_term(exc)))
+                except OSError as write_error:
+                    log.info("handler error not sent: %s", write_error)
+
+
+def _in_result(exc: ValueError) -> str:
+    """The encoder's message with its path made relative to the result (``$[2]`` of the reply)."""
+    path = getattr(exc, "path", None)
+    if isinstance(path, str) and path.startswith("$[2]"):
+        return f"{exc.reason} at result{path[4:]}"
+    return str(exc)
+
+
+class PrintStream(io.TextIOBase):
+    """``sys.stdout`` inside the worker: each write goes to Erlang as a ``'P'`` frame."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self._worker = worker
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if text:
+            self._worker.send((_P, text))
+        return len(text)

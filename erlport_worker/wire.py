@@ -1,0 +1,109 @@
+"""Terms on the wire: frames <-> plain Python values, and the error terms of the protocol.
+
+Incoming frames are decoded with the codec's plain mapping (binaries -> str,
+atoms -> str, maps -> dict) plus two hooks of the worker's own: every pid,
+and every ErlPort-wrapped pid, becomes sendable (see ``sendable``).
+``{'$erlport.opaque', python, Bytes}`` is refused: stock ErlPort unpickles
+it, which would let anyone who can send a frame run code.
+"""
+from __future__ import annotations
+
+import traceback
+
+from codec import Atom, Opaque, decode, plain
+
+from .sendable import SendableOpaque, SendablePid, wraps_pid
+
+_PYTHON = Atom("python")
+_E = Atom("e")
+_MAX_ATOM = 255
+_DESCRIBE_LIMIT = 200
+
+
+class RefusedOpaque(ValueError):
+    """A frame held ``{'$erlport.opaque', Language, Bytes}`` from a language other than erlang.
+
+    ``message`` is the decoded frame, so a call can still get an error reply.
+    """
+
+    def __init__(self, language: str, message) -> None:
+        super().__init__(f"refused {{'$erlport.opaque', {language}, ...}}: only Erlang-side "
+                         "opaque values are accepted (stock ErlPort would unpickle this)")
+        self.message = message
+
+
+def _pid_hook(pid):
+    return SendablePid.of(pid)
+
+
+class Wire:
+    """Encoding options of one worker, and the decoding hooks."""
+
+    def __init__(self, strings: str = "binary", none: str = "nil", compressed: int = 0) -> None:
+        self._strings = strings
+        self._none = none
+        self._compressed = compressed
+
+    def decode(self, frame):
+        """Decode one frame into plain Python values.
+
+        Raises DecodeError if it is malformed, RefusedOpaque if it holds a
+        non-Erlang opaque value.
+        """
+        # plain.decode takes no tuple hook, so its hooks are composed here
+        # with the worker's own opaque handling (one pass over the frame).
+        hooks = plain._Hooks()
+        plain_tuple = hooks.tuple
+        refused = []
+
+        def tuple_hook(items):
+            value = plain_tuple(items)
+            if type(value) is Opaque:
+                if value.language != "erlang":
+                    refused.append(value.language)
+                elif wraps_pid(value):
+                    return SendableOpaque.of(value)
+            return value
+
+        message = decode(frame, atom_hook=plain._atom, binary_hook=hooks.binary,
+                         map_hook=plain._map, tuple_hook=tuple_hook, pid_hook=_pid_hook)
+        if refused:
+            raise RefusedOpaque(refused[0], message)
+        return message
+
+    def encode(self, term) -> bytes:
+        """Encode ``term`` with this worker's string, None and compression settings."""
+        return plain.encode(term, strings=self._strings, none=self._none,
+                            compressed=self._compressed)
+
+    def error_term(self, exc: BaseException):
+        """``{python, 'module.Class', Message, Traceback}`` for ``exc``, traceback innermost first."""
+        kind = type(exc)
+        name = f"{kind.__module__}.{kind.__qualname__}"[:_MAX_ATOM]
+        frames = traceback.format_tb(exc.__traceback__)
+        frames.reverse()
+        return (_PYTHON, Atom(name), _text(_message(exc)), [_text(f) for f in frames])
+
+    def error_reply(self, call_id: int, exc: BaseException):
+        """The ``{'e', Id, Error}`` reply for a call that raised ``exc``."""
+        return (_E, call_id, self.error_term(exc))
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _text(text: str) -> str:
+    """``text`` made encodable as UTF-8 (lone surrogates escaped)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def describe(term) -> str:
+    """A short repr of ``term`` for error messages."""
+    text = repr(term)
+    if len(text) > _DESCRIBE_LIMIT:
+        text = text[:_DESCRIBE_LIMIT] + "..."
+    return text

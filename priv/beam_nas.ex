@@ -1,0 +1,89 @@
+defmodule BeamNas do
+  @moduledoc """
+  Elixir API over `:beam_nas_worker`: a supervised Python worker process
+  that runs functions and neural architecture searches.
+
+      children = [{BeamNas, name: BeamNas, python_path: ["lib/python"]}]
+      Supervisor.start_link(children, strategy: :one_for_one)
+
+      {:ok, 3.0} = BeamNas.call(BeamNas, :math, :sqrt, [9])
+      {:ok, result} = BeamNas.run_nas(%{dataset_id: "iris"}, budget: %{max_trials: 4})
+
+  Values travel as Elixir expects them: strings are binaries, maps keep
+  binary keys, Python's `None` is `nil`. Options are those of
+  `:beam_nas_worker.default_options/0`, as a keyword list.
+  """
+
+  @doc "Starts a worker linked to the caller; returns `{:error, reason}` if Python cannot start."
+  def start_link(opts \\ []), do: :beam_nas_worker.start_link(Map.new(opts))
+
+  @doc "A child spec; `:id` defaults to `BeamNas`."
+  def child_spec(opts) do
+    {id, opts} = Keyword.pop(opts, :id, __MODULE__)
+    %{id: id, start: {__MODULE__, :start_link, [opts]}, shutdown: 5000}
+  end
+
+  @doc """
+  Calls `module.function(*args)` in Python. `module` and `function` are atoms
+  or strings (`"os.path"`); `timeout` is in ms, `:infinity` or `:default`.
+  Returns `{:ok, result}` or `{:error, reason}`, e.g.
+  `{:error, {:python, class, message, traceback}}` or `{:error, :timeout}`.
+  """
+  def call(server, module, function, args, timeout \\ :default) when is_list(args) do
+    :beam_nas_worker.call(server, to_atom(module), to_atom(function), args, timeout)
+  end
+
+  @doc "Runs `module.function(*args)` in Python without waiting for its result."
+  def cast(server, module, function, args) when is_list(args) do
+    :beam_nas_worker.cast(server, to_atom(module), to_atom(function), args)
+  end
+
+  def stop(server), do: :beam_nas_worker.stop(server)
+
+  @doc "The OS process id of the Python worker."
+  def os_pid(server), do: :beam_nas_worker.os_pid(server)
+
+  @doc """
+  Runs a neural architecture search: Python's `cerebros_service.run_nas(spec, opts)`.
+
+  `spec` and `opts` are maps or keyword lists (keys become binaries). Two
+  options are not sent as they are: `:server` (the worker, default
+  `BeamNas`) and `:progress_to` (the pid that receives progress messages,
+  default the caller). Returns `{:ok, result}` when the result's `"status"`
+  is `"success"`, `{:error, {:nas_failed, result}}` for a failed search, or
+  `{:error, reason}` when the call itself failed.
+  """
+  def run_nas(spec, opts \\ [], timeout \\ :infinity) do
+    {server, opts} = pop(opts, :server, __MODULE__)
+    {progress_to, opts} = pop(opts, :progress_to, self())
+    wire_opts = opts |> Map.new() |> to_wire() |> Map.put("progress_to", progress_to)
+
+    case call(server, :cerebros_service, :run_nas, [to_wire(spec), wire_opts], timeout) do
+      {:ok, %{"status" => "success"} = result} -> {:ok, result}
+      {:ok, %{"status" => _} = result} -> {:error, {:nas_failed, result}}
+      {:ok, other} -> {:error, {:unexpected_result, other}}
+      {:error, _} = error -> error
+    end
+  end
+
+  defp pop(opts, key, default) when is_map(opts), do: Map.pop(opts, key, default)
+  defp pop(opts, key, default) when is_list(opts), do: Keyword.pop(opts, key, default)
+
+  # Maps and keyword lists become maps with binary keys, and atoms other than
+  # true/false/nil become binaries, so that Python sees plain str keys and values.
+  defp to_wire(map) when is_map(map) and not is_struct(map),
+    do: Map.new(map, fn {k, v} -> {key(k), to_wire(v)} end)
+
+  defp to_wire([{k, _} | _] = list) when is_atom(k),
+    do: if(Keyword.keyword?(list), do: list |> Map.new() |> to_wire(), else: Enum.map(list, &to_wire/1))
+
+  defp to_wire(list) when is_list(list), do: Enum.map(list, &to_wire/1)
+  defp to_wire(atom) when is_atom(atom) and atom not in [true, false, nil], do: Atom.to_string(atom)
+  defp to_wire(other), do: other
+
+  defp key(k) when is_atom(k), do: Atom.to_string(k)
+  defp key(k), do: k
+
+  defp to_atom(name) when is_atom(name), do: name
+  defp to_atom(name) when is_binary(name), do: String.to_atom(name)
+end

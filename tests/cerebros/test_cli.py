@@ -1,0 +1,44 @@
+"""The command line: run with a progress bar and summary, predict, errors."""
+import json
+import subprocess
+import sys
+
+from cerebros.cli import main
+
+TINY = json.dumps({"levels": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]})
+
+
+def test_run_then_predict(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    code = main(["run", "--dataset", "iris", "--max-trials", "3", "--seed", "2", "--run-dir", run_dir,
+                 "--search-space", TINY, "--param", "population_size=3"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "3/3 trials" in err and "best accuracy" in err  # the progress bar
+    assert "best trial" in out and "test (held out)" in out and "stopped by max_trials" in out
+    assert len((tmp_path / "run" / "journal.jsonl").read_text().splitlines()) == 3
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    done = subprocess.run([sys.executable, "-m", "cerebros", "predict", "--model", run_dir, "--input", str(rows)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 2 and set(done.stdout.split()) <= {"0", "1", "2"}
+
+
+def test_resume_from_the_command_line(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    arguments = ["run", "--dataset", "iris", "--run-dir", run_dir, "--search-space", TINY, "--quiet",
+                 "--strategy", "random"]
+    assert main(arguments + ["--max-trials", "2"]) == 0
+    assert main(arguments + ["--max-trials", "4", "--resume"]) == 0
+    assert "4 (stopped by max_trials)" in capsys.readouterr().out
+
+
+def test_errors_are_reported_with_exit_status_1(tmp_path, capsys):
+    assert main(["run", "--dataset", "no_such", "--run-dir", str(tmp_path)]) == 1
+    assert "unknown dataset 'no_such'" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path / "missing"), "--input", "x.csv"]) == 1
+    assert "no saved model" in capsys.readouterr().err
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--param", "tau"]) == 1
+    assert "--param: expected NAME=VALUE" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""Loading, splitting and scaling data for the search."""
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+
+from cerebros import data
+
+
+@pytest.mark.parametrize("name,task,shape", [("iris", "classification", (150, 4)), ("wine", "classification", (178, 13)),
+                                             ("breast_cancer", "classification", (569, 30)),
+                                             ("digits", "classification", (1797, 64)),
+                                             ("diabetes", "regression", (442, 10))])
+def test_bundled_datasets_load_with_their_task(name, task, shape):
+    X, y, known_task = data.load(name)
+    assert X.shape == shape and len(y) == shape[0] and known_task == task
+
+
+@pytest.mark.parametrize("dataset_id", ["mnist", "", "/no/such/file.csv", "/no/such/file.npz"])
+def test_an_unknown_dataset_is_a_clear_error(dataset_id):
+    with pytest.raises(data.DataError, match="dataset_id") as info:
+        data.load(dataset_id)
+    assert info.value.field == "dataset_id"
+    assert info.value.kind == ("invalid_field" if dataset_id == "" else "unknown_dataset")
+
+
+def test_csv_with_header_named_target_and_text_labels(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("label,a,b\ncat,1,2\ndog,3,4.5\ncat,5,6\n")
+    X, y, task = data.load(str(path), target="label")
+    assert X.tolist() == [[1, 2], [3, 4.5], [5, 6]]
+    assert y.tolist() == ["cat", "dog", "cat"] and task is None
+    assert data.infer_task(y) == "classification"
+
+
+def test_csv_without_header_takes_the_last_column(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,2,0.5\n3,4,1.5\n")
+    X, y, _ = data.load(str(path))
+    assert X.tolist() == [[1, 2], [3, 4]] and y.tolist() == [0.5, 1.5]
+
+
+@pytest.mark.parametrize("text,target,message", [("a,b\n1,2\n3\n", None, "line 3 has 1 cells"),
+                                                  ("a,b\nx,2\n", None, "line 2 has a non-numeric feature"),
+                                                  ("a,b\n1,2\n", "c", "column 'c' not found")])
+def test_bad_csv_names_the_problem(tmp_path, text, target, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(data.DataError, match=message):
+        data.load(str(path), target=target)
+
+
+def test_npz_needs_X_and_y(tmp_path):
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, X=np.ones((4, 2)), y=np.array([0, 1, 0, 1]))
+    np.savez(bad, X=np.ones((4, 2)))
+    X, y, _ = data.load(str(good))
+    assert X.shape == (4, 2) and y.tolist() == [0, 1, 0, 1]
+    with pytest.raises(data.DataError, match="lacks array\\(s\\) y"):
+        data.load(str(bad))
+
+
+def test_inline_arrays_are_checked():
+    X, y = data.from_arrays([[1, 2], [3, 4]], [b"a", b"b"])
+    assert X.dtype == np.float64 and y.tolist() == ["a", "b"]
+    with pytest.raises(data.DataError, match="data.X: contains NaN"):
+        data.from_arrays([[1, float("nan")]], [0])
+    with pytest.raises(data.DataError, match="data.y: expected one target per row"):
+        data.from_arrays([[1, 2], [3, 4]], [0])
+    with pytest.raises(data.DataError, match="data.X: expected a 2-d table of numbers"):
+        data.from_arrays([["x", 2]], [0])
+
+
+def test_task_inference():
+    assert data.infer_task(np.array([0, 1, 2, 1])) == "classification"
+    assert data.infer_task(np.array([0.5, 1.25, 3.0])) == "regression"
+    assert data.infer_task(np.arange(500.0)) == "regression"
+
+
+def test_split_is_sklearns_stratified_split_and_disjoint():
+    X, y = load_iris(return_X_y=True)
+    train, val, test = data.split_indices(y, "classification", test_size=0.25, seed=0)
+    _, expected_test = train_test_split(np.arange(150), test_size=0.25, stratify=y, random_state=0)
+    assert test.tolist() == expected_test.tolist()
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(150))
+    for part in (train, val, test):
+        assert sorted(np.bincount(y[part]).tolist())[0] >= len(part) // 3 - 1  # every class, evenly
+
+
+def test_scaler_is_fitted_on_the_training_rows_only():
+    X, y = load_iris(return_X_y=True)
+    splits = data.prepare(X, y, name="iris", seed=3)
+    train, val, test = data.split_indices(y, "classification", seed=3)
+    assert np.allclose(splits.scaler.mean, X[train].mean(axis=0))
+    fold_train, fold_val = splits.folds[0]
+    assert np.array_equal(splits.y[fold_train], y[train]) and np.array_equal(splits.y[fold_val], y[val])
+    assert np.allclose(splits.X[fold_train].mean(axis=0), 0) and np.allclose(splits.X[fold_train].std(axis=0), 1)
+    assert np.allclose(splits.X_test, (X[test] - X[train].mean(axis=0)) / X[train].std(axis=0))
+    assert splits.sizes() == {"train": 89, "validation": 23, "test": 38, "folds": 1}
+
+
+def test_cross_validation_folds_cover_the_search_rows_and_never_the_test_rows():
+    X, y = load_iris(return_X_y=True)
+    splits = data.prepare(X, y, name="iris", folds=4)
+    train, val, test = data.split_indices(y, "classification")
+    search = np.concatenate([train, val])
+    assert np.allclose(splits.scaler.mean, X[search].mean(axis=0))  # all search rows, no test row
+    assert sorted(np.concatenate([v for _, v in splits.folds]).tolist()) == list(range(len(search)))
+    for fold_train, fold_val in splits.folds:
+        assert not set(fold_train) & set(fold_val) and len(np.unique(splits.y[fold_val])) == 3
+    with pytest.raises(data.DataError, match="folds: must be an integer >= 1"):
+        data.prepare(X, y, name="iris", folds=0)
+    with pytest.raises(data.DataError, match="folds: 200-fold cross-validation needs"):
+        data.prepare(X, y, name="iris", folds=200)
+
+
+def test_prepare_checks_task_and_classes():
+    X = np.arange(20.0).reshape(10, 2)
+    assert data.prepare(X, np.linspace(0, 1, 10) ** 2, name="r", task="regression").y.dtype == np.float64
+    with pytest.raises(data.DataError, match="task: must be one of"):
+        data.prepare(X, np.zeros(10), name="x", task="ranking")
+    with pytest.raises(data.DataError, match="at least two classes"):
+        data.prepare(X, np.zeros(10), name="x")
+    with pytest.raises(data.DataError, match="test_size: must be between 0 and 1"):
+        data.prepare(X, np.arange(10) % 2, name="x", test_size=1.5)

@@ -1,0 +1,193 @@
+"""cerebros_service: the run_nas contract (both caller variants, every key shape), failures, companions."""
+import numpy as np
+import pytest
+
+import cerebros_service as service
+from codec import Atom
+from codec.tensor import to_term
+
+TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]}
+CONTRACT_KEYS = {"status", "best_model", "best_architecture", "best_metric", "completed_trials",
+                 "population_history", "artifacts", "metadata", "trials", "metrics", "best_trial_id",
+                 "duration_ms", "artifact_refs", "warnings"}
+FAILURE_KEYS = {"status", "error", "run_id", "completed_trials", "metadata"}
+
+
+def charlist(text):
+    return [ord(c) for c in text]
+
+
+class Mailbox:
+    """A stand-in for a pid: the worker gives pids a ``send`` method."""
+
+    def __init__(self):
+        self.messages = []
+
+    def send(self, message):
+        self.messages.append(message)
+
+
+def opts(tmp_path, **extra):
+    base = {"run_dir": str(tmp_path / "run"), "budget": {"max_trials": 3, "population_size": 3}}
+    base.update(extra)
+    return base
+
+
+def assert_plain(value, where="result"):
+    """Strings are str (never bytes or charlists), containers are dicts with str keys and lists."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert type(key) is str, f"{where}: key {key!r}"
+            assert_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_plain(item, f"{where}[{i}]")
+    else:
+        assert value is None or type(value) in (str, int, float, bool), f"{where}: {type(value)} {value!r}"
+
+
+def test_success_has_every_contract_key(tmp_path):
+    mailbox = Mailbox()
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                             opts(tmp_path, pulse_id="pulse-1", progress_to=mailbox, run_id="contract-1"))
+    assert CONTRACT_KEYS <= set(result) and result["status"] == "success"
+    assert_plain(result)
+    assert result["run_id"] == "contract-1" and result["pulse_id"] == "pulse-1"
+    assert result["completed_trials"] == 3 == len(result["trials"])
+    assert isinstance(result["best_metric"], float)
+    assert result["best_architecture"] == {**result["best_model"], "fitness": result["best_metric"]}
+    assert {"levels", "activation", "learning_rate", "batch_size"} <= set(result["best_model"])
+    assert result["population_history"] == [{"generation": 0, "population_size": 3,
+                                             "best_fitness": result["best_metric"],
+                                             "mean_fitness": pytest.approx(np.mean([t["metric"] for t in result["trials"]])),
+                                             "std_fitness": pytest.approx(np.std([t["metric"] for t in result["trials"]]))}]
+    metadata = result["metadata"]
+    assert metadata["dataset_id"] == "iris" and metadata["objective"] == "accuracy"
+    assert metadata["ga_params"] == {"population_size": 3, "mutation_rate": 0.1, "crossover_rate": 0.7,
+                                     "elite_size": 2, "tau": 1.0}
+    assert isinstance(metadata["timestamp"], str)
+    assert result["metrics"]["validation"]["accuracy"] == result["best_metric"]
+    assert result["test_metric"] == result["metrics"]["test"]["accuracy"]
+    assert all(path.startswith(str(tmp_path)) for path in result["artifacts"])
+    assert [m[1]["completed"] for m in mailbox.messages] == [1, 2, 3]
+    tag, event = mailbox.messages[-1]
+    assert type(tag) is Atom and tag == "nas_progress"
+    assert event["run_id"] == "contract-1" and event["best_metric"] == result["best_metric"]
+    assert service.run_status("contract-1")["status"] == "success"
+
+
+def as_map(pairs, key):
+    """A map with keys made by ``key``; charlist keys cannot be dict keys, so they come as a proplist."""
+    items = [(key(k), v) for k, v in pairs.items()]
+    return items if key is charlist else dict(items)
+
+
+@pytest.mark.parametrize("key", [str, str.encode, Atom, charlist])
+def test_keys_and_values_in_every_beam_shape_and_both_caller_variants(tmp_path, key):
+    space = as_map({"levels": [1, 2], "activation": Atom("relu"), "neurons_per_unit": [4, 8], "epochs": [3, 5]}, key)
+    spec = as_map({"dataset": b"wine", "objective": charlist("f1_macro"), "search_space": space}, key)
+    options = as_map({"run_dir": str(tmp_path / "run").encode(), "seed": 3,
+                      "budget": as_map({"trials": 2, "population_size": 2}, key),
+                      "parameters": as_map({"mutation_rate": 0.3, "elite_size": 1}, key), "tau": b"0.5"}, key)
+    result = service.run_nas(spec, options)
+    assert result["status"] == "success", result
+    assert result["completed_trials"] == 2 and result["metadata"]["dataset_id"] == "wine"
+    assert result["metadata"]["objective"] == "f1_macro" and result["best_model"]["activation"] == "relu"
+    assert 1 <= len(result["best_model"]["levels"]) <= 2  # [1, 2] stayed a list of ints
+    assert result["metadata"]["ga_params"] == {"population_size": 2, "mutation_rate": 0.3, "crossover_rate": 0.7,
+                                               "elite_size": 1, "tau": 0.5}
+    assert_plain(result)
+
+
+@pytest.mark.parametrize("X,y", [([[0.0, 1.0], [1.0, 0.0]] * 20, [0, 1] * 20),
+                                 (np.array([[0.0, 1.0], [1.0, 0.0]] * 20), np.array([b"a", b"b"] * 20)),
+                                 (to_term(np.array([[0.0, 1.0], [1.0, 0.0]] * 20)), to_term(np.array([0, 1] * 20)))])
+def test_inline_data_lists_arrays_and_tensors(tmp_path, X, y):
+    result = service.run_nas({"data": {"X": X, "y": y}, "search_space": TINY}, opts(tmp_path))
+    assert result["status"] == "success", result
+    assert result["metadata"]["dataset_id"] == "inline" and result["metadata"]["split_sizes"]["test"] == 10
+
+
+def failure(result, error_type, field=None):
+    assert FAILURE_KEYS <= set(result) and result["status"] == "failed", result
+    assert result["metadata"]["error_type"] == error_type, result
+    assert isinstance(result["error"], str) and result["error"]
+    assert isinstance(result["metadata"]["timestamp"], str)
+    assert result["metadata"]["field"] == field
+    assert_plain(result)
+    return result
+
+
+@pytest.mark.parametrize("spec,options,error_type,field", [
+    ({"dataset_id": "no_such_dataset"}, {}, "unknown_dataset", "spec.dataset_id"),
+    ({}, {}, "invalid_field", "spec.dataset_id"),
+    ({"dataset_id": "iris", "dataset": "wine"}, {}, "invalid_field", "spec.dataset_id"),
+    ({"dataset_id": "iris"}, {"budget": {"max_trials": "many"}}, "invalid_field", "opts.budget.max_trials"),
+    ({"dataset_id": "iris"}, {"budget": {"max_trials": 2, "trials": 3}}, "invalid_field", "opts.budget.max_trials"),
+    ({"dataset_id": "iris"}, {"budget": {"max_time_seconds": -1}}, "invalid_field", "opts.budget.max_time_seconds"),
+    ({"dataset_id": "iris", "objective": "rmse"}, {}, "invalid_field", "spec.objective"),
+    ({"dataset_id": "iris", "search_space": {"levels": [4, 2]}}, {}, "invalid_field", "spec.search_space"),
+    ({"dataset_id": "iris"}, {"parameters": {"elite_size": 50}}, "invalid_field", "opts.parameters.elite_size"),
+    ({"dataset_id": "iris"}, {"strategy": "grid"}, "invalid_field", "opts.strategy"),
+    ({"dataset_id": "iris"}, {"run_id": "../escape"}, "invalid_field", "opts.run_id"),
+    ({"dataset_id": "iris"}, {"budget": {"max_trials": 0}}, "budget_exhausted", None),
+    (42, {}, "invalid_field", "spec"),
+    ({"dataset_id": "iris"}, "opts", "invalid_field", "opts"),
+])
+def test_failures_are_returned_never_raised(tmp_path, spec, options, error_type, field):
+    if isinstance(options, dict):
+        options = {"run_dir": str(tmp_path / "run"), **options}
+    result = failure(service.run_nas(spec, options), error_type, field)
+    assert result["completed_trials"] == 0
+
+
+def test_an_unexpected_error_is_internal_error(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(service.Study, "run", broken)
+    result = failure(service.run_nas({"dataset_id": "iris"}, opts(tmp_path)), "internal_error")
+    assert "disk on fire" in result["error"]
+
+
+def test_cancel_run_returns_the_best_so_far(tmp_path):
+    class CancelAfterFirst(Mailbox):
+        def send(self, message):
+            super().send(message)
+            assert service.cancel_run(message[1]["run_id"])["status"] == "cancelling"
+
+    mailbox = CancelAfterFirst()
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                             opts(tmp_path, run_id="to-cancel", progress_to=mailbox, budget={"max_trials": 40}))
+    assert result["status"] == "success" and result["completed_trials"] == 1
+    assert result["metadata"]["stopped_reason"] == "cancelled" and any("cancelled" in w for w in result["warnings"])
+    assert service.run_status("to-cancel")["status"] == "cancelled"
+    assert service.cancel_run("to-cancel")["status"] == "not_running"
+    assert service.cancel_run(b"never-ran") == {"run_id": "never-ran", "status": "unknown"}
+    assert service.run_status(Atom("never-ran"))["status"] == "unknown"
+
+
+def test_a_failing_progress_destination_does_not_stop_the_search(tmp_path):
+    class Broken:
+        def send(self, message):
+            raise ConnectionError("port closed")
+
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path, progress_to=Broken()))
+    assert result["status"] == "success" and result["completed_trials"] == 3
+    assert any("port closed" in w for w in result["warnings"])
+    ignored = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                              opts(tmp_path, run_dir=str(tmp_path / "b"), progress_to=object(), colour="red"))
+    assert "ignored unknown field opts.colour" in ignored["warnings"]
+    assert any("no send method" in w for w in ignored["warnings"])
+
+
+def test_predict_by_run_id_and_by_path(tmp_path):
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path, run_id="to-predict"))
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+    by_id = service.predict(b"to-predict", rows)
+    by_path = service.predict(str(tmp_path / "run" / "best_model.npz"), np.array(rows))
+    assert by_id["status"] == "success" and by_id["predictions"] == by_path["predictions"]
+    assert len(by_id["probabilities"]) == 2 and by_id["classes"] == [0, 1, 2]
+    assert result["best_metric"] > 0
+    failure(service.predict("no-such-run", rows), "unknown_run", "run_id_or_artifact")
+    failure(service.predict("to-predict", [[1.0, 2.0]]), "invalid_field", "X")

@@ -1,0 +1,109 @@
+"""The ask/tell strategies: random search, evolution, successive halving."""
+import math
+
+import numpy as np
+import pytest
+
+from cerebros import strategies
+from cerebros.space import SearchSpace
+
+SPACE = SearchSpace.from_dict({"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [2, 8],
+                               "epochs": [3, 30]})
+
+
+def fitness_of(trial):
+    """A made-up score that prefers wide first levels, so selection has something to find."""
+    return float(sum(unit.neurons for unit in trial.candidate.levels[0]))
+
+
+def ask_all(strategy):
+    trials = []
+    while (trial := strategy.ask()) is not None:
+        trials.append(trial)
+    return trials
+
+
+def test_random_search_numbers_trials_and_repeats_with_the_seed():
+    first, second = strategies.RandomSearch(SPACE, 4, seed=7), strategies.RandomSearch(SPACE, 4, seed=7)
+    trials = [first.ask() for _ in range(5)]
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert [t.candidate for t in trials] == [second.ask().candidate for _ in range(5)]
+    assert strategies.RandomSearch(SPACE, 4, seed=8).ask().candidate != trials[0].candidate
+
+
+def test_evolution_generations_elites_and_history():
+    evolution = strategies.Evolution(SPACE, 4, seed=1, population_size=6, elite_size=2, tau=0.5)
+    generation0 = ask_all(evolution)
+    assert len(generation0) == 6 and {t.generation for t in generation0} == {0}
+    for trial in generation0:
+        evolution.tell(trial, fitness_of(trial))
+    generation1 = ask_all(evolution)
+    assert len(generation1) == 4 and {t.generation for t in generation1} == {1}  # 2 elites are not retrained
+    assert [t.number for t in generation1] == [6, 7, 8, 9]
+    scores = [fitness_of(t) for t in generation0]
+    assert evolution.population_history == [{"generation": 0, "best_fitness": max(scores),
+                                             "mean_fitness": pytest.approx(np.mean(scores)),
+                                             "std_fitness": pytest.approx(np.std(scores)), "population_size": 6}]
+    for trial in generation1:
+        evolution.tell(trial, fitness_of(trial))
+    entry = evolution.population_history[1]
+    assert entry["population_size"] == 6 and entry["best_fitness"] >= max(scores)  # elites kept
+    known = {t.candidate.key() for t in generation0}
+    assert all(t.candidate.key() not in known for t in generation1)  # children are new candidates
+
+
+def test_evolution_does_not_depend_on_how_asks_and_tells_interleave():
+    def run(batch):
+        evolution = strategies.Evolution(SPACE, 4, seed=3, population_size=4, elite_size=1)
+        seen = []
+        while len(seen) < 11:
+            asked = [t for t in (evolution.ask() for _ in range(batch)) if t is not None]
+            for trial in asked:
+                evolution.tell(trial, fitness_of(trial))
+            seen += asked
+        return [(t.number, t.candidate.key()) for t in seen[:11]]
+
+    assert run(1) == run(2) == run(4)
+
+
+def test_softmax_tournament_temperature():
+    evolution = strategies.Evolution(SPACE, 4, seed=0, population_size=4, tau=0.01)
+    greedy = evolution._selection_weights([3.0, 2.0, 1.0, -math.inf])
+    assert greedy[0] > 0.999 and greedy[3] == 0
+    evolution.tau = 1000.0
+    assert np.allclose(evolution._selection_weights([3.0, 2.0, 1.0, 0.0]), 0.25, atol=1e-3)
+
+
+@pytest.mark.parametrize("params,message", [({"population_size": 1}, "population_size"),
+                                            ({"elite_size": 20}, "elite_size: must be smaller"),
+                                            ({"tau": 0}, "tau: must be a positive number"),
+                                            ({"crossover_rate": 1.5}, "crossover_rate"),
+                                            ({"mutation_rate": -0.1}, "mutation_rate")])
+def test_evolution_parameters_are_checked(params, message):
+    with pytest.raises(ValueError, match=message):
+        strategies.Evolution(SPACE, 4, seed=0, **params)
+
+
+def test_successive_halving_promotes_the_best_with_more_epochs():
+    halving = strategies.SuccessiveHalving(SPACE, 4, seed=0, n_configs=9, min_epochs=2, max_epochs=18, eta=3)
+    rung0 = ask_all(halving)
+    assert len(rung0) == 9 and {t.epochs for t in rung0} == {2}
+    for trial in rung0:
+        halving.tell(trial, fitness_of(trial) + trial.number * 1e-3)
+    rung1 = ask_all(halving)
+    best3 = sorted(rung0, key=lambda t: -(fitness_of(t) + t.number * 1e-3))[:3]
+    assert [t.candidate for t in rung1] == [t.candidate for t in best3]
+    assert {t.epochs for t in rung1} == {6} and {t.generation for t in rung1} == {1}
+    for trial in rung1:
+        halving.tell(trial, fitness_of(trial))
+    rung2 = ask_all(halving)
+    assert len(rung2) == 1 and rung2[0].epochs == 18
+    halving.tell(rung2[0], 1.0)
+    next_bracket = ask_all(halving)
+    assert len(next_bracket) == 9 and {(t.bracket, t.epochs) for t in next_bracket} == {(1, 2)}
+
+
+def test_create_names_the_strategy():
+    assert isinstance(strategies.create("random", SPACE, 4, 0), strategies.RandomSearch)
+    with pytest.raises(ValueError, match="strategy: unknown strategy 'grid'"):
+        strategies.create("grid", SPACE, 4, 0)

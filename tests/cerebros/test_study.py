@@ -1,0 +1,196 @@
+"""Running searches: determinism, budgets, cancellation, resume, artifacts, no test-split leakage."""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, load_iris
+
+from cerebros import data, objectives
+from cerebros.artifacts import Predictor
+from cerebros.network import CerebrosNetwork
+from cerebros.study import ResumeError, SearchConfig, SearchStopped, Study
+
+TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8],
+        "batch_size": [16, 64]}
+# Trials that would run far longer than any test: the budgets must cut them short.
+ENDLESS = {"levels": 2, "units_per_level": 2, "neurons_per_unit": 64, "epochs": 100000, "batch_size": 16,
+           "patience": 100000}
+
+
+def config(**overrides):
+    settings = dict(dataset_id="iris", search_space=TINY, max_trials=4, strategy_params={"population_size": 3})
+    settings.update(overrides)
+    return SearchConfig(**settings)
+
+
+def journal(run_dir):
+    """The journal without its timings."""
+    with open(run_dir / "journal.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    for record in records:
+        del record["duration_seconds"]
+    return records
+
+
+def test_same_seed_same_journal_whatever_n_jobs(tmp_path):
+    one = Study.prepare(config(max_trials=5)).run(tmp_path / "one")
+    two = Study.prepare(config(max_trials=5, n_jobs=2)).run(tmp_path / "two")
+    assert len(journal(tmp_path / "one")) == 5
+    assert journal(tmp_path / "one") == journal(tmp_path / "two")
+    assert one.test_metrics == two.test_metrics
+    other = Study.prepare(config(max_trials=5, seed=1)).run(tmp_path / "other")
+    assert journal(tmp_path / "other") != journal(tmp_path / "one")
+    assert other.completed_trials == 5
+
+
+def test_result_journal_and_run_directory(tmp_path):
+    events = []
+    study = Study.prepare(config())
+    result = study.run(tmp_path, on_trial=events.append)
+    records = journal(tmp_path)
+    assert [r["number"] for r in records] == [0, 1, 2, 3] and result.stopped_reason == "max_trials"
+    assert {"candidate", "epochs", "metrics", "status", "value", "seed", "best_epoch", "val_loss"} <= set(records[0])
+    assert [e["completed"] for e in events] == [1, 2, 3, 4] and [e["trial"] for e in events] == [0, 1, 2, 3]
+    best = max(records, key=lambda r: (r["value"], -r["val_loss"]))  # ties go to the lower validation loss
+    assert result.best["number"] == best["number"] == events[-1]["best_trial"]
+    assert set(result.validation_metrics) == set(result.test_metrics) == {"accuracy", "f1_macro", "log_loss"}
+    # the saved model is the one the reported validation metrics describe (its best epoch)
+    train, validation = study.splits.folds[0]
+    saved = CerebrosNetwork.load(tmp_path / "best_model_0.npz")
+    assert objectives.evaluate(saved, study.splits.X[validation], study.splits.y[validation]) == best["metrics"]
+    assert result.validation_metrics == best["metrics"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "best_model_0.json", "best_model_0.npz", "config.json", "journal.jsonl", "preprocessing.json",
+        "summary.json"]
+    assert list((tmp_path / "trials").iterdir()) == []  # only the best model is kept
+
+
+def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    study = Study.prepare(config(folds=3, max_trials=2))
+    result = study.run(tmp_path)
+    folds = study.splits.folds
+    assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(len(study.splits.y)))
+    networks = [CerebrosNetwork.load(tmp_path / f"best_model_{fold}.npz") for fold in range(3)]
+    correct = sum(int(np.sum(n.predict(study.splits.X[v]) == study.splits.y[v])) for n, (_, v) in zip(networks, folds))
+    assert result.validation_metrics["accuracy"] == correct / len(study.splits.y)
+    _, _, test = data.split_indices(y, "classification", seed=0)
+    proba = np.mean([n.predict_proba(study.splits.X_test) for n in networks], axis=0)
+    assert np.array_equal(Predictor.load(tmp_path).predict_proba(X[test]), proba)
+    assert result.test_metrics["accuracy"] == np.mean(proba.argmax(axis=1) == y[test])
+    assert len(result.best["best_epoch"]) == 3 and result.split_sizes["folds"] == 3
+
+
+def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    result = Study.prepare(config(max_trials=3)).run(tmp_path)
+    _, _, test = data.split_indices(y, "classification", seed=0)
+    predictor = Predictor.load(tmp_path)
+    assert np.mean(predictor.predict(X[test]) == y[test]) == result.test_metrics["accuracy"]
+    same = Predictor.load(tmp_path / "best_model_0.npz").predict_proba(X[test])
+    assert np.array_equal(same, predictor.predict_proba(X[test]))
+
+
+def test_search_never_sees_the_test_rows(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    _, _, test = data.split_indices(y, "classification", seed=0)
+    poisoned = X.copy()
+    poisoned[test] = np.random.default_rng(0).normal(1e6, 1e6, size=poisoned[test].shape)
+    clean = Study.prepare(config(dataset_id="inline"), data=(X, y)).run(tmp_path / "clean")
+    dirty = Study.prepare(config(dataset_id="inline"), data=(poisoned, y)).run(tmp_path / "dirty")
+    assert journal(tmp_path / "clean") == journal(tmp_path / "dirty")  # neither scaler nor trials saw them
+    assert clean.test_metrics != dirty.test_metrics  # the poison did reach the final test scoring
+
+
+def test_regression_targets_of_test_rows_do_not_reach_the_search(tmp_path):
+    X = np.random.default_rng(1).normal(size=(120, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1
+    _, _, test = data.split_indices(y, "regression", seed=0)
+    poisoned = y.copy()
+    poisoned[test] = 1e9
+    runs = {}
+    for name, target in (("clean", y), ("dirty", poisoned)):
+        runs[name] = Study.prepare(config(dataset_id="inline", max_trials=2), data=(X, target)).run(tmp_path / name)
+    assert journal(tmp_path / "clean") == journal(tmp_path / "dirty")
+    assert runs["clean"].objective.name == "r2" and runs["dirty"].test_metrics["rmse"] > 1e8
+
+
+def test_max_time_is_a_hard_deadline(tmp_path):
+    started = time.monotonic()
+    result = Study.prepare(config(dataset_id="digits", search_space=ENDLESS, max_trials=1000,
+                                  max_time_seconds=1.5)).run(tmp_path)
+    assert time.monotonic() - started < 30  # the endless trials were cut at 1.5 s (slack for a busy machine)
+    assert result.stopped_reason == "max_time" and result.completed_trials >= 1
+    assert result.best["status"] == "interrupted"
+    assert any("max_time_seconds" in w and "best so far" in w for w in result.warnings)
+
+
+def test_per_trial_time_limit(tmp_path):
+    result = Study.prepare(config(dataset_id="digits", search_space=ENDLESS, max_trials=2,
+                                  max_trial_seconds=0.5)).run(tmp_path)
+    assert [r["status"] for r in result.records] == ["timeout", "timeout"]
+    assert all(r["duration_seconds"] < 10 for r in result.records)
+    assert any("max_trial_seconds" in w for w in result.warnings)
+
+
+def test_cancellation_returns_the_best_so_far(tmp_path):
+    cancel = threading.Event()
+
+    def on_trial(event):
+        if event["completed"] == 2:
+            cancel.set()
+
+    result = Study.prepare(config(max_trials=50)).run(tmp_path, on_trial=on_trial, cancel=cancel)
+    assert result.stopped_reason == "cancelled" and result.completed_trials == 2
+    assert any("cancelled" in w for w in result.warnings)
+    cancel_first = threading.Event()
+    cancel_first.set()
+    with pytest.raises(SearchStopped) as info:
+        Study.prepare(config()).run(tmp_path / "early", cancel=cancel_first)
+    assert info.value.kind == "cancelled"
+
+
+def test_no_trial_at_all_is_budget_exhausted(tmp_path):
+    for budget in ({"max_trials": 0}, {"max_time_seconds": 0}):
+        with pytest.raises(SearchStopped) as info:
+            Study.prepare(config(**budget)).run(tmp_path / str(len(budget) + len(str(budget))))
+        assert info.value.kind == "budget_exhausted"
+
+
+def test_resume_continues_the_journal_exactly(tmp_path):
+    Study.prepare(config(max_trials=3)).run(tmp_path / "resumed")
+    trained = []
+    resumed = Study.prepare(config(max_trials=7)).run(tmp_path / "resumed", resume=True,
+                                                      on_trial=lambda e: trained.append(e["trial"]))
+    Study.prepare(config(max_trials=7)).run(tmp_path / "straight")
+    assert trained == [3, 4, 5, 6]  # the journaled trials were replayed, not retrained
+    assert journal(tmp_path / "resumed") == journal(tmp_path / "straight")
+    assert resumed.completed_trials == 7 and len(resumed.population_history) >= 2
+    with pytest.raises(ResumeError, match="seed"):
+        Study.prepare(config(max_trials=8, seed=5)).run(tmp_path / "resumed", resume=True)
+    with pytest.raises(ResumeError, match="already holds a journal"):
+        Study.prepare(config(max_trials=8)).run(tmp_path / "resumed")
+
+
+@pytest.mark.parametrize("overrides,message", [({"max_trials": -1}, "max_trials"), ({"n_jobs": 0}, "n_jobs"),
+                                               ({"max_time_seconds": float("inf")}, "max_time_seconds"),
+                                               ({"objective": "rmse"}, "objective"),
+                                               ({"strategy": "grid"}, "strategy"),
+                                               ({"search_space": {"levels": [3, 1]}}, "levels")])
+def test_bad_settings_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Study.prepare(config(**overrides))
+
+
+def test_successive_halving_and_random_run_end_to_end(tmp_path):
+    halving = Study.prepare(config(strategy="successive_halving", max_trials=5,
+                                   strategy_params={"n_configs": 3, "min_epochs": 2, "max_epochs": 6})).run(tmp_path / "sh")
+    assert [r["epochs"] for r in halving.records] == [2, 2, 2, 6, 2]
+    assert halving.population_history == []
+    digits = load_digits()
+    assert Study.prepare(config(strategy="random", strategy_params={}, max_trials=2, dataset_id="inline"),
+                         data=(digits.data[:300], digits.target[:300])).run(tmp_path / "r").completed_trials == 2

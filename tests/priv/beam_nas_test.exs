@@ -1,0 +1,105 @@
+# ExUnit tests of the Elixir API (priv/beam_nas.ex) on real Python workers.
+# Run by tests/priv/test_beam_side.py: `elixir -pa EBIN tests/priv/beam_nas_test.exs`.
+ExUnit.start(trace: true, capture_log: true)
+
+defmodule BeamNasTest do
+  use ExUnit.Case, async: false
+
+  @worker [
+    python: System.fetch_env!("BEAM_NAS_TEST_PYTHON"),
+    python_path: [System.fetch_env!("BEAM_NAS_TEST_PYPATH")]
+  ]
+
+  setup do
+    %{w: start_supervised!({BeamNas, @worker})}
+  end
+
+  test "strings, maps and nil come back Elixir-shaped", %{w: w} do
+    value = %{"name" => "héllo 世界", "nothing" => nil, "list" => [1, 2.5, "x"], "flag" => true}
+    assert BeamNas.call(w, :priv_jobs, :echo, [value]) == {:ok, value}
+    assert BeamNas.call(w, :priv_jobs, :describe, ["text"]) == {:ok, ["str", "text"]}
+    assert BeamNas.call(w, :priv_jobs, :echo, [nil]) == {:ok, nil}
+  end
+
+  test "module and function names may be strings, dotted ones included", %{w: w} do
+    assert BeamNas.call(w, "math", "sqrt", [16.0]) == {:ok, 4.0}
+    assert BeamNas.call(w, "os.path", "basename", ["/a/b.txt"]) == {:ok, "b.txt"}
+  end
+
+  test "a Python exception is an error tuple and the worker lives on", %{w: w} do
+    assert {:error, {:python, class, message, traceback}} = BeamNas.call(w, :priv_jobs, :fail, ["nope"])
+    assert Atom.to_string(class) =~ "ValueError"
+    assert to_string(message) =~ "nope"
+    assert is_list(traceback)
+    assert BeamNas.call(w, :priv_jobs, :echo, [1]) == {:ok, 1}
+  end
+
+  test "a timeout is {:error, :timeout}", %{w: w} do
+    assert BeamNas.call(w, :priv_jobs, :cancellable, [20, self()], 1000) == {:error, :timeout}
+    assert_receive "cancelled", 10_000
+  end
+
+  test "cast runs without a reply and Python can message the caller", %{w: w} do
+    assert :ok = BeamNas.cast(w, :priv_jobs, :send_to, [self(), {:cast_done, "yes"}])
+    assert_receive {:cast_done, "yes"}, 5_000
+  end
+
+  test "the supervisor restarts a worker whose process was killed", %{w: w} do
+    os_pid = BeamNas.os_pid(w)
+    ref = Process.monitor(w)
+    :os.cmd(String.to_charlist("kill -9 #{os_pid}"))
+    assert_receive {:DOWN, ^ref, :process, ^w, {:worker_exit, 137}}, 10_000
+    new = wait_for_restart(w)
+    assert BeamNas.call(new, :priv_jobs, :echo, ["again"]) == {:ok, "again"}
+  end
+
+  test "bad options are reported, not crashed on" do
+    assert {:error, {:unknown_options, [:pyhton], _}} = BeamNas.start_link(pyhton: "python3")
+    assert {:error, {:worker_not_found, _}} = BeamNas.start_link(python: "/nonexistent/python")
+  end
+
+  test "run_nas returns the search result and sends progress to the caller", %{w: w} do
+    spec = %{dataset_id: "iris", objective: :accuracy}
+    opts = [server: w, seed: 1, budget: [max_trials: 3, population_size: 3]]
+    assert {:ok, result} = BeamNas.run_nas(spec, opts, 120_000)
+    assert result["status"] == "success"
+    assert result["completed_trials"] == 3
+    assert is_float(result["best_metric"]) and is_float(result["test_metric"])
+    assert %{"fitness" => _} = result["best_architecture"]
+    # One progress message per finished trial, already in our mailbox.
+    {:messages, messages} = Process.info(self(), :messages)
+    events = for {:nas_progress, e} <- messages, do: e
+    assert Enum.map(events, & &1["completed"]) == [1, 2, 3]
+    assert Enum.all?(events, &(&1["run_id"] == result["run_id"]))
+  end
+
+  test "run_nas sends progress to the pid given as :progress_to", %{w: w} do
+    me = self()
+    listener = spawn_link(fn -> receive do: ({:nas_progress, e} -> send(me, {:listener_got, e})) end)
+    opts = %{server: w, progress_to: listener, budget: %{max_trials: 1}}
+    assert {:ok, %{"completed_trials" => 1}} = BeamNas.run_nas(%{dataset_id: "iris"}, opts, 120_000)
+    assert_receive {:listener_got, %{"trial" => _}}, 5_000
+    refute_received {:nas_progress, _}
+  end
+
+  test "run_nas reports a failed search as an error with the result", %{w: w} do
+    spec = %{dataset_id: "no_such_dataset"}
+    assert {:error, {:nas_failed, result}} = BeamNas.run_nas(spec, [server: w], 60_000)
+    assert result["status"] == "failed"
+    assert is_binary(result["error"])
+  end
+
+  # Polls the test supervisor (for up to 10 s) until it runs a new worker.
+  defp wait_for_restart(old, tries \\ 200) do
+    {:ok, sup} = ExUnit.fetch_test_supervisor()
+    [{BeamNas, pid, _, _}] = Supervisor.which_children(sup)
+
+    if is_pid(pid) and pid != old do
+      pid
+    else
+      assert tries > 0, "the worker was not restarted"
+      Process.sleep(50)
+      wait_for_restart(old, tries - 1)
+    end
+  end
+end

@@ -1,0 +1,71 @@
+"""Runs the BEAM side (priv/) on real Erlang and Elixir nodes with real workers.
+
+Each EUnit generator in beam_nas_worker_tests.erl runs in its own `erl` node
+(so one crash cannot hide another); the ExUnit file runs in one `elixir`.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+EUNIT_MODULE = HERE / "beam_nas_worker_tests.erl"
+EXUNIT_FILE = HERE / "beam_nas_test.exs"
+EUNIT_TESTS = re.findall(r"^(\w+_test_)\(\) ->", EUNIT_MODULE.read_text(), re.M)
+
+
+def worker_command():
+    """The project's console script, preferring the one beside this Python."""
+    beside = Path(sys.executable).parent / "erlport-worker"
+    found = str(beside) if beside.exists() else shutil.which("erlport-worker")
+    assert found, "erlport-worker is not installed (pip install -e .)"
+    return found
+
+
+@pytest.fixture(scope="session")
+def ebin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ebin")
+    subprocess.run(["bash", str(ROOT / "priv" / "build.sh"), str(out)], check=True)
+    subprocess.run(["erlc", "-Werror", "-o", str(out), str(EUNIT_MODULE)], check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def node_env():
+    env = dict(os.environ)
+    env["BEAM_NAS_TEST_PYTHON"] = worker_command()
+    env["BEAM_NAS_TEST_PYPATH"] = str(HERE)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_node(args, env, timeout, cwd):
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_eunit_module_has_tests():
+    assert len(EUNIT_TESTS) >= 15, EUNIT_TESTS
+
+
+@pytest.mark.parametrize("name", EUNIT_TESTS)
+def test_eunit(ebin, node_env, name, tmp_path):
+    code, output = run_node(
+        ["erl", "-noshell", "-pa", str(ebin), "-eval",
+         f"halt(case eunit:test({{generator, beam_nas_worker_tests, {name}}}, [verbose])"
+         " of ok -> 0; _ -> 1 end)."],
+        node_env, timeout=120, cwd=tmp_path)
+    assert code == 0 and "Test passed." in output, output
+
+
+def test_exunit(ebin, node_env, tmp_path):
+    expected = len(re.findall(r"^\s*test \"", EXUNIT_FILE.read_text(), re.M))
+    code, output = run_node(["elixir", "-pa", str(ebin), str(EXUNIT_FILE)], node_env,
+                            timeout=120, cwd=tmp_path)
+    assert code == 0, output
+    assert re.search(rf"\b{expected} tests?, 0 failures", output), output

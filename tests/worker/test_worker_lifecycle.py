@@ -1,0 +1,124 @@
+"""Start-up, stdout hygiene, shutdown and malformed input, driven through pipes."""
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import codec
+from codec import Atom
+
+from erlport_worker.server import EXIT_PROTOCOL
+from worker_harness import C, P, TIMEOUT, PortClosed, worker_env
+
+T = "worker_targets"
+
+
+def wait_until(condition, timeout=TIMEOUT, step=0.02):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(step)
+
+
+def test_version_answers_like_cpython():
+    ours = subprocess.run([sys.executable, "-m", "erlport_worker", "-V"], capture_output=True,
+                          text=True, env=worker_env(), timeout=TIMEOUT)
+    cpython = subprocess.run([sys.executable, "-V"], capture_output=True, text=True,
+                             timeout=TIMEOUT)
+    assert ours.returncode == 0
+    assert ours.stdout == cpython.stdout
+    assert ours.stdout.startswith("Python 3.")
+
+
+@pytest.mark.parametrize("use_stdio", [True, False])
+def test_print_and_fd_level_writes_cannot_corrupt_the_stream(start_worker, use_stdio):
+    port = start_worker(use_stdio=use_stdio)
+    assert port.call(T, "noisy") == b"quiet"
+    printed = b"".join(term[1] for term in port.side if term[0] == P)
+    assert printed == b"printed line\n"
+    assert port.call(T, "add", 1, 2) == 3
+    port.close()
+    assert "fd one noise" in port.stderr
+    assert "child noise" in port.stderr
+
+
+def test_port_close_ends_the_worker_during_a_long_call(worker):
+    worker.send_call(T, "sleep_then", [300, b"never"])
+    wait_until(lambda: worker.call("erlport_worker.jobs", "running") != [])
+    started = time.monotonic()
+    assert worker.close() == 0
+    # The requirement is one second; the bound is loose for a loaded CI machine.
+    assert time.monotonic() - started < 5
+
+
+def test_sigterm_exits_cleanly(worker):
+    assert worker.call(T, "add", 1, 2) == 3
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(TIMEOUT) == 0
+    assert "Traceback" not in worker.stderr
+
+
+def _expect_protocol_exit(port, reason):
+    with pytest.raises(PortClosed):
+        port.recv()
+    assert port.proc.wait(TIMEOUT) == EXIT_PROTOCOL
+    assert "malformed data from Erlang" in port.stderr
+    assert reason in port.stderr
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"\x83\xff\x00", "undecodable frame"),
+    (b"garbage", "undecodable frame"),
+    (codec.encode([1, 2]), "not a protocol message"),
+    (codec.encode((Atom("X"), 1)), "not a protocol message"),
+    (codec.encode((C, b"id", Atom("m"), Atom("f"), [])), "call id must be an integer"),
+])
+def test_malformed_frames_exit_with_the_protocol_status(worker, payload, reason):
+    worker.send_raw(payload)
+    _expect_protocol_exit(worker, reason)
+
+
+def test_frame_over_the_maximum_size_exits(start_worker):
+    port = start_worker("--max-frame-size", "100")
+    assert port.call(T, "echo", b"x" * 50) == b"x" * 50
+    port.send_raw(b"\x83" + b"x" * 200)
+    _expect_protocol_exit(port, "over the maximum frame size of 100 bytes")
+
+
+def test_stream_ending_inside_a_frame_exits(worker):
+    worker.send_raw(codec.encode(1), size=100)
+    worker.proc.stdin.close()
+    _expect_protocol_exit(worker, "stream ended inside a frame of 100 bytes")
+
+
+def test_python_opaque_values_are_refused_never_unpickled(worker):
+    opaque = (Atom("$erlport.opaque"), Atom("python"), b"\x80\x04K\x01.")
+    worker.send((C, 1, Atom(T), Atom("echo"), [opaque]))
+    tag, call_id, error = worker.recv()
+    assert (tag, call_id) == (Atom("e"), 1)
+    assert error[1] == Atom("erlport_worker.wire.RefusedOpaque")
+    assert worker.call(T, "add", 1, 2) == 3
+
+
+def test_python_opaque_outside_a_call_exits(worker):
+    worker.send((Atom("M"), (Atom("$erlport.opaque"), Atom("python"), b"\x80\x04K\x01.")))
+    _expect_protocol_exit(worker, "refused")
+
+
+@pytest.mark.parametrize("argv", [["--packet=3"], ["-m", "something.else"], ["--compressed=10"],
+                                  ["--concurrency", "0"], ["--bogus"]])
+def test_bad_command_lines_exit_with_status_2(argv):
+    done = subprocess.run([sys.executable, "-m", "erlport_worker", *argv], capture_output=True,
+                          text=True, env=worker_env(), timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert "erlport-worker: error:" in done.stderr
+
+
+def test_stock_erlport_command_line_serves(start_worker):
+    port = start_worker("-u", "-m", "erlport.cli", "--compressed=0", "--buffer_size=65536",
+                        packet=2)
+    assert port.call(T, "add", 20, 22) == 42
+    assert port.close() == 0

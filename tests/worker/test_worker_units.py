@@ -1,0 +1,207 @@
+"""In-process tests of the worker's pieces: framing, command line, pool, job registry."""
+import os
+import threading
+
+import pytest
+
+from erlport_worker import cli, framing, jobs
+from erlport_worker.framing import FrameError, FrameReader, FrameTooLarge, FrameWriter
+from erlport_worker.pool import CallPool
+
+WAIT = 30
+
+
+@pytest.fixture
+def pipe():
+    read_fd, write_fd = os.pipe()
+    yield read_fd, write_fd
+    for fd in (read_fd, write_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def write_in_thread(fd, data, close=True):
+    def run():
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if close:
+            os.close(fd)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("packet", [1, 2, 4])
+def test_frames_round_trip(pipe, packet):
+    read_fd, write_fd = pipe
+    frames = [b"", b"a", b"\x83" * 200]
+    writer = FrameWriter(write_fd, packet)
+    for frame in frames:
+        writer.write(frame)
+    os.close(write_fd)
+    reader = FrameReader(read_fd, packet)
+    assert [bytes(reader.read()) for _ in frames] == frames
+    assert reader.read() is None
+
+
+def test_partial_reads_are_resumed(pipe, monkeypatch):
+    read_fd, write_fd = pipe
+    real_readv = os.readv
+    # The kernel may hand back any amount; here never more than 3 bytes.
+    monkeypatch.setattr(framing.os, "readv", lambda fd, bufs: real_readv(fd, [bufs[0][:3]]))
+    frames = [bytes(range(i, i + 40)) for i in range(50)]
+    write_in_thread(write_fd, b"".join(len(f).to_bytes(4, "big") + f for f in frames))
+    reader = FrameReader(read_fd, 4, buffer_size=64)
+    assert [bytes(reader.read()) for _ in frames] == frames
+    assert reader.read() is None
+
+
+def test_frame_bigger_than_the_buffer(pipe):
+    read_fd, write_fd = pipe
+    big = os.urandom(3_000_000)
+    write_in_thread(write_fd, len(big).to_bytes(4, "big") + big + b"\x00\x00\x00\x01z")
+    reader = FrameReader(read_fd, 4, buffer_size=4096)
+    assert bytes(reader.read()) == big
+    assert bytes(reader.read()) == b"z"
+
+
+def test_partial_writes_are_resumed(pipe, monkeypatch):
+    read_fd, write_fd = pipe
+    real_writev = os.writev
+    monkeypatch.setattr(framing.os, "writev",
+                        lambda fd, bufs: real_writev(fd, [memoryview(bufs[0])[:5]]))
+    payload = bytes(range(256)) * 4
+    FrameWriter(write_fd, 2).write(payload)
+    os.close(write_fd)
+    assert FrameReader(read_fd, 2).read() == payload
+
+
+def test_frame_over_the_maximum_is_refused_before_reading_it(pipe):
+    read_fd, write_fd = pipe
+    os.write(write_fd, (10_000).to_bytes(4, "big"))
+    with pytest.raises(FrameTooLarge, match="10000 bytes, over the maximum frame size of 100"):
+        FrameReader(read_fd, 4, max_frame_size=100).read()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x00\x00", "inside a 4-byte length header"),
+    (b"\x00\x00\x00\x09abc", "inside a frame of 9 bytes"),
+    (b"\x01\x00\x00\x00" + b"x" * 10, "inside a frame of 16777216 bytes"),
+])
+def test_stream_ending_inside_a_frame_is_an_error(pipe, data, message):
+    read_fd, write_fd = pipe
+    write_in_thread(write_fd, data)
+    with pytest.raises(FrameError, match=message):
+        FrameReader(read_fd, 4, buffer_size=1024).read()
+
+
+def test_writer_refuses_a_payload_too_big_for_the_header(pipe):
+    with pytest.raises(FrameError, match="does not fit a 1-byte length header"):
+        FrameWriter(pipe[1], 1).write(b"x" * 256)
+
+
+def test_bad_packet_size():
+    with pytest.raises(ValueError, match="packet size must be 1, 2 or 4"):
+        FrameReader(0, 3)
+
+
+def test_stock_erlport_command_line():
+    options = cli.parse(["-u", "-m", "erlport.cli", "--packet=2", "--nouse_stdio",
+                         "--compressed=5", "--buffer_size=4096"])
+    assert (options.packet, options.use_stdio, options.compressed, options.buffer_size) == \
+        (2, False, 5, 4096)
+    assert (options.strings, options.none) == ("binary", "nil")
+
+
+def test_own_flags():
+    options = cli.parse(["--strict", "--none", "nil", "--path", "/a", "--path", "/b",
+                         "--allow", "m1", "--allow", "m2", "--concurrency", "1",
+                         "--max-frame-size", "1000", "--log-level", "debug"])
+    assert (options.strings, options.none) == ("charlist", "nil")
+    assert options.paths == ["/a", "/b"] and options.allow == ["m1", "m2"]
+    assert (options.concurrency, options.max_frame_size, options.log_level) == \
+        (1, 1000, "DEBUG")
+    assert cli.parse([]).allow is None
+
+
+def test_pool_bounds_running_calls():
+    pool = CallPool(2)
+    lock = threading.Lock()
+    release = threading.Event()
+    state = {"running": 0, "most": 0, "done": 0}
+    finished = threading.Semaphore(0)
+
+    def job():
+        with lock:
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+        release.wait(WAIT)
+        with lock:
+            state["running"] -= 1
+            state["done"] += 1
+        finished.release()
+
+    for _ in range(6):
+        pool.submit(job)
+    wait_for(lambda: state["running"] == 2)
+    release.set()
+    for _ in range(6):
+        assert finished.acquire(timeout=WAIT)
+    assert state == {"running": 0, "most": 2, "done": 6}
+
+
+def test_waiting_on_erlang_frees_the_slot_for_nested_work():
+    pool = CallPool(1)
+    inner_ran = threading.Event()
+    outer_done = threading.Event()
+
+    def outer():
+        pool.submit(inner_ran.set)  # the "nested call" that Erlang would send
+        with pool.waiting_on_erlang():
+            assert inner_ran.wait(WAIT)
+        outer_done.set()
+
+    pool.submit(outer)
+    assert outer_done.wait(WAIT)
+
+
+def wait_for(condition):
+    done = threading.Event()
+    for _ in range(WAIT * 100):
+        if condition():
+            return
+        done.wait(0.01)
+    raise AssertionError("condition not met")
+
+
+def test_cancel_raises_in_a_plain_python_loop():
+    job = jobs.Job(77, "m", "f")
+    outcome = []
+
+    def run():
+        try:
+            jobs.start(job)
+            while True:
+                pass
+        except jobs.JobCancelled:
+            outcome.append("cancelled")
+        finally:
+            jobs.finish(job)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_for(lambda: any(j["id"] == 77 for j in jobs.running()))
+    assert jobs.cancel(77) is True
+    thread.join(WAIT)
+    assert outcome == ["cancelled"]
+    assert job.cancelled
+    assert jobs.cancel(77) is False
+    assert all(j["id"] != 77 for j in jobs.running())
+
+
+def test_cancel_needs_an_integer_id():
+    with pytest.raises(TypeError, match="integer call id"):
+        jobs.cancel("7")
