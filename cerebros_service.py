@@ -481,7 +481,7 @@ def predict(run_id_or_artifact, X):
             "model": os.path.abspath(path),
             "predictions": predictor.predict(X).tolist(),
             "probabilities": predictor.predict_proba(X).tolist() if classification else None,
-            "classes": predictor.network.classes_.tolist() if classification else None,
+            "classes": predictor.classes_.tolist() if classification else None,
         }
     except FileNotFoundError as exc:
         return _failure(request, exc, "no_model")

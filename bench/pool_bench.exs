@@ -13,14 +13,13 @@ Code.prepend_path(ebin)
 defmodule PoolBench do
   @cpu_iterations 5_000_000
   @cpu_calls 8
-  @echo_calls 1_000
+  @echo_calls 3_000
   @rounds 5
 
   def run(root) do
     load = "/proc/loadavg" |> File.read!() |> String.split() |> Enum.take(3) |> Enum.join(" ")
     worker = worker_options(root)
-    {one, one_n} = cpu_bound(worker, 1)
-    {two, two_n} = cpu_bound(worker, 2)
+    [{one, one_n}, {two, two_n}] = cpu_bound(worker, [1, 2])
 
     {:ok, w} = :beam_nas_worker.start_link(worker)
     {:ok, pool} = :beam_nas_pool.start_link(%{size: 1, worker: worker})
@@ -39,11 +38,11 @@ defmodule PoolBench do
     | #{@cpu_calls} concurrent CPU-bound calls (#{@cpu_iterations} Python loop steps each), pool of 1 (#{one_n} OS process used) | #{ms(one)} ms |
     | same, pool of 2 (#{two_n} OS processes used) | #{ms(two)} ms |
     | speed-up of 2 workers over 1 | #{Float.round(one / two, 2)}x |
-    | sequential trivial call, raw `:beam_nas_worker.call` | #{us(raw)} us |
-    | same through `BeamNas.call` (Elixir API) | #{us(elixir)} us (#{us(elixir - raw)} us overhead) |
-    | same through `:beam_nas_pool.call` (dispatcher) | #{us(pooled)} us (#{us(pooled - raw)} us overhead) |
+    | sequential trivial call, raw `:beam_nas_worker.call` | #{raw} us |
+    | same through `BeamNas.call` (Elixir API) | #{elixir} us (#{elixir - raw} us more) |
+    | same through `:beam_nas_pool.call` (dispatcher) | #{pooled} us (#{pooled - raw} us more) |
 
-    (#{System.schedulers_online()} schedulers, load average before the run #{load}; best of #{@rounds} rounds each, trivial-call rows interleaved, #{@echo_calls} calls a round; OTP #{System.otp_release()}, Elixir #{System.version()})
+    (#{System.schedulers_online()} schedulers, load average before the run #{load}; CPU rows: best of #{@rounds} rounds; trivial-call rows: median of #{@echo_calls} calls each, taking turns; OTP #{System.otp_release()}, Elixir #{System.version()})
     """)
   end
 
@@ -57,46 +56,48 @@ defmodule PoolBench do
     System.find_executable("erlport-worker") || Path.join(root, ".venv/bin/erlport-worker")
   end
 
-  # Runs the CPU-bound calls all at once through a pool of `size` workers, in
-  # several rounds; returns the best wall time in microseconds and how many
-  # OS processes served the calls.
-  defp cpu_bound(worker, size) do
-    {:ok, pool} = :beam_nas_pool.start_link(%{size: size, worker: worker})
+  # For each pool size, runs the CPU-bound calls all at once through a pool of
+  # that many workers. The pools take turns, round by round, so that load from
+  # other processes on the machine hits them alike. Returns, per size, the
+  # best wall time in microseconds and how many OS processes served the calls.
+  defp cpu_bound(worker, sizes) do
+    pools = for size <- sizes, do: elem(:beam_nas_pool.start_link(%{size: size, worker: worker}), 1)
+    rounds = for _ <- 1..@rounds, pool <- pools, do: {pool, :timer.tc(fn -> burn_all(pool) end)}
+    Enum.each(pools, &Supervisor.stop/1)
 
-    rounds =
-      for _ <- 1..@rounds do
-        :timer.tc(fn ->
-          1..@cpu_calls
-          |> Enum.map(fn _ ->
-            Task.async(fn -> :beam_nas_pool.call(pool, :priv_jobs, :burn, [@cpu_iterations], 60_000) end)
-          end)
-          |> Enum.map(&Task.await(&1, 60_000))
-        end)
-      end
-
-    Supervisor.stop(pool)
-    {time, _} = Enum.min_by(rounds, &elem(&1, 0))
-    pids = for {_, results} <- rounds, {:ok, pid} <- results, uniq: true, do: pid
-    {time, length(pids)}
+    for pool <- pools do
+      times = for {^pool, {time, _}} <- rounds, do: time
+      os_pids = for {^pool, {_, results}} <- rounds, {:ok, os_pid} <- results, uniq: true, do: os_pid
+      {Enum.min(times), length(os_pids)}
+    end
   end
 
-  # Microseconds per call of each fun: the best of several interleaved rounds,
-  # so that noise from other processes on the machine hits all of them alike.
+  defp burn_all(pool) do
+    1..@cpu_calls
+    |> Enum.map(fn _ ->
+      Task.async(fn -> :beam_nas_pool.call(pool, :priv_jobs, :burn, [@cpu_iterations], 60_000) end)
+    end)
+    |> Enum.map(&Task.await(&1, 60_000))
+  end
+
+  # Median microseconds per call of each fun. The funs take turns call by
+  # call, in a new random order each time (a call right after another on the
+  # same worker is faster), so that noise and order effects hit all alike.
   defp per_call(funs) do
     Enum.each(funs, fn fun -> Enum.each(1..200, fn _ -> fun.() end) end)
+    indexed = Enum.with_index(funs)
 
-    1..@rounds
-    |> Enum.map(fn _ ->
-      Enum.map(funs, fn fun ->
-        {time, :ok} = :timer.tc(fn -> Enum.each(1..@echo_calls, fn _ -> fun.() end) end)
-        time / @echo_calls
-      end)
-    end)
-    |> Enum.zip_with(&Enum.min/1)
+    samples =
+      for _ <- 1..@echo_calls,
+          {fun, index} <- Enum.shuffle(indexed),
+          do: {index, fun |> :timer.tc() |> elem(0)}
+
+    for {_, index} <- indexed, do: median(for {^index, t} <- samples, do: t)
   end
 
+  defp median(xs), do: xs |> Enum.sort() |> Enum.at(div(length(xs), 2))
+
   defp ms(us), do: round(us / 1000)
-  defp us(x), do: Float.round(x / 1, 1)
 end
 
 PoolBench.run(root)

@@ -39,9 +39,11 @@ ROWS = [
 
 def run(rounds: int) -> dict:
     """Run the Erlang side; return {result name: value}."""
-    worker = shutil.which("erlport-worker")
+    # Beside this Python first: a virtualenv's bin/ need not be on PATH.
+    beside = Path(sys.executable).parent / "erlport-worker"
+    worker = str(beside) if beside.exists() else shutil.which("erlport-worker")
     if worker is None:
-        sys.exit("erlport-worker is not on PATH: pip install -e . first")
+        sys.exit("the erlport-worker script is not installed: pip install -e . first")
     python_path = os.pathsep.join([str(ROOT)] + (
         [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     with tempfile.TemporaryDirectory() as beam_dir:

@@ -50,6 +50,8 @@ def _parser():
     run.add_argument("--max-trial-time", type=float, help="limit for each trial, in seconds")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
+    run.add_argument("--folds", type=int, default=SearchConfig.folds,
+                     help="cross-validation folds per trial (1: one hold-out validation split)")
     run.add_argument("--n-jobs", type=int, default=1, help="trials trained at once, each in its own process")
     run.add_argument("--run-dir", required=True, help="where the journal, the best model and the summary go")
     run.add_argument("--resume", action="store_true", help="continue the search journaled in --run-dir")
@@ -71,7 +73,7 @@ def _run(args):
     config = SearchConfig(
         dataset_id=args.dataset, objective=args.objective, strategy=args.strategy,
         strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
-        seed=args.seed, split_seed=args.split_seed, target=args.target, task=args.task,
+        seed=args.seed, split_seed=args.split_seed, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
         n_jobs=args.n_jobs)
     study = Study.prepare(config)
@@ -126,7 +128,8 @@ def _print_summary(result):
     lines = [
         f"dataset            {result.config.dataset_id} ({result.task}; "
         + ", ".join(f"{k} {v}" for k, v in result.split_sizes.items()) + " rows)",
-        f"strategy           {result.config.strategy}, seed {result.config.seed}",
+        f"strategy           {result.config.strategy}, seed {result.config.seed}, "
+        f"{result.config.folds} validation fold(s)",
         f"trials             {result.completed_trials} (stopped by {result.stopped_reason}) "
         f"in {result.duration_seconds:.1f} s",
         f"best trial         #{best['number']}: {objective.name} {best['value']:.4f} on validation",
@@ -156,7 +159,7 @@ def _predict(args):
     predictions = predictor.predict(X)
     if args.proba and predictor.task == "classification":
         proba = predictor.predict_proba(X)
-        classes = predictor.network.classes_.tolist()
+        classes = predictor.classes_.tolist()
         for label, row in zip(predictions.tolist(), proba):
             print(label, " ".join(f"{c}:{p:.4f}" for c, p in zip(classes, row)))
     else:

@@ -147,7 +147,7 @@ class CerebrosNetwork:
         loss: the initial weights are kept), ``n_epochs_trained_`` (all calls),
         ``stopped_reason_`` ("completed", "early_stopping", "deadline", "cancelled", "diverged").
         """
-        X = self._check_X(X, "X")
+        X = self._check_X(X, "X", min_rows=1)
         if not (warm_start and self._layers is not None):
             self._setup(X, y)
         targets = self._encode(y, len(X), "y")
@@ -156,7 +156,7 @@ class CerebrosNetwork:
                 raise ValueError("y_val: given without X_val")
             X_val, val_targets = X, targets
         else:
-            X_val = self._check_X(X_val, "X_val")
+            X_val = self._check_X(X_val, "X_val", min_rows=1)
             val_targets = self._encode(y_val, len(X_val), "y_val")
         epochs = self.candidate.epochs if epochs is None else int(epochs)
         if epochs < 1:
@@ -247,22 +247,39 @@ class CerebrosNetwork:
             node_of[(k, i)] = len(widths)
             widths.append(fan_out)
         self.n_outputs_ = n_outputs
-        # all weight matrices first, so weight decay touches one leading slice of the vector
-        layout = [(layer, "W") for layer in self._layers] + \
-            [(layer, name) for layer in self._layers for name in layer.param_names() if name != "W"]
-        sizes = [math.prod(layer.shapes()[name]) for layer, name in layout]
-        self._params = np.empty(sum(sizes), self.dtype)
-        self._grads = np.empty(sum(sizes), self.dtype)
-        start = 0
-        for (layer, name), size in zip(layout, sizes):
-            shape = layer.shapes()[name]
-            setattr(layer, name, self._params[start:start + size].reshape(shape))
-            layer.grad[name] = self._grads[start:start + size].reshape(shape)
-            start += size
+        layout = self._layout()
+        n_weights = layout[len(self._layers) - 1][3]  # where the last weight matrix stops
+        self._params = np.empty(layout[-1][3], self.dtype)
+        self._grads = np.empty_like(self._params)
+        self._bind()
         for layer in self._layers:
             layer.initialize(self._rng, self.dtype)
-        n_weights = sum(size for (_, name), size in zip(layout, sizes) if name == "W")
         self._optimizer = AdamW(self._params, n_weights, learning_rate=c.learning_rate, weight_decay=c.weight_decay)
+
+    def _layout(self):
+        """``(layer, name, start, stop)`` of every parameter in the flat vectors. All weight
+        matrices come first, so weight decay touches one leading slice."""
+        entries = [(layer, "W") for layer in self._layers] + \
+            [(layer, name) for layer in self._layers for name in layer.param_names() if name != "W"]
+        layout, start = [], 0
+        for layer, name in entries:
+            stop = start + math.prod(layer.shapes()[name])
+            layout.append((layer, name, start, stop))
+            start = stop
+        return layout
+
+    def _bind(self):
+        """Point every layer's parameter and gradient arrays at their slices of the flat vectors."""
+        for layer, name, start, stop in self._layout():
+            shape = layer.shapes()[name]
+            setattr(layer, name, self._params[start:stop].reshape(shape))
+            layer.grad[name] = self._grads[start:stop].reshape(shape)
+
+    def __setstate__(self, state):
+        # pickle copies views as separate arrays: re-point them, or training would update orphans
+        self.__dict__.update(state)
+        if self._layers is not None:
+            self._bind()
 
     # ---- forward and backward -----------------------------------------------------------
 
@@ -493,10 +510,11 @@ class CerebrosNetwork:
         if self._layers is None:
             raise ValueError("this CerebrosNetwork is not fitted yet: call fit first")
 
-    def _check_X(self, X, name):
+    def _check_X(self, X, name, min_rows=0):
         X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"{name}: expected a 2-d array (rows, features), got shape {X.shape}")
+        if X.ndim != 2 or len(X) < min_rows:
+            raise ValueError(f"{name}: expected a 2-d array (rows, features) with at least {min_rows} row(s), "
+                             f"got shape {X.shape}")
         if X.shape[1] != self.candidate.n_inputs:
             raise ValueError(f"{name}: the candidate takes {self.candidate.n_inputs} features, got {X.shape[1]}")
         if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):

@@ -181,7 +181,7 @@ class SearchSpace:
     minimum_units_per_level: int = 1
     maximum_units_per_level: int = 3
     minimum_neurons_per_unit: int = 8
-    maximum_neurons_per_unit: int = 256
+    maximum_neurons_per_unit: int = 128
     affinity_first: float = 5.0
     affinity_main: float = 0.7
     affinity_decay: float = 0.7
@@ -193,8 +193,8 @@ class SearchSpace:
     activations: Tuple[str, ...] = ("elu", "gelu", "relu", "swish", "tanh")
     minimum_learning_rate: float = 3e-4
     maximum_learning_rate: float = 1e-2
-    minimum_weight_decay: float = 1e-5
-    maximum_weight_decay: float = 1e-1
+    minimum_weight_decay: float = 1e-4
+    maximum_weight_decay: float = 1.0
     minimum_batch_size: int = 16
     maximum_batch_size: int = 256
     minimum_epochs: int = 20

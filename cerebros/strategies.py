@@ -10,6 +10,7 @@ Reproducibility: a strategy draws from its own generator seeded from ``seed`` an
 so the same seed and the same results give the same trials whatever the number of trials
 run at once, provided results are told in trial-number order.
 """
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -253,7 +254,13 @@ def create(name, space, n_inputs, seed, **params):
     """The strategy called ``name`` (a key of ``STRATEGIES``) with its own ``params``."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy: unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
-    return STRATEGIES[name](space, n_inputs, seed, **params)
+    cls = STRATEGIES[name]
+    accepted = [p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a parameter of the {name} strategy "
+                         f"(its parameters: {', '.join(accepted) or 'none'})")
+    return cls(space, n_inputs, seed, **params)
 
 
 def _check_int(name, value, low):

@@ -1,12 +1,12 @@
 """Running a search: a strategy's trials trained on the data, under budgets, into a run directory.
 
 ``Study.prepare(config).run(run_dir)`` is the one entry point (the command line and
-``cerebros_service`` both use it). Trials run in this process (``n_jobs`` 1) or in ``n_jobs`` worker
-processes started with 'forkserver' or 'spawn' (never 'fork': the caller may be
-multi-threaded). Each trial's network is seeded from ``(seed, trial number)`` and results
-are told to the strategy in trial-number order, so the journal is the same whatever
-``n_jobs`` is, timings aside. Only the training and validation splits reach the trials;
-the test split scores the best model once, at the end.
+``cerebros_service`` both use it). Trials run in this process (``n_jobs`` 1) or in
+``n_jobs`` worker processes started with 'forkserver' or 'spawn' (never 'fork': the caller
+may be multi-threaded). Each trial's networks are seeded from ``(seed, trial number)`` and
+results are told to the strategy in trial-number order, so the journal is the same
+whatever ``n_jobs`` is, timings aside. Only the search rows (training and validation
+folds) reach the trials; the test split scores the best model once, at the end.
 
 Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (running
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
@@ -41,7 +41,9 @@ class SearchConfig:
 
     ``objective`` None means the task's default (accuracy, or r2 for regression);
     ``strategy_params`` go to the strategy's constructor (see ``cerebros.strategies``);
-    ``split_seed`` fixes the train/validation/test split, ``seed`` everything else.
+    ``folds`` is the number of cross-validation folds each trial is trained and scored on (its
+    saved model is the ensemble of the fold networks); 1 means one hold-out validation split of
+    ``validation_size``. ``split_seed`` fixes the test split and the folds, ``seed`` the rest.
     """
 
     dataset_id: str
@@ -53,7 +55,7 @@ class SearchConfig:
     split_seed: int = 0
     test_size: float = 0.25
     validation_size: float = 0.2
-    folds: int = 1
+    folds: int = 5
     target: Optional[str] = None
     task: Optional[str] = None
     max_trials: int = 10

@@ -44,21 +44,23 @@ _utf8_probe = codecs.getincrementaldecoder("utf-8")
 
 
 def decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
-           pid_hook=None):
+           pid_hook=None, tuple_hook=None):
     """Decode one whole ETF frame into plain Python values.
 
     With ``zero_copy`` the non-UTF-8 binaries and tensor arrays share the
     input buffer, which must then stay unchanged while they are in use.
+    ``pid_hook`` gets each pid; ``tuple_hook`` gets each value the plain
+    mapping made of a tuple (a tuple, an ``Opaque`` or a tensor array).
     """
     return _decode(data, zero_copy=zero_copy, max_inflated_size=max_inflated_size,
-                   **_hooks(pid_hook))
+                   **_hooks(pid_hook, tuple_hook))
 
 
 def decode_from(data, offset=0, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
-                pid_hook=None):
+                pid_hook=None, tuple_hook=None):
     """Decode the term at ``data[offset]`` into plain values; return ``(value, end_offset)``."""
     return _decode_from(data, offset, zero_copy=zero_copy, max_inflated_size=max_inflated_size,
-                        **_hooks(pid_hook))
+                        **_hooks(pid_hook, tuple_hook))
 
 
 def encode(value, *, strings="binary", none="nil", minor_version=2, compressed=False,
@@ -78,11 +80,15 @@ def encode(value, *, strings="binary", none="nil", minor_version=2, compressed=F
         raise EncodeError(refused.reason, _locate(value, refused.obj)) from None
 
 
-def _hooks(pid_hook):
+def _hooks(pid_hook, tuple_hook):
     """The plain mapping as decoder hooks, fresh for one decoding run."""
     run = _Hooks()
+    plain_tuple = run.tuple
+    if tuple_hook is not None:
+        def plain_tuple(items):
+            return tuple_hook(run.tuple(items))
     return {"atom_hook": _atom, "binary_hook": run.binary, "map_hook": _map,
-            "tuple_hook": run.tuple, "pid_hook": pid_hook}
+            "tuple_hook": plain_tuple, "pid_hook": pid_hook}
 
 
 def _atom(atom):

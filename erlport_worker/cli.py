@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .framing import DEFAULT_MAX_FRAME_SIZE
+from .framing import DEFAULT_BUFFER_SIZE, DEFAULT_MAX_FRAME_SIZE
 
 DEFAULT_CONCURRENCY = 8
 STOCK_MODULE = "erlport.cli"
@@ -29,7 +29,7 @@ class Options:
     packet: int = 4
     use_stdio: bool = True
     compressed: int = 0
-    buffer_size: int = 65536
+    buffer_size: int = DEFAULT_BUFFER_SIZE
     strings: str = "binary"
     none: str = "nil"
     paths: List[str] = field(default_factory=list)
@@ -91,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                        action="store_false", help="protocol on fds 3/4")
     p.add_argument("--compressed", type=_level, default=0, metavar="LEVEL",
                    help="zlib level 0..9 for frames sent to Erlang (default 0)")
-    p.add_argument("--buffer-size", "--buffer_size", type=_positive, default=65536,
-                   metavar="BYTES", help="read buffer size (default 65536)")
+    p.add_argument("--buffer-size", "--buffer_size", type=_positive,
+                   default=DEFAULT_BUFFER_SIZE, metavar="BYTES",
+                   help=f"read buffer size (default {DEFAULT_BUFFER_SIZE})")
     p.add_argument("--strings", choices=("binary", "charlist"), default=None,
                    help="how Python str is sent (default binary)")
     p.add_argument("--none", choices=("nil", "undefined"), default=None,

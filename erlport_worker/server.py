@@ -1,11 +1,12 @@
 """The dispatcher: reads frames from Erlang, runs calls, sends replies, serves the API.
 
-The reader loop owns the input fd. It hands calls from Erlang to a bounded
-pool (replies go out as each call ends, matched by id), routes replies to
-Python -> Erlang calls to the thread waiting for them, and queues messages
-for the message handler thread. Every writer shares one locked FrameWriter.
-Anything Erlang sends that the protocol does not allow ends the loop with
-EXIT_PROTOCOL, so a supervisor restarts the worker.
+The reader loop owns the input fd and runs on one pool thread at a time.
+A call from Erlang is run by the thread that read it, which first hands the
+reading on (see ``pool``); replies go out as each call ends, matched by id.
+Replies to Python -> Erlang calls are routed to the thread waiting for them,
+and messages are queued for the message handler thread. Every writer shares
+one locked FrameWriter. Anything Erlang sends that the protocol does not
+allow ends serving with EXIT_PROTOCOL, so a supervisor restarts the worker.
 """
 from __future__ import annotations
 
@@ -79,7 +80,9 @@ class Worker:
         self._reader = FrameReader(in_fd, options.packet, options.max_frame_size,
                                    options.buffer_size)
         self._writer = FrameWriter(out_fd, options.packet)
-        self._pool = CallPool(options.concurrency)
+        self._pool = CallPool(options.concurrency, self._read_loop)
+        self._done = threading.Event()
+        self._status = EXIT_INTERNAL
         self._allow = tuple(options.allow) if options.allow is not None else None
         self._pending = {}
         self._ids = itertools.count(1)
@@ -91,41 +94,66 @@ class Worker:
     # -- the reader loop -------------------------------------------------
 
     def serve(self) -> int:
-        """Serve until the port closes; return the exit status."""
+        """Serve until the port closes; return the exit status.
+
+        The main thread only waits here, so that it is free to run the
+        SIGTERM handler (Python runs signal handlers in the main thread).
+        """
+        self._pool.start()
+        try:
+            while not self._done.wait(1.0):
+                pass
+        except Terminated:
+            log.info("SIGTERM: exiting")
+            return EXIT_OK
+        return self._status
+
+    def _finish(self, status: int) -> None:
+        self._status = status
+        self._done.set()
+
+    def _read_loop(self):
+        """Read and dispatch frames; return a call this thread is to run, or None at the end."""
         try:
             while True:
                 frame = self._reader.read()
                 if frame is None:
                     log.info("port closed")
-                    return EXIT_OK
-                self._dispatch(frame)
-        except Terminated:
-            log.info("SIGTERM: exiting")
-            return EXIT_OK
+                    self._finish(EXIT_OK)
+                    return None
+                job = self._dispatch(frame)
+                if job is not None:
+                    return job
         except (FrameError, ProtocolError) as exc:
             log.error("malformed data from Erlang, exiting with status %d: %s",
                       EXIT_PROTOCOL, exc)
-            return EXIT_PROTOCOL
+            self._finish(EXIT_PROTOCOL)
+        except BaseException:
+            log.exception("reader failed")
+            self._finish(EXIT_INTERNAL)
+        return None
 
-    def _dispatch(self, frame) -> None:
+    def _dispatch(self, frame):
+        """Handle one frame; return a call for this thread to run, if it is to run one."""
         try:
             message = self._wire.decode(frame)
         except RefusedOpaque as exc:
             self._refuse(exc)
-            return
+            return None
         except Exception as exc:
             raise ProtocolError(f"undecodable frame of {len(frame)} bytes "
                                 f"(starts {bytes(frame[:24]).hex()}): {exc}") from None
         size = len(message) if type(message) is tuple else 0
         tag = message[0] if size else None
         if tag == "C" and size == 5:
-            self._incoming_call(*message[1:])
-        elif (tag == "r" or tag == "e") and size == 3:
+            return self._incoming_call(*message[1:])
+        if (tag == "r" or tag == "e") and size == 3:
             self._reply_from_erlang(tag, message[1], message[2])
         elif tag == "M" and size == 2:
             self._messages.put(message[1])
         else:
             raise ProtocolError(f"not a protocol message: {describe(message)}")
+        return None
 
     def _refuse(self, exc: RefusedOpaque) -> None:
         """Answer a call whose arguments hold a refused value with an error; else give up."""
@@ -136,13 +164,14 @@ class Worker:
         else:
             raise ProtocolError(str(exc))
 
-    def _incoming_call(self, call_id, module, function, args) -> None:
+    def _incoming_call(self, call_id, module, function, args):
         if type(call_id) is not int:
             raise ProtocolError(f"call id must be an integer, not {describe(call_id)}")
         if module == CONTROL_MODULE:
             self._run_call(call_id, module, function, args)
-        else:
-            self._pool.submit(self._run_call, call_id, module, function, args)
+            return None
+        job = (self._run_call, (call_id, module, function, args))
+        return job if self._pool.take(*job) else None
 
     def _reply_from_erlang(self, tag, call_id, value) -> None:
         pending = self._pending.get(call_id) if type(call_id) is int else None

@@ -1,7 +1,8 @@
 """Terms on the wire: frames <-> plain Python values, and the error terms of the protocol.
 
 Incoming frames are decoded with the codec's plain mapping (binaries -> str,
-atoms -> str, maps -> dict) plus two hooks of the worker's own: every pid,
+atoms -> codec.Atom, a str, except true/false/nil/undefined -> True/False/None,
+maps -> dict) plus two hooks of the worker's own: every pid,
 and every ErlPort-wrapped pid, becomes sendable (see ``sendable``).
 ``{'$erlport.opaque', python, Bytes}`` is refused: stock ErlPort unpickles
 it, which would let anyone who can send a frame run code.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 
-from codec import Atom, Opaque, decode, plain
+from codec import Atom, Opaque, plain
 
 from .sendable import SendableOpaque, SendablePid, wraps_pid
 
@@ -50,14 +51,9 @@ class Wire:
         Raises DecodeError if it is malformed, RefusedOpaque if it holds a
         non-Erlang opaque value.
         """
-        # plain.decode takes no tuple hook, so its hooks are composed here
-        # with the worker's own opaque handling (one pass over the frame).
-        hooks = plain._Hooks()
-        plain_tuple = hooks.tuple
         refused = []
 
-        def tuple_hook(items):
-            value = plain_tuple(items)
+        def tuple_hook(value):
             if type(value) is Opaque:
                 if value.language != "erlang":
                     refused.append(value.language)
@@ -65,8 +61,7 @@ class Wire:
                     return SendableOpaque.of(value)
             return value
 
-        message = decode(frame, atom_hook=plain._atom, binary_hook=hooks.binary,
-                         map_hook=plain._map, tuple_hook=tuple_hook, pid_hook=_pid_hook)
+        message = plain.decode(frame, tuple_hook=tuple_hook, pid_hook=_pid_hook)
         if refused:
             raise RefusedOpaque(refused[0], message)
         return message

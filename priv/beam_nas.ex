@@ -24,12 +24,19 @@ defmodule BeamNas do
   end
 
   @doc """
-  Calls `module.function(*args)` in Python. `module` and `function` are atoms
-  or strings (`"os.path"`); `timeout` is in ms, `:infinity` or `:default`.
-  Returns `{:ok, result}` or `{:error, reason}`, e.g.
-  `{:error, {:python, class, message, traceback}}` or `{:error, :timeout}`.
+  Calls `module.function(*args)` in Python. `server` is a worker, or
+  `{:pool, pool}` for a `:beam_nas_pool` (the least busy of its workers).
+  `module` and `function` are atoms or strings (`"os.path"`); `timeout` is in
+  ms, `:infinity` or `:default`. Returns `{:ok, result}` or `{:error, reason}`,
+  e.g. `{:error, {:python, class, message, traceback}}` or `{:error, :timeout}`.
   """
-  def call(server, module, function, args, timeout \\ :default) when is_list(args) do
+  def call(server, module, function, args, timeout \\ :default)
+
+  def call({:pool, pool}, module, function, args, timeout) when is_list(args) do
+    :beam_nas_pool.call(pool, to_atom(module), to_atom(function), args, timeout)
+  end
+
+  def call(server, module, function, args, timeout) when is_list(args) do
     :beam_nas_worker.call(server, to_atom(module), to_atom(function), args, timeout)
   end
 
@@ -47,8 +54,8 @@ defmodule BeamNas do
   Runs a neural architecture search: Python's `cerebros_service.run_nas(spec, opts)`.
 
   `spec` and `opts` are maps or keyword lists (keys become binaries). Two
-  options are not sent as they are: `:server` (the worker, default
-  `BeamNas`) and `:progress_to` (the pid that receives progress messages,
+  options are not sent as they are: `:server` (the worker or `{:pool, pool}`,
+  default `BeamNas`) and `:progress_to` (the pid that receives progress messages,
   default the caller). Returns `{:ok, result}` when the result's `"status"`
   is `"success"`, `{:error, {:nas_failed, result}}` for a failed search, or
   `{:error, reason}` when the call itself failed.

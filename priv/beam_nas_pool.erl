@@ -45,6 +45,8 @@ call(Pool, Module, Function, Args, Timeout) ->
 workers(Pool) ->
     [Pid || {{worker, _}, Pid, _, _} <- supervisor:which_children(Pool), is_pid(Pid)].
 
+%% Finds the pool's dispatcher (looked up per call, so a restarted one is
+%% found too) and asks it for the least busy worker.
 checkout(Pool) ->
     try supervisor:which_children(Pool) of
         Children ->

@@ -1,6 +1,7 @@
 """The numpy network: gradients against finite differences, training control, persistence, determinism."""
 import dataclasses
 import json
+import pickle
 import time
 
 import numpy as np
@@ -208,6 +209,17 @@ def test_save_and_load_predict_identically(tmp_path, task):
         assert all(data[key].dtype != object for key in data.files)
 
 
+def test_a_pickled_network_keeps_training_like_the_original():
+    X, y = blobs(7, n=90)
+    net = CerebrosNetwork(small_candidate(10, normalization="batchnorm", patience=50), random_state=0)
+    net.fit(X, y, X, y, epochs=2)
+    clone = pickle.loads(pickle.dumps(net))
+    for model in (net, clone):
+        model.fit(X, y, X, y, epochs=3, warm_start=True)
+    assert clone.history_ == net.history_
+    assert np.array_equal(clone.predict_proba(X), net.predict_proba(X))
+
+
 def test_bad_inputs_are_reported_by_name():
     X, y = blobs(6, n=30)
     net = CerebrosNetwork(small_candidate(1), random_state=0)
@@ -215,6 +227,8 @@ def test_bad_inputs_are_reported_by_name():
         net.predict(X)
     with pytest.raises(ValueError, match="X: the candidate takes 3 features, got 2"):
         net.fit(X[:, :2], y)
+    with pytest.raises(ValueError, match="X_val: expected a 2-d array .* at least 1 row"):
+        net.fit(X, y, X[:0], y[:0])
     with pytest.raises(ValueError, match="X_val: contains NaN"):
         net.fit(X, y, np.full_like(X, np.nan), y)
     with pytest.raises(ValueError, match="y: expected 1-d with 30 rows"):

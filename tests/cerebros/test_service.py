@@ -28,7 +28,7 @@ class Mailbox:
 
 
 def opts(tmp_path, **extra):
-    base = {"run_dir": str(tmp_path / "run"), "budget": {"max_trials": 3, "population_size": 3}}
+    base = {"run_dir": str(tmp_path / "run"), "budget": {"max_trials": 3, "population_size": 3}, "folds": 2}
     base.update(extra)
     return base
 
@@ -185,9 +185,11 @@ def test_predict_by_run_id_and_by_path(tmp_path):
     result = service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path, run_id="to-predict"))
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
     by_id = service.predict(b"to-predict", rows)
-    by_path = service.predict(str(tmp_path / "run" / "best_model.npz"), np.array(rows))
+    by_path = service.predict(str(tmp_path / "run"), np.array(rows))
     assert by_id["status"] == "success" and by_id["predictions"] == by_path["predictions"]
     assert len(by_id["probabilities"]) == 2 and by_id["classes"] == [0, 1, 2]
+    one_fold = service.predict(str(tmp_path / "run" / "best_model_1.npz"), rows)
+    assert one_fold["status"] == "success" and len(one_fold["predictions"]) == 2
     assert result["best_metric"] > 0
     failure(service.predict("no-such-run", rows), "unknown_run", "run_id_or_artifact")
     failure(service.predict("to-predict", [[1.0, 2.0]]), "invalid_field", "X")

@@ -53,6 +53,13 @@ defmodule BeamNasTest do
     assert BeamNas.call(new, :priv_jobs, :echo, ["again"]) == {:ok, "again"}
   end
 
+  test "{:pool, pool} spreads calls over the pool's workers" do
+    pool = start_supervised!(:beam_nas_pool.child_spec(%{size: 2, worker: Map.new(@worker)}))
+    tasks = for _ <- 1..2, do: Task.async(fn -> BeamNas.call({:pool, pool}, :priv_jobs, :burn, [30_000_000]) end)
+    os_pids = for {:ok, os_pid} <- Task.await_many(tasks, 30_000), uniq: true, do: os_pid
+    assert Enum.sort(os_pids) == Enum.sort(for w <- :beam_nas_pool.workers(pool), do: BeamNas.os_pid(w))
+  end
+
   test "bad options are reported, not crashed on" do
     assert {:error, {:unknown_options, [:pyhton], _}} = BeamNas.start_link(pyhton: "python3")
     assert {:error, {:worker_not_found, _}} = BeamNas.start_link(python: "/nonexistent/python")

@@ -182,6 +182,9 @@ python_sends_and_calls_erlang_test_() ->
         ?assertEqual({ok, [3, 2, 1]}, jobs(W, call_erlang, [lists, reverse, [[1, 2, 3]]])),
         ?assertMatch({error, {python, _, _, _}}, jobs(W, call_erlang, [erlang, error, [boom]])),
         ?assertEqual({ok, W}, jobs(W, owner, [])),
+        <<131, Wrapped/binary>> = term_to_binary({self(), make_ref()}),
+        ?assertMatch({ok, {Self, Ref}} when Self =:= self() andalso is_reference(Ref),
+                     jobs(W, stock_opaque, [Wrapped])),
         ?assertEqual({ok, 4}, jobs(W, echo, [4]))
     end).
 

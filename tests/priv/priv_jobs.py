@@ -64,6 +64,13 @@ def send_to(pid, message):
     return "sent"
 
 
+def stock_opaque(data):
+    """An Erlang term wrapped as stock ErlPort's Python side returns one."""
+    from codec.terms import Atom
+
+    return (Atom("$erlport.opaque"), Atom("erlang"), data)
+
+
 def call_erlang(module, function, args):
     from erlport_worker import api
 

@@ -4,12 +4,11 @@ The cases live in erl/worker_port_tests.erl; it is compiled here with erlc
 and run once per port mode, printing one line per case.
 """
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from worker_harness import HERE, worker_env
+from worker_harness import HERE, worker_env, worker_script
 
 ERL_SOURCE = HERE / "erl" / "worker_port_tests.erl"
 
@@ -23,8 +22,7 @@ def beam_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", ["stdio", "nouse_stdio"])
 def test_erlang_cases(beam_dir, mode):
-    exe = shutil.which("erlport-worker")
-    assert exe, "the erlport-worker console script is not on PATH (pip install -e .)"
+    exe = worker_script()
     python_path = worker_env()["PYTHONPATH"]
     done = subprocess.run(
         ["erl", "-noshell", "-pa", str(beam_dir), "-run", "worker_port_tests", "main",

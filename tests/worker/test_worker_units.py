@@ -1,6 +1,7 @@
 """In-process tests of the worker's pieces: framing, command line, pool, job registry."""
 import os
 import threading
+from queue import SimpleQueue
 
 import pytest
 
@@ -127,8 +128,25 @@ def test_own_flags():
     assert cli.parse([]).allow is None
 
 
+def start_pool(size):
+    """A pool whose reader takes calls from a queue (None ends reading), as frames would."""
+    feed = SimpleQueue()
+
+    def read_loop():
+        while True:
+            job = feed.get()
+            if job is None:
+                return None
+            if pool.take(*job):
+                return job
+
+    pool = CallPool(size, read_loop)
+    pool.start()
+    return pool, lambda fn, *args: feed.put((fn, args))
+
+
 def test_pool_bounds_running_calls():
-    pool = CallPool(2)
+    pool, submit = start_pool(2)
     lock = threading.Lock()
     release = threading.Event()
     state = {"running": 0, "most": 0, "done": 0}
@@ -145,7 +163,7 @@ def test_pool_bounds_running_calls():
         finished.release()
 
     for _ in range(6):
-        pool.submit(job)
+        submit(job)
     wait_for(lambda: state["running"] == 2)
     release.set()
     for _ in range(6):
@@ -153,18 +171,31 @@ def test_pool_bounds_running_calls():
     assert state == {"running": 0, "most": 2, "done": 6}
 
 
+def test_the_reader_runs_the_call_it_read_when_a_slot_is_free():
+    pool, submit = start_pool(2)
+    threads = []
+    done = threading.Event()
+    # The first call stays busy until the second ends, so which thread runs
+    # the second one does not depend on how fast the first one is.
+    submit(lambda: (threads.append(threading.current_thread().name), done.wait(WAIT)))
+    submit(lambda: (threads.append(threading.current_thread().name), done.set()))
+    assert done.wait(WAIT)
+    # The first reader ran the first call; the thread it handed reading to ran the second.
+    assert threads == ["call-1", "call-2"]
+
+
 def test_waiting_on_erlang_frees_the_slot_for_nested_work():
-    pool = CallPool(1)
+    pool, submit = start_pool(1)
     inner_ran = threading.Event()
     outer_done = threading.Event()
 
     def outer():
-        pool.submit(inner_ran.set)  # the "nested call" that Erlang would send
+        submit(inner_ran.set)  # the "nested call" that Erlang would send
         with pool.waiting_on_erlang():
             assert inner_ran.wait(WAIT)
         outer_done.set()
 
-    pool.submit(outer)
+    submit(outer)
     assert outer_done.wait(WAIT)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +19,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TIMEOUT = 30.0
 C, R, E, M, P = (Atom(t) for t in "CreMP")
+
+
+def worker_script() -> str:
+    """The erlport-worker console script of the running Python's environment.
+
+    Looked up beside sys.executable first: CI runs .venv/bin/python without
+    putting .venv/bin on PATH.
+    """
+    beside = Path(sys.executable).parent / "erlport-worker"
+    found = str(beside) if beside.exists() else shutil.which("erlport-worker")
+    assert found, "the erlport-worker console script is not installed (pip install -e .)"
+    return found
 
 
 def worker_env() -> dict:
