@@ -2,9 +2,13 @@
 
 Every unit computes ``activation(dense(normalise(concatenate(inputs))))``: its inputs are
 concatenated in the candidate's order (vertical inputs sorted by (level, unit), then lateral
-inputs), then batch-normalised (batch statistics while training, running statistics with
-momentum 0.9 at inference) or passed through inverted dropout (training only) or left as
-they are, then multiplied by the weights. The output unit is the same without activation:
+inputs), then batch-normalised, or passed through inverted dropout (training only), or left
+as they are, then multiplied by the weights. Batch norm standardises with the batch's
+statistics while training and running statistics (momentum 0.9) at inference; it has no
+learned scale and shift, which the dense layer right after would absorb anyway. Its
+statistics are per feature, so each node's output is standardised once per batch and shared
+by all the units it feeds: the same arithmetic as normalising every unit's concatenation,
+without repeating it for every consumer. The output unit is the same without activation:
 logits for classification (softmax cross-entropy on integer-coded classes), raw values for
 regression (mean squared error). Regression targets are standardised with the training
 split's mean and standard deviation, so the losses reported (``history_``, ``best_val_loss_``)
@@ -38,7 +42,7 @@ TASKS = ("classification", "regression")
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
 EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
-_FORMAT = "cerebros-network/1"
+_FORMAT = "cerebros-network/2"
 OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
 PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience without progress
 
@@ -57,28 +61,24 @@ def _single_threaded_blas(method):
 class _Layer:
     """One unit: how its inputs are routed, its shapes, and (once ``_build`` lays them out) its arrays.
 
-    ``W``, ``b`` and, with batch norm, ``gamma``, ``beta`` are views into the network's one flat
+    ``W`` and ``b`` are views into the network's one flat
     parameter vector; ``grad[name]`` the matching views into the flat gradient vector.
     """
 
-    def __init__(self, sources, widths, fan_out, normalization, activation):
+    def __init__(self, sources, widths, fan_out, activation):
         self.sources = sources
         self.offsets = np.cumsum([0] + widths)
         self.fan_in = int(self.offsets[-1])
         self.fan_out = fan_out
-        self.batchnorm = normalization == "batchnorm"
         self.activation = activation
         # gradients for inputs that are only the raw features are never needed
         self.needs_input_grad = any(s != 0 for s in sources)
         self.grad = {}
 
     def shapes(self):
-        shapes = {"W": (self.fan_in, self.fan_out), "b": (self.fan_out,)}
-        if self.batchnorm:
-            shapes.update(gamma=(self.fan_in,), beta=(self.fan_in,))
-        return shapes
+        return {"W": (self.fan_in, self.fan_out), "b": (self.fan_out,)}
 
-    def initialize(self, rng, dtype):
+    def initialize(self, rng):
         gain = ACTIVATIONS[self.activation][2] if self.activation else "glorot"
         std = {"he": math.sqrt(2.0 / self.fan_in), "lecun": math.sqrt(1.0 / self.fan_in),
                "glorot": math.sqrt(2.0 / (self.fan_in + self.fan_out))}[gain]
@@ -86,18 +86,9 @@ class _Layer:
             std *= OUTPUT_INIT_SCALE
         self.W[...] = rng.standard_normal(self.W.shape) * std
         self.b[...] = 0
-        if self.batchnorm:
-            self.gamma[...] = 1
-            self.beta[...] = 0
-            self.running_mean = np.zeros(self.fan_in, dtype)
-            self.running_var = np.ones(self.fan_in, dtype)
 
     def param_names(self):
         return tuple(self.shapes())
-
-    def state_names(self):
-        """Parameters plus batch-norm running statistics: everything a saved model needs."""
-        return self.param_names() + (("running_mean", "running_var") if self.batchnorm else ())
 
 
 class CerebrosNetwork:
@@ -243,29 +234,32 @@ class CerebrosNetwork:
         units.append((len(c.levels) + 1, 0, c.output_inputs, (), n_outputs, None))
         for k, i, inputs, lateral, fan_out, activation in units:
             sources = [node_of[ref] for ref in inputs] + [node_of[(k, m)] for m in lateral]
-            self._layers.append(_Layer(sources, [widths[s] for s in sources], fan_out, c.normalization, activation))
+            self._layers.append(_Layer(sources, [widths[s] for s in sources], fan_out, activation))
             node_of[(k, i)] = len(widths)
             widths.append(fan_out)
         self.n_outputs_ = n_outputs
+        self._batchnorm = c.normalization == "batchnorm"
+        # running statistics of every node that feeds units (all but the output), for inference
+        self._running = [(np.zeros(w, self.dtype), np.ones(w, self.dtype))
+                         for w in widths[:-1]] if self._batchnorm else []
         layout = self._layout()
         n_weights = layout[len(self._layers) - 1][3]  # where the last weight matrix stops
         self._params = np.empty(layout[-1][3], self.dtype)
         self._grads = np.empty_like(self._params)
         self._bind()
         for layer in self._layers:
-            layer.initialize(self._rng, self.dtype)
+            layer.initialize(self._rng)
         self._optimizer = AdamW(self._params, n_weights, learning_rate=c.learning_rate, weight_decay=c.weight_decay)
 
     def _layout(self):
         """``(layer, name, start, stop)`` of every parameter in the flat vectors. All weight
         matrices come first, so weight decay touches one leading slice."""
-        entries = [(layer, "W") for layer in self._layers] + \
-            [(layer, name) for layer in self._layers for name in layer.param_names() if name != "W"]
         layout, start = [], 0
-        for layer, name in entries:
-            stop = start + math.prod(layer.shapes()[name])
-            layout.append((layer, name, start, stop))
-            start = stop
+        for name in ("W", "b"):
+            for layer in self._layers:
+                stop = start + math.prod(layer.shapes()[name])
+                layout.append((layer, name, start, stop))
+                start = stop
         return layout
 
     def _bind(self):
@@ -284,32 +278,24 @@ class CerebrosNetwork:
     # ---- forward and backward -----------------------------------------------------------
 
     def _forward(self, X, train):
-        """Run every layer; returns the output and, when training, what backward needs."""
+        """Run every layer; returns the output and, when training, what backward needs:
+        ``(per-layer caches, {node: standardised output}, {node: 1 / batch std})``."""
         outs = [X]
         caches = []
+        normalised, inv_std = {}, {}
         keep = 1.0 - self.candidate.dropout
         dropout = train and self.candidate.normalization == "dropout" and keep < 1.0
         for layer in self._layers:
-            parts = [outs[s] for s in layer.sources]
+            if self._batchnorm:
+                for s in layer.sources:
+                    if s not in normalised:
+                        normalised[s] = self._standardise(s, outs[s], train, inv_std)
+                parts = [normalised[s] for s in layer.sources]
+            else:
+                parts = [outs[s] for s in layer.sources]
             x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             cache = {}
-            if layer.batchnorm:
-                if train:
-                    mean = x.mean(axis=0)
-                    centred = x - mean
-                    var = np.einsum("ij,ij->j", centred, centred) / len(x)
-                    layer.running_mean *= BN_MOMENTUM
-                    layer.running_mean += (1 - BN_MOMENTUM) * mean
-                    layer.running_var *= BN_MOMENTUM
-                    layer.running_var += (1 - BN_MOMENTUM) * var
-                    inv = 1.0 / np.sqrt(var + BN_EPS)
-                    xhat = centred * inv
-                    cache["xhat"], cache["inv"] = xhat, inv
-                    x = xhat * layer.gamma + layer.beta
-                else:
-                    scale = layer.gamma / np.sqrt(layer.running_var + BN_EPS)
-                    x = x * scale + (layer.beta - layer.running_mean * scale)
-            elif dropout:
+            if dropout:
                 mask = (self._rng.random(x.shape, dtype=self.dtype) < keep).astype(self.dtype)
                 mask /= keep
                 cache["mask"] = mask
@@ -321,37 +307,51 @@ class CerebrosNetwork:
                 cache["x"], cache["z"], cache["a"] = x, z, a
                 caches.append(cache)
             outs.append(a)
-        return outs[-1], caches
+        return outs[-1], (caches, normalised, inv_std)
 
-    def _backward(self, d_out, caches):
+    def _standardise(self, node, values, train, inv_std):
+        """Node ``node``'s output standardised: by batch statistics (updating the running ones)
+        when training, by the running statistics otherwise."""
+        running_mean, running_var = self._running[node]
+        if not train:
+            return (values - running_mean) * (1.0 / np.sqrt(running_var + BN_EPS))
+        mean = values.mean(axis=0)
+        centred = values - mean
+        var = np.einsum("ij,ij->j", centred, centred) / len(values)
+        running_mean *= BN_MOMENTUM
+        running_mean += (1 - BN_MOMENTUM) * mean
+        running_var *= BN_MOMENTUM
+        running_var += (1 - BN_MOMENTUM) * var
+        inv_std[node] = 1.0 / np.sqrt(var + BN_EPS)
+        return centred * inv_std[node]
+
+    def _backward(self, d_out, state):
         """Write every parameter's gradient into ``layer.grad`` given d loss / d output."""
+        caches, normalised, inv_std = state
         d_nodes = [None] * (len(self._layers) + 1)
         d_nodes[-1] = d_out
         for index in range(len(self._layers) - 1, -1, -1):
-            layer, cache = self._layers[index], caches[index]
-            dz = d_nodes[index + 1]
+            layer, cache, node = self._layers[index], caches[index], index + 1
+            dz = d_nodes[node]
+            if node in normalised:
+                # all consumers are done: d_nodes[node] is d loss / d standardised output
+                xhat, inv = normalised[node], inv_std[node]
+                dz = inv * (dz - dz.mean(axis=0) - xhat * np.einsum("ij,ij->j", dz, xhat) / len(dz))
             if layer.activation:
                 dz = dz * ACTIVATIONS[layer.activation][1](cache["z"], cache["a"])
             np.matmul(cache["x"].T, dz, out=layer.grad["W"])
             np.sum(dz, axis=0, out=layer.grad["b"])
-            if layer.needs_input_grad or layer.batchnorm:
+            if layer.needs_input_grad:
                 dx = dz @ layer.W.T
-                if layer.batchnorm:
-                    xhat, inv = cache["xhat"], cache["inv"]
-                    np.einsum("ij,ij->j", dx, xhat, out=layer.grad["gamma"])
-                    np.sum(dx, axis=0, out=layer.grad["beta"])
-                    dxhat = dx * layer.gamma
-                    dx = inv * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0))
-                elif "mask" in cache:
-                    dx = dx * cache["mask"]
-                if layer.needs_input_grad:
-                    for s, lo, hi in zip(layer.sources, layer.offsets[:-1], layer.offsets[1:]):
-                        if s == 0:
-                            continue
-                        if d_nodes[s] is None:
-                            d_nodes[s] = dx[:, lo:hi].copy()
-                        else:
-                            d_nodes[s] += dx[:, lo:hi]
+                if "mask" in cache:
+                    dx *= cache["mask"]
+                for s, lo, hi in zip(layer.sources, layer.offsets[:-1], layer.offsets[1:]):
+                    if s == 0:
+                        continue
+                    if d_nodes[s] is None:
+                        d_nodes[s] = dx[:, lo:hi].copy()
+                    else:
+                        d_nodes[s] += dx[:, lo:hi]
 
     def _loss_and_grads(self, X, targets):
         """Training-mode loss; the gradients land in ``self._grads`` (through the layers' views)."""
@@ -451,8 +451,7 @@ class CerebrosNetwork:
         else:
             meta.update(y_mean=self._y_mean.tolist(), y_scale=self._y_scale.tolist(), y_ndim=self._y_ndim)
         text = json.dumps(meta, indent=1)
-        arrays = {f"{i}.{name}": getattr(layer, name)
-                  for i, layer in enumerate(self._layers) for name in layer.state_names()}
+        arrays = dict(self._named_state())
         with open(path, "wb") as f:
             np.savez(f, __meta__=np.array(text), **arrays)
         json_path = path[:-4] + ".json"
@@ -474,12 +473,10 @@ class CerebrosNetwork:
             net = cls(Candidate.from_dict(meta["candidate"]), task=meta["task"],
                       random_state=meta["random_state"], dtype=meta["dtype"])
             net._build(meta["n_outputs"])
-            for i, layer in enumerate(net._layers):
-                for name in layer.state_names():
-                    key = f"{i}.{name}"
-                    if key not in data or data[key].shape != getattr(layer, name).shape:
-                        raise ValueError(f"{path}: array {key!r} is missing or has the wrong shape")
-                    getattr(layer, name)[...] = data[key]
+            for key, array in net._named_state():
+                if key not in data or data[key].shape != array.shape:
+                    raise ValueError(f"{path}: array {key!r} is missing or has the wrong shape")
+                array[...] = data[key]
         if net.task == "classification":
             net.classes_ = np.array(meta["classes"])
         else:
@@ -495,9 +492,17 @@ class CerebrosNetwork:
 
     # ---- state and input checks ---------------------------------------------------------
 
+    def _named_state(self):
+        """Every array a saved model needs, by name: parameters, then batch-norm running statistics."""
+        for i, layer in enumerate(self._layers):
+            for name in layer.param_names():
+                yield f"{i}.{name}", getattr(layer, name)
+        for node, (mean, var) in enumerate(self._running):
+            yield f"node{node}.running_mean", mean
+            yield f"node{node}.running_var", var
+
     def _running_stats(self):
-        return [getattr(layer, name) for layer in self._layers if layer.batchnorm
-                for name in ("running_mean", "running_var")]
+        return [array for pair in self._running for array in pair]
 
     def _copy_state(self):
         return [self._params.copy()] + [a.copy() for a in self._running_stats()]

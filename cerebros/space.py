@@ -21,9 +21,10 @@ chain of consecutive lateral connections ending at ``m`` is already
 Valid network (checked by ``Candidate.from_dict`` and kept by every operation here):
 every hidden unit and the output has at least one vertical input (so every unit is
 reached from the input), and every hidden unit feeds a later unit (so every unit reaches
-the output). Repair wires an orphan unit on level ``k`` to a random unit on a level drawn
-from ``[k + minimum_skip_connection_depth, k + maximum_skip_connection_depth]``, clipped to
-the output level.
+the output). Repair gives a unit left without vertical input (possible with floor
+rounding) one random unit of the level just below, and wires an orphan unit on level ``k``
+to a random unit on a level drawn from ``[k + minimum_skip_connection_depth,
+k + maximum_skip_connection_depth]``, clipped to the output level.
 """
 import dataclasses
 import hashlib

@@ -52,6 +52,7 @@ _TUPLE, _LIST, _MAP, _FUN = range(4)
 # Lists at least this long are first tried as runs of one numeric tag, which
 # numpy converts in bulk; shorter ones are not worth the set-up cost.
 _RUN_MIN = 32
+_RUN_MAX_SHORT = 4
 _RUN_BLOCK = 4096
 # tag -> (bytes per element, numpy dtype of the value after the tag byte)
 _RUNS = {
@@ -79,11 +80,9 @@ _OLD_REFERENCE_ID_LIMIT = (1 << 18) - 1
 def decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
            atom_hook=None, binary_hook=None, map_hook=None, tuple_hook=None, pid_hook=None):
     """Decode one whole ETF frame (leading 131, no trailing bytes) into a term."""
-    term, end = decode_from(
-        data, 0, zero_copy=zero_copy, max_inflated_size=max_inflated_size,
-        atom_hook=atom_hook, binary_hook=binary_hook, map_hook=map_hook,
-        tuple_hook=tuple_hook, pid_hook=pid_hook)
-    size = memoryview(data).nbytes
+    src, view, size = _source(data, zero_copy)
+    term, end = _decode_frame(src, view, 0, size, max_inflated_size, (
+        zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook))
     if end != size:
         raise DecodeError(f"{size - end} trailing bytes after the term", end)
     return term
@@ -92,9 +91,25 @@ def decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE
 def decode_from(data, offset=0, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
                 atom_hook=None, binary_hook=None, map_hook=None, tuple_hook=None, pid_hook=None):
     """Decode the term starting at ``data[offset]`` (its 131); return ``(term, end_offset)``."""
+    src, view, size = _source(data, zero_copy)
+    return _decode_frame(src, view, offset, size, max_inflated_size, (
+        zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook))
+
+
+def _source(data, zero_copy):
+    """(indexable bytes or byte view, read-only view or None, size) for ``data``.
+
+    Plain bytes are indexed directly (slices are then one copy each); the view
+    is only needed for zero-copy slices.
+    """
+    if type(data) is bytes:
+        return data, (memoryview(data) if zero_copy else None), len(data)
     view = _byte_view(data)
-    end = view.nbytes
-    src = data if type(data) is bytes else view
+    return view, view, view.nbytes
+
+
+def _decode_frame(src, view, offset, end, max_inflated_size, hooks):
+    """Decode the frame at ``offset`` (its 131); return ``(term, end_offset)``."""
     if offset < 0 or offset >= end:
         raise DecodeError("no data: expected the version byte 131", offset)
     if src[offset] != T.VERSION:
@@ -102,9 +117,8 @@ def decode_from(data, offset=0, *, zero_copy=False, max_inflated_size=DEFAULT_MA
     pos = offset + 1
     if pos >= end:
         raise DecodeError("truncated: nothing after the version byte", pos)
-    hooks = (zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook)
     if src[pos] == T.COMPRESSED:
-        inflated, end_offset = _inflate(view, pos, end, max_inflated_size)
+        inflated, end_offset = _inflate(src, pos, end, max_inflated_size)
         try:
             term, used = _decode_term(inflated, memoryview(inflated), 0, len(inflated), hooks)
         except DecodeError as exc:
@@ -124,18 +138,18 @@ def _byte_view(data) -> memoryview:
     except TypeError:
         raise TypeError(f"decode needs bytes, bytearray or memoryview, not "
                         f"{type(data).__name__}") from None
-    if view.ndim != 1 or view.itemsize != 1:
+    if view.ndim != 1 or view.format != "B":
         if not view.c_contiguous:
             raise TypeError("decode needs a contiguous buffer")
         view = view.cast("B")
     return view.toreadonly()
 
 
-def _inflate(view, pos, end, limit):
-    """Inflate the compressed term at ``view[pos]`` (tag 80); return (bytes, end_offset)."""
+def _inflate(src, pos, end, limit):
+    """Inflate the compressed term at ``src[pos]`` (tag 80); return (bytes, end_offset)."""
     if end - pos < 5:
         raise DecodeError("truncated compressed header", pos)
-    size = _u32(view, pos + 1)[0]
+    size = _u32(src, pos + 1)[0]
     start = pos + 5
     if size > limit:
         raise DecodeError(f"compressed term declares {size} bytes, over the {limit}-byte limit", pos)
@@ -145,7 +159,7 @@ def _inflate(view, pos, end, limit):
     inflater = zlib.decompressobj()
     pieces = []
     got = 0
-    pending = view[start:end]
+    pending = memoryview(src)[start:end]
     try:
         while not inflater.eof:
             # Ask for one byte more than declared so an over-long stream shows
@@ -170,8 +184,13 @@ def _decode_term(src, view, pos, end, hooks):
     """Decode one term at ``pos`` (its tag); return ``(term, end_offset)``."""
     zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook = hooks
     u32 = _u32
+    utf8_atoms = _utf8_atoms
+    latin1_atoms = _latin1_atoms
     stack = []
-    push = stack.append
+    # The innermost open container's element list and how many it needs,
+    # kept in locals because every decoded value goes there.
+    top_items = None
+    top_need = 0
     while True:
         if pos >= end:
             raise DecodeError("truncated: expected a term", pos)
@@ -183,6 +202,35 @@ def _decode_term(src, view, pos, end, hooks):
                 raise DecodeError("truncated small integer", start)
             value = src[pos]
             pos += 1
+        elif tag == 119 or tag == 100:  # SMALL_ATOM_UTF8_EXT, ATOM_EXT
+            if tag == 119:
+                size = src[pos] if pos < end else 0
+                key_end = pos + 1 + size
+                value = utf8_atoms.get(bytes(src[pos + 1:key_end]))
+            else:
+                size = _u16(src, pos)[0] if pos + 2 <= end else 0
+                key_end = pos + 2 + size
+                value = latin1_atoms.get(bytes(src[pos + 2:key_end]))
+            if value is None or key_end > end:
+                value, pos = _read_atom(src, start, end)
+            else:
+                pos = key_end
+            if atom_hook is not None:
+                value = atom_hook(value)
+        elif tag == 109:  # BINARY_EXT
+            if pos + 4 > end:
+                raise DecodeError("truncated binary length", start)
+            size = u32(src, pos)[0]
+            pos += 4
+            if size > end - pos:
+                raise DecodeError(f"binary of {size} bytes but only {end - pos} left", start)
+            if zero_copy and not (stack and stack[-1][0] == _MAP and not len(top_items) & 1):
+                value = view[pos:pos + size]
+            else:
+                value = bytes(src[pos:pos + size])
+            pos += size
+            if binary_hook is not None:
+                value = binary_hook(value)
         elif tag == 98:  # INTEGER_EXT
             if pos + 4 > end:
                 raise DecodeError("truncated integer", start)
@@ -195,24 +243,10 @@ def _decode_term(src, view, pos, end, hooks):
             if value - value != 0.0:
                 raise DecodeError(f"float {value} is not finite", start)
             pos += 8
-        elif tag == 119 or tag == 100 or tag == 118 or tag == 115:
+        elif tag == 118 or tag == 115:  # ATOM_UTF8_EXT, SMALL_ATOM_EXT
             value, pos = _read_atom(src, start, end)
             if atom_hook is not None:
                 value = atom_hook(value)
-        elif tag == 109:  # BINARY_EXT
-            if pos + 4 > end:
-                raise DecodeError("truncated binary length", start)
-            size = u32(src, pos)[0]
-            pos += 4
-            if size > end - pos:
-                raise DecodeError(f"binary of {size} bytes but only {end - pos} left", start)
-            if zero_copy and not (stack and stack[-1][0] == _MAP and not len(stack[-1][1]) & 1):
-                value = view[pos:pos + size]
-            else:
-                value = bytes(src[pos:pos + size])
-            pos += size
-            if binary_hook is not None:
-                value = binary_hook(value)
         elif tag == 106:  # NIL_EXT
             value = []
         elif tag == 104 or tag == 105:  # SMALL_TUPLE_EXT, LARGE_TUPLE_EXT
@@ -229,11 +263,26 @@ def _decode_term(src, view, pos, end, hooks):
             if arity > end - pos:
                 raise DecodeError(f"tuple of {arity} elements but only {end - pos} bytes left", start)
             if arity:
-                push((_TUPLE, [], arity, start))
+                top_items = []
+                top_need = arity
+                stack.append((_TUPLE, top_items, arity, start))
                 continue
             value = ()
             if tuple_hook is not None:
                 value = tuple_hook(value)
+        elif tag == 116:  # MAP_EXT
+            if pos + 4 > end:
+                raise DecodeError("truncated map arity", start)
+            arity = u32(src, pos)[0]
+            pos += 4
+            if arity > (end - pos) // 2:
+                raise DecodeError(f"map of {arity} pairs but only {end - pos} bytes left", start)
+            if arity:
+                top_items = []
+                top_need = 2 * arity
+                stack.append((_MAP, top_items, top_need, start))
+                continue
+            value = _finish_map([], start, map_hook)
         elif tag == 108:  # LIST_EXT
             if pos + 4 > end:
                 raise DecodeError("truncated list length", start)
@@ -241,10 +290,13 @@ def _decode_term(src, view, pos, end, hooks):
             pos += 4
             if length >= end - pos:
                 raise DecodeError(f"list of {length} elements but only {end - pos} bytes left", start)
-            items = []
+            top_items = []
+            top_need = length + 1
             if length >= _RUN_MIN:
-                pos = _numeric_runs(src, pos, end, length, items)
-            push((_LIST, items, length + 1, start))
+                pos = _numeric_runs(src, pos, end, length, top_items)
+                if binary_hook is None and not zero_copy:
+                    pos = _binary_run(src, pos, end, length - len(top_items), top_items)
+            stack.append((_LIST, top_items, top_need, start))
             continue
         elif tag == 107:  # STRING_EXT
             if pos + 2 > end:
@@ -255,20 +307,11 @@ def _decode_term(src, view, pos, end, hooks):
                 raise DecodeError(f"string of {length} bytes but only {end - pos} left", start)
             value = list(src[pos:pos + length])
             pos += length
-        elif tag == 116:  # MAP_EXT
-            if pos + 4 > end:
-                raise DecodeError("truncated map arity", start)
-            arity = u32(src, pos)[0]
-            pos += 4
-            if arity > (end - pos) // 2:
-                raise DecodeError(f"map of {arity} pairs but only {end - pos} bytes left", start)
-            if arity:
-                push((_MAP, [], 2 * arity, start))
-                continue
-            value = _finish_map([], start, map_hook)
         elif tag == 112:  # NEW_FUN_EXT
             frame, pos = _open_fun(src, start, end)
-            push(frame)
+            stack.append(frame)
+            top_items = frame[1]
+            top_need = frame[2]
             continue
         else:
             reader = _READERS.get(tag)
@@ -280,12 +323,11 @@ def _decode_term(src, view, pos, end, hooks):
 
         # Hand the finished value to the open containers, closing each one
         # that it completes.
-        while stack:
-            kind, items, need, opened = stack[-1]
-            items.append(value)
-            if len(items) < need:
-                break
-            stack.pop()
+        if top_items is None:
+            return value, pos
+        top_items.append(value)
+        while len(top_items) >= top_need:
+            kind, items, _, opened = stack.pop()
             if kind == _LIST:
                 value = _finish_list(items)
             elif kind == _TUPLE:
@@ -296,8 +338,10 @@ def _decode_term(src, view, pos, end, hooks):
                 value = _finish_map(items, opened, map_hook)
             else:
                 value = _finish_fun(src, items, opened, pos)
-        else:
-            return value, pos
+            if not stack:
+                return value, pos
+            _, top_items, top_need, _ = stack[-1]
+            top_items.append(value)
 
 
 def _finish_list(items):
@@ -317,11 +361,11 @@ def _finish_list(items):
 
 def _finish_map(items, offset, map_hook):
     """Pair up decoded keys and values; refuse duplicate keys unless a hook takes over."""
-    pairs = list(zip(items[0::2], items[1::2]))
+    flat = iter(items)
     if map_hook is not None:
-        return map_hook(pairs, offset)
+        return map_hook(list(zip(flat, flat)), offset)
     try:
-        return Map.from_unique_pairs(pairs)
+        return Map.from_unique_pairs(zip(flat, flat))
     except KeyError as exc:
         raise DecodeError(f"duplicate map key {_describe(exc.args[0])}", offset) from None
 
@@ -337,25 +381,27 @@ def _describe(term):
 def _numeric_runs(src, pos, end, length, items):
     """Bulk-convert leading runs of same-tag numbers of a list; return the new offset.
 
-    Stops at the first element that is not SMALL_INTEGER_EXT, INTEGER_EXT or
-    NEW_FLOAT_EXT (or at a run too short to pay off); the caller's loop
-    decodes whatever is left.
+    A run shorter than ``_RUN_MIN`` (say one small integer among INTEGER_EXTs)
+    is converted too, but after ``_RUN_MAX_SHORT`` short runs in a row the
+    list is left to the caller's element-by-element loop, as it is at the
+    first element that is not SMALL_INTEGER_EXT, INTEGER_EXT or NEW_FLOAT_EXT.
     """
     done = 0
-    while done < length and pos < end:
-        run = _RUNS.get(src[pos])
+    short_runs = 0
+    while done < length and pos < end and short_runs < _RUN_MAX_SHORT:
+        tag = src[pos]
+        run = _RUNS.get(tag)
         if run is None:
             break
         width, dtype = run
         count = min(length - done, _RUN_BLOCK, (end - pos) // width)
-        if count < _RUN_MIN:
+        if count == 0:
             break
         block = np.frombuffer(src, np.uint8, count * width, pos).reshape(count, width)
-        same = block[:, 0] == src[pos]
+        same = block[:, 0] == tag
         if not same.all():
             count = int(same.argmin())
-            if count < _RUN_MIN:
-                break
+        short_runs = short_runs + 1 if count < _RUN_MIN else 0
         values = np.ndarray((count,), dtype, src, pos + 1, (width,))
         if width == 9 and not np.isfinite(values).all():
             bad = pos + width * int(np.isfinite(values).argmin())
@@ -363,6 +409,24 @@ def _numeric_runs(src, pos, end, length, items):
         items.extend(values.tolist())
         pos += count * width
         done += count
+    return pos
+
+
+def _binary_run(src, pos, end, count, items):
+    """Decode up to ``count`` consecutive well-formed BINARY_EXTs in a tight loop.
+
+    Returns the new offset; anything else (or a malformed binary, which the
+    caller's loop then reports) ends the run.
+    """
+    u32 = _u32
+    while count and pos + 5 <= end and src[pos] == 109:
+        start = pos + 5
+        stop = start + u32(src, pos + 1)[0]
+        if stop > end:
+            break
+        items.append(bytes(src[start:stop]))
+        pos = stop
+        count -= 1
     return pos
 
 

@@ -9,6 +9,7 @@ options gives back the same bytes. Anything Erlang would refuse to decode
 """
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from itertools import chain
@@ -57,6 +58,10 @@ _SMALL_ROW = np.dtype([("tag", "u1"), ("value", "u1")])
 # Encoded atoms per minor version; bounded like the decoder's cache.
 _ATOM_CACHE_LIMIT = 4096
 _atom_cache = {1: {}, 2: {}}
+# Encoders are stateless between runs; reuse one per option set.
+_ENCODER_CACHE_LIMIT = 64
+_encoders: dict = {}
+_VERSION = bytes((T.VERSION,))
 
 
 def encode(term, *, minor_version=2, compressed=False, deterministic=False,
@@ -74,8 +79,13 @@ def encode(term, *, minor_version=2, compressed=False, deterministic=False,
         raise ValueError(f"compressed must be a bool or a level 0..9, not {compressed!r}")
     if str_as not in ("binary", "charlist"):
         raise ValueError(f"str_as must be 'binary' or 'charlist', not {str_as!r}")
-    encoder = _Encoder(minor_version, deterministic, str_as == "charlist", none_as, default)
-    pieces = [bytes((T.VERSION,))]
+    settings = (minor_version, bool(deterministic), str_as == "charlist", none_as)
+    encoder = _encoders.get(settings) if default is None else None
+    if encoder is None:
+        encoder = _Encoder(*settings, default)
+        if default is None and len(_encoders) < _ENCODER_CACHE_LIMIT:
+            _encoders[settings] = encoder
+    pieces = [_VERSION]
     try:
         encoder.run(term, pieces)
     except RecursionError:
@@ -212,8 +222,9 @@ class _Encoder:
                 self.fail(f"BitBinary of {len(obj.data)} bytes cannot use {obj.bits} bits",
                           obj, stack, owner)
             w(_tag_u32(T.BIT_BINARY_EXT, len(obj.data)))
-            w(bytes((obj.bits,)))
-            w(obj.data)
+            # Clear the unused low bits, as Erlang does on decoding.
+            last = obj.data[-1] & (0xFF << (8 - obj.bits)) & 0xFF
+            w(bytes((obj.bits,)) + obj.data[:-1] + bytes((last,)))
         elif isinstance(obj, Pid):
             w(bytes((T.NEW_PID_EXT,)))
             w(self.atom(obj.node, stack, owner))
@@ -402,10 +413,11 @@ def _step(parent, child) -> str:
     """The path step from ``parent`` to ``child`` (found by identity)."""
     if isinstance(parent, (Map, dict)):
         for key, value in parent.items():
+            shown = json.dumps(key, ensure_ascii=False) if isinstance(key, str) else repr(key)
             if value is child:
-                return f"[{key!r}]"
+                return f"[{shown}]"
             if key is child:
-                return f"<key {key!r}>"
+                return f"<key {shown}>"
     elif isinstance(parent, ImproperList):
         if parent.tail is child:
             return "[tail]"

@@ -2,7 +2,10 @@
 
 It is the standard term order (number < atom < reference < fun < port < pid <
 tuple < map < nil < list < bitstring) compared exactly: every integer sorts
-before every float, so ``1`` and ``1.0`` are distinct, ordered keys. Comparison
+before every float, so ``1`` and ``1.0`` are distinct, ordered keys. Within
+pids, ports and references the field order is OTP 25's, checked on a node:
+pids by serial, number, node, creation; ports by node, creation, number;
+references by node, creation, word count, words. Comparison
 walks the terms with an explicit stack, so deep terms need no recursion.
 """
 from __future__ import annotations
@@ -41,11 +44,13 @@ def _classify(term: Any, none_as: str) -> Tuple[int, Any]:
     if term is None:
         return _ATOM, none_as
     if isinstance(term, str):
-        return _BITS, (term.encode("utf-8"), 8)
+        data = term.encode("utf-8")
+        return _BITS, (data, 8 * len(data))
     if isinstance(term, (bytes, bytearray, memoryview)):
-        return _BITS, (bytes(term), 8)
+        data = bytes(term)
+        return _BITS, (data, 8 * len(data))
     if isinstance(term, BitBinary):
-        return _BITS, (term.data, term.bits)
+        return _BITS, (term.data, 8 * len(term.data) - 8 + term.bits)
     if isinstance(term, tuple):
         return _TUPLE, term
     if isinstance(term, Opaque):
@@ -57,11 +62,11 @@ def _classify(term: Any, none_as: str) -> Tuple[int, Any]:
     if isinstance(term, (Map, dict)):
         return _MAP, term
     if isinstance(term, Pid):
-        return _PID, (term.node, term.id, term.serial, term.creation)
+        return _PID, (term.serial, term.id, term.node, term.creation)
     if isinstance(term, Port):
-        return _PORT, (term.node, term.id, term.creation)
+        return _PORT, (term.node, term.creation, term.id)
     if isinstance(term, Reference):
-        return _REF, (term.node, term.creation, tuple(reversed(term.ids)))
+        return _REF, (term.node, term.creation, len(term.ids), tuple(reversed(term.ids)))
     if isinstance(term, Export):
         return _FUN, (1, term.module, term.function, term.arity)
     if isinstance(term, Fun):
@@ -112,6 +117,10 @@ def compare(a: Any, b: Any, none_as: str = "nil") -> int:
             return -1 if kx[:5] < ky[:5] else 1
         elif cx == _FUN and kx[0] == 0:
             pending.extend(reversed(list(zip(kx[5], ky[5]))))
+        elif cx == _BITS:
+            order = _compare_bits(kx, ky)
+            if order:
+                return order
         elif cx == _LIST:
             xs, xtail = _cells(kx)
             ys, ytail = _cells(ky)
@@ -121,6 +130,21 @@ def compare(a: Any, b: Any, none_as: str = "nil") -> int:
         elif kx != ky:
             return -1 if kx < ky else 1
     return 0
+
+
+def _compare_bits(x: Tuple[bytes, int], y: Tuple[bytes, int]) -> int:
+    """Compare two (data, bit length) bitstrings bit by bit; a prefix sorts first."""
+    (xdata, xbits), (ydata, ybits) = x, y
+    common = min(xbits, ybits)
+    whole, extra = divmod(common, 8)
+    if xdata[:whole] != ydata[:whole]:
+        return -1 if xdata[:whole] < ydata[:whole] else 1
+    if extra:
+        mask = (0xFF << (8 - extra)) & 0xFF
+        xpart, ypart = xdata[whole] & mask, ydata[whole] & mask
+        if xpart != ypart:
+            return -1 if xpart < ypart else 1
+    return (xbits > ybits) - (xbits < ybits)
 
 
 def _rest(items: List[Any], tail: Any) -> Any:

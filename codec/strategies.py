@@ -44,7 +44,9 @@ def bit_binaries(draw):
     return BitBinary(bytes(data), bits)
 
 
-nodes = st.sampled_from(["nonode@nohost", "a@b", "worker@host.example", "n\u00e9@h"]).map(Atom)
+# Never "nonode@nohost": a node checks and rewrites terms naming itself, so
+# those would not compare byte for byte against the oracle.
+nodes = st.sampled_from(["a@b", "worker@host.example", "n\u00e9@h", "far@host"]).map(Atom)
 pids = st.builds(Pid, nodes, st.integers(0, 2**28), st.integers(0, 2**13), u32)
 references = st.builds(Reference, nodes, u32, st.lists(u32, min_size=3, max_size=5).map(tuple))
 ports = st.builds(Port, nodes, st.one_of(st.integers(0, 2**28), st.integers(2**32, 2**64 - 1)),

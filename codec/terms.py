@@ -266,7 +266,9 @@ class Map(Mapping):
         """Build a Map, raising KeyError(key) on the first duplicate key."""
         entries = {}
         for key, value in pairs:
-            ek = exact_key(key)
+            kind = type(key)
+            # Inlined exact_key for the kinds that are their own exact key.
+            ek = key if kind is Atom or kind is bytes or kind is int else exact_key(key)
             if ek in entries:
                 raise KeyError(key)
             entries[ek] = (key, value)

@@ -200,3 +200,15 @@ def test_map_keeps_erlang_key_semantics():
     assert decode(encode(term)) == term
     with pytest.raises(KeyError):
         Map.from_unique_pairs([((1, [2]), "a"), ((1, [2]), "b")])
+
+
+def test_bulk_binary_run_stops_at_other_terms_and_bad_lengths():
+    values = [b"%d" % i for i in range(40)] + [Atom("end")] + [b"tail"] * 40
+    data = encode(values)
+    assert decode(data) == values
+    assert decode(bytearray(data)) == values
+    assert data[6] == 109  # the first binary of the run; its length follows
+    oversized = data[:7] + b"\xff" + data[8:]
+    with pytest.raises(DecodeError, match="binary of 4278190081 bytes") as info:
+        decode(oversized)
+    assert info.value.offset == 6

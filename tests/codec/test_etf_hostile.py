@@ -144,7 +144,7 @@ def test_declared_size_over_the_cap_or_impossible_is_refused_before_inflating():
     with pytest.raises(DecodeError, match="over the 1000-byte limit"):
         decode(b"\x83P\x00\x00\x10\x00" + small, max_inflated_size=1000)
     with pytest.raises(DecodeError, match="more than 10 compressed bytes can hold"):
-        decode(b"\x83P\x10\x00\x00\x00" + small)
+        decode(b"\x83P\x00\x10\x00\x00" + small)
     with pytest.raises(DecodeError, match="inflates to 2 bytes, not the declared 3"):
         decode(b"\x83P\x00\x00\x00\x03" + small)
 

@@ -117,6 +117,15 @@ def test_atom_tags_follow_minor_version():
     assert encode(long_latin1, minor_version=2)[:4] == b"\x83v\x01\xfe"
 
 
+def test_bitstrings_sort_bit_by_bit_and_lose_unused_bits():
+    keys = [BitBinary(b"\xff", 1), b"\x80\x00", b"\x80", BitBinary(b"\x80\x00", 1), b"",
+            BitBinary(b"\x00", 1), b"\x7f", BitBinary(b"\xc0", 2)]
+    data = encode(Map([(k, i) for i, k in enumerate(keys)]), deterministic=True)
+    # Order as OTP 25 writes it; <<1:1>> (from 0xff with 7 unused bits) sorts before <<128>>.
+    assert list(decode(data).values()) == [4, 5, 6, 0, 2, 3, 1, 7]
+    assert decode(encode(BitBinary(b"\xff", 1))) == BitBinary(b"\x80", 1)
+
+
 def test_three_keys_that_python_thinks_equal_stay_three():
     data = b"\x83t\x00\x00\x00\x03a\x01a\x0aF?\xf0\x00\x00\x00\x00\x00\x00a\x0bw\x04truea\x0c"
     decoded = decode(data)

@@ -1,0 +1,104 @@
+"""Time the codec against erlang_py and erlpack on payloads built by a real Erlang node.
+
+Run: python bench/codec_bench.py [--min-time SECONDS]
+Prints a markdown table of median times and how many times slower the others are.
+Each library decodes Erlang's bytes and encodes what it decoded itself.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import erlang
+import erlpack
+
+import codec
+from codec.erl_oracle import ErlOracle
+
+# term_to_binary with OTP 25's defaults (minor_version 1), as a BEAM peer sends.
+PAYLOADS = [
+    ("call tuple", "{call, 7, cerebros_service, run_nas, [<<\"job-42\">>, #{seed => 1}]}."),
+    ("NAS spec map", """#{name => <<"cifar-small">>, seed => 7, budget => #{trials => 40, epochs => 12},
+        search_space => #{layers => [1, 2, 3, 4], units => [16, 32, 64, 128, 256],
+                          activation => [relu, tanh, gelu], dropout => [0.0, 0.1, 0.3],
+                          learning_rate => [1.0e-3, 3.0e-3, 1.0e-2]},
+        data => #{features => 32, classes => 10, rows => 50000},
+        tags => [<<"bench">>, <<"nas">>], strategy => successive_halving}."""),
+    ("2 000 small maps", "[#{id => I, score => I * 0.5, name => <<\"trial\">>, done => true}"
+                         " || I <- lists:seq(1, 2000)]."),
+    ("100 000 floats", "[rand:uniform() * 1000 || _ <- lists:seq(1, 100000)]."),
+    ("100 000 integers", "[rand:uniform(1000000) || _ <- lists:seq(1, 100000)]."),
+    ("8 MB binary", "binary:copy(<<\"0123456789abcdef\">>, 524288)."),
+    ("50 000 short binaries", "[integer_to_binary(I) || I <- lists:seq(1, 50000)]."),
+]
+LARGE = {"2 000 small maps", "100 000 floats", "100 000 integers", "8 MB binary",
+         "50 000 short binaries"}
+
+
+def median_time(action, min_time):
+    """Median seconds per call over at least 5 calls and ``min_time`` seconds."""
+    samples = []
+    started = time.perf_counter()
+    while len(samples) < 5 or time.perf_counter() - started < min_time:
+        begin = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - begin)
+    return statistics.median(samples)
+
+
+def measure(library, data, min_time):
+    """(decode seconds, encode seconds) of one library on ``data``, or a reason it failed."""
+    decode, encode = library
+    try:
+        term = decode(data)
+        encode(term)
+    except Exception as exc:  # noqa: BLE001 - report what a third-party library cannot do
+        return f"fails: {type(exc).__name__}"
+    return (median_time(lambda: decode(data), min_time),
+            median_time(lambda: encode(term), min_time))
+
+
+LIBRARIES = {
+    "codec": (codec.decode, lambda t: codec.encode(t, minor_version=1)),
+    "erlang_py": (erlang.binary_to_term, erlang.term_to_binary),
+    "erlpack": (erlpack.unpack, erlpack.pack),
+}
+
+
+def cell(result, index, ours):
+    """A table cell: time in ms and, for the others, how many times slower than codec."""
+    if isinstance(result, str):
+        return result
+    seconds = result[index]
+    text = f"{seconds * 1e3:.3f} ms"
+    if ours is not None and not isinstance(ours, str):
+        text += f" ({seconds / ours[index]:.1f}x)"
+    return text
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-time", type=float, default=0.5,
+                        help="seconds to spend timing each cell (default 0.5)")
+    args = parser.parse_args()
+    with ErlOracle() as oracle:
+        payloads = [(name, oracle.evaluate(expr)) for name, expr in PAYLOADS]
+    print("| payload | bytes | op | codec | erlang_py (x slower) | erlpack (x slower) |")
+    print("|---|---|---|---|---|---|")
+    for name, data in payloads:
+        results = {lib: measure(fns, data, args.min_time) for lib, fns in LIBRARIES.items()}
+        ours = results["codec"]
+        for index, op in enumerate(("decode", "encode")):
+            row = [name, str(len(data)), op, cell(ours, index, None),
+                   cell(results["erlang_py"], index, ours), cell(results["erlpack"], index, ours)]
+            print("| " + " | ".join(row) + " |")
+        if name == "8 MB binary":
+            view = median_time(lambda: codec.decode(data, zero_copy=True), args.min_time)
+            print(f"| {name} | {len(data)} | decode zero_copy | {view * 1e3:.3f} ms | | |")
+    print()
+    print("Large payloads (erlpack decode target):", ", ".join(sorted(LARGE)))
+
+
+if __name__ == "__main__":
+    main()
