@@ -341,9 +341,7 @@ class _Encoder:
             rows = np.empty(len(obj), _FLOAT_ROW)
             rows["tag"] = T.NEW_FLOAT_EXT
             rows["value"] = values
-            w(_tag_u32(T.LIST_EXT, len(obj)))
-            w(rows.tobytes())
-            w(_NIL)
+            _write_list(w, len(obj), rows.tobytes())
             return True
         return False
 
@@ -377,17 +375,20 @@ def _bulk_ints(obj, w):
             out[wide_at] = T.INTEGER_EXT
             wide = values[~small].astype(">i4").view(np.uint8).reshape(-1, 4)
             out[wide_at[:, None] + np.arange(1, 5)] = wide
-            w(_tag_u32(T.LIST_EXT, len(obj)))
-            w(out.tobytes())
-            w(_NIL)
+            _write_list(w, len(obj), out.tobytes())
             return True
         rows = np.empty(len(obj), _INT_ROW)
         rows["tag"] = T.INTEGER_EXT
     rows["value"] = values
-    w(_tag_u32(T.LIST_EXT, len(obj)))
-    w(rows.tobytes())
-    w(_NIL)
+    _write_list(w, len(obj), rows.tobytes())
     return True
+
+
+def _write_list(w, count, elements):
+    """Write a proper list of ``count`` elements already encoded in ``elements``."""
+    w(_tag_u32(T.LIST_EXT, count))
+    w(elements)
+    w(_NIL)
 
 
 def _big(value: int) -> bytes:
