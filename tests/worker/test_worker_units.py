@@ -12,24 +12,45 @@ from erlport_worker.pool import CallPool
 WAIT = 30
 
 
+class Pipe:
+    """An os.pipe whose ends are closed at most once.
+
+    A writer thread may close the write end after its test has ended; closing
+    an fd twice could close a number that a later test's pipe now uses.
+    """
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        self._open = {self.read_fd, self.write_fd}
+        self._lock = threading.Lock()
+
+    def __iter__(self):
+        return iter((self.read_fd, self.write_fd))
+
+    def close(self, fd):
+        with self._lock:
+            if fd in self._open:
+                self._open.discard(fd)
+                os.close(fd)
+
+    def close_write(self):
+        self.close(self.write_fd)
+
+
 @pytest.fixture
 def pipe():
-    read_fd, write_fd = os.pipe()
-    yield read_fd, write_fd
-    for fd in (read_fd, write_fd):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    ends = Pipe()
+    yield ends
+    ends.close(ends.read_fd)
+    ends.close_write()
 
 
-def write_in_thread(fd, data, close=True):
+def write_in_thread(pipe, data):
     def run():
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
-        if close:
-            os.close(fd)
+            view = view[os.write(pipe.write_fd, view):]
+        pipe.close_write()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -42,7 +63,7 @@ def test_frames_round_trip(pipe, packet):
     writer = FrameWriter(write_fd, packet)
     for frame in frames:
         writer.write(frame)
-    os.close(write_fd)
+    pipe.close_write()
     reader = FrameReader(read_fd, packet)
     assert [bytes(reader.read()) for _ in frames] == frames
     assert reader.read() is None
@@ -54,7 +75,7 @@ def test_partial_reads_are_resumed(pipe, monkeypatch):
     # The kernel may hand back any amount; here never more than 3 bytes.
     monkeypatch.setattr(framing.os, "readv", lambda fd, bufs: real_readv(fd, [bufs[0][:3]]))
     frames = [bytes(range(i, i + 40)) for i in range(50)]
-    write_in_thread(write_fd, b"".join(len(f).to_bytes(4, "big") + f for f in frames))
+    write_in_thread(pipe, b"".join(len(f).to_bytes(4, "big") + f for f in frames))
     reader = FrameReader(read_fd, 4, buffer_size=64)
     assert [bytes(reader.read()) for _ in frames] == frames
     assert reader.read() is None
@@ -63,7 +84,7 @@ def test_partial_reads_are_resumed(pipe, monkeypatch):
 def test_frame_bigger_than_the_buffer(pipe):
     read_fd, write_fd = pipe
     big = os.urandom(3_000_000)
-    write_in_thread(write_fd, len(big).to_bytes(4, "big") + big + b"\x00\x00\x00\x01z")
+    write_in_thread(pipe, len(big).to_bytes(4, "big") + big + b"\x00\x00\x00\x01z")
     reader = FrameReader(read_fd, 4, buffer_size=4096)
     assert bytes(reader.read()) == big
     assert bytes(reader.read()) == b"z"
@@ -76,7 +97,7 @@ def test_partial_writes_are_resumed(pipe, monkeypatch):
                         lambda fd, bufs: real_writev(fd, [memoryview(bufs[0])[:5]]))
     payload = bytes(range(256)) * 4
     FrameWriter(write_fd, 2).write(payload)
-    os.close(write_fd)
+    pipe.close_write()
     assert FrameReader(read_fd, 2).read() == payload
 
 
@@ -94,14 +115,14 @@ def test_frame_over_the_maximum_is_refused_before_reading_it(pipe):
 ])
 def test_stream_ending_inside_a_frame_is_an_error(pipe, data, message):
     read_fd, write_fd = pipe
-    write_in_thread(write_fd, data)
+    write_in_thread(pipe, data)
     with pytest.raises(FrameError, match=message):
         FrameReader(read_fd, 4, buffer_size=1024).read()
 
 
 def test_writer_refuses_a_payload_too_big_for_the_header(pipe):
     with pytest.raises(FrameError, match="does not fit a 1-byte length header"):
-        FrameWriter(pipe[1], 1).write(b"x" * 256)
+        FrameWriter(pipe.write_fd, 1).write(b"x" * 256)
 
 
 def test_bad_packet_size():
