@@ -3,8 +3,8 @@
 ``decode``/``decode_from`` read ETF into Python terms, ``encode`` writes them;
 ``codec.terms`` holds the types for Erlang terms that Python lacks.
 """
-from .decoder import DEFAULT_MAX_INFLATED_SIZE, decode, decode_from
-from .encoder import encode
+from .core import decode, decode_from, encode
+from .decoder import DEFAULT_MAX_INFLATED_SIZE
 from .errors import DecodeError, EncodeError
 from .terms import (
     Atom,

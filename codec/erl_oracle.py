@@ -25,8 +25,7 @@ import subprocess
 import tempfile
 from typing import Any, List, Sequence, Union
 
-from .decoder import decode
-from .encoder import encode
+from .core import decode, encode
 from .terms import Atom
 
 _MODULE = "codec_oracle"

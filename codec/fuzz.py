@@ -40,8 +40,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from . import plain
-from .decoder import decode, decode_from
-from .encoder import encode
+from .core import decode, decode_from, encode
 from .erl_oracle import ErlOracle, OracleRefused
 from .errors import DecodeError
 from .plain_strategies import plain_values, same_plain

@@ -27,9 +27,9 @@ import numpy as np
 
 from . import tensor
 from .decoder import DEFAULT_MAX_INFLATED_SIZE
-from .decoder import decode as _decode
-from .decoder import decode_from as _decode_from
-from .encoder import encode as _encode
+from .core import decode as _decode
+from .core import decode_from as _decode_from
+from .core import encode as _encode
 from .errors import DecodeError, EncodeError
 from .terms import Atom, ImproperList, Map, Opaque
 

@@ -12,7 +12,7 @@ import struct
 
 from hypothesis import strategies as st
 
-from .encoder import encode
+from .core import encode
 from .terms import Atom, BitBinary, Export, Fun, ImproperList, Map, Pid, Port, Reference
 
 u32 = st.integers(0, 2**32 - 1)
