@@ -18,7 +18,8 @@ shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
     ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``},
     ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving), ``seed`` (0),
     ``split_seed`` (0), ``test_size`` (0.25), ``folds`` (validation folds; 1 is a hold-out
-    split of ``validation_size``, 0.2), ``n_jobs`` (1),
+    split of ``validation_size``, 0.2), ``n_jobs`` (1), ``ensemble_size`` (20: the saved model
+    is selected from that many best trials; 0 or 1: the best trial alone),
     ``run_dir``, ``resume``, ``progress_to``.
 
 Progress: when ``opts["progress_to"]`` has a ``send`` method (the worker gives pids one),
@@ -51,7 +52,8 @@ _GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0
 _SH_PARAMS = {"n_configs": as_int, "min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
 _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
-                "test_size", "validation_size", "folds", "n_jobs", "run_dir", "resume", "progress_to"}
+                "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "run_dir", "resume",
+                "progress_to"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "population_size"}
 _PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"} | set(_SH_PARAMS)
 # search_space fields that hold names; every other field is numeric and passed as it came
@@ -187,6 +189,7 @@ def _parse(spec, opts, parsed):
         max_time_seconds=_optional(budget, "max_time_seconds", as_float, "opts.budget"),
         max_trial_seconds=_optional(budget, "max_trial_seconds", as_float, "opts.budget"),
         n_jobs=number("n_jobs", as_int, 1),
+        ensemble_size=number("ensemble_size", as_int, SearchConfig.ensemble_size),
     )
     try:
         config.check()
@@ -340,6 +343,7 @@ def _success(request, result, duration):
             "split_seed": result.config.split_seed,
             "split_sizes": result.split_sizes,
             "folds": result.config.folds,
+            "ensemble": result.ensemble,
             "budget": {"max_trials": result.config.max_trials,
                        "max_time_seconds": result.config.max_time_seconds,
                        "max_trial_seconds": result.config.max_trial_seconds},

@@ -1,16 +1,20 @@
-"""A run directory's layout, and the saved best model: an ensemble of fold networks plus the scaler.
+"""A run directory's layout, and the saved model: a weighted ensemble of networks plus the scaler.
 
     config.json             what was searched (checked again when a run resumes)
     journal.jsonl           one JSON line per finished trial, in trial-number order
-    best_model_<fold>.npz   the best trial's network for each validation fold
-    best_model_<fold>.json  (``CerebrosNetwork.save``: weights, and a readable card)
+    ensemble.json           the saved model: its network files, each with its trial, fold and weight
+    best_model_<i>.npz      the saved model's networks: every fold network of every trial the
+    best_model_<i>.json     ensemble selected (``CerebrosNetwork.save``: weights, and a readable card)
     preprocessing.json      the feature scaler (never fitted on test rows) and the task
-    summary.json            the outcome: best trial, validation and test metrics, warnings
-    trials/                 models of trials in flight (only the best trial's are kept)
+    summary.json            the outcome: best trial, ensemble, validation and test metrics, warnings
+    trials/                 trial_<n>_<fold>.npz/.json networks and trial_<n>_oof.npy out-of-fold
+                            outputs: those of the trials in flight and of the ``ensemble_size``
+                            best trials so far (the ensemble's candidates; a resumed run needs them)
 """
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -18,11 +22,12 @@ from .data import Scaler
 from .network import CerebrosNetwork
 
 CONFIG = "config.json"
+ENSEMBLE = "ensemble.json"
 JOURNAL = "journal.jsonl"
 PREPROCESSING = "preprocessing.json"
 SUMMARY = "summary.json"
 TRIALS = "trials"
-_MODEL = "best_model_{fold}.npz"
+_MODEL = "best_model_{index}.npz"
 
 
 class RunDirectory:
@@ -75,59 +80,86 @@ class RunDirectory:
 
     def trial_model(self, number, fold):
         """Where fold ``fold`` of trial ``number`` saves its network."""
-        return os.path.join(self.path, TRIALS, f"trial_{number:05d}_{fold}.npz")
+        return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_{fold}.npz")
 
-    def keep_as_best(self, number):
-        """Make trial ``number``'s fold networks the best model, replacing the previous one."""
-        for old in self.best_models():
-            _remove_model(old)
-        for path in sorted(glob.glob(self.trial_model(number, "*"))):
-            fold = path[:-4].rsplit("_", 1)[1]
-            target = self.file(_MODEL.format(fold=fold))
-            os.replace(path, target)
-            os.replace(path[:-4] + ".json", target[:-4] + ".json")
+    def trial_outputs(self, number):
+        """Where trial ``number``'s out-of-fold outputs are kept while it is an ensemble candidate."""
+        return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_oof.npy")
+
+    def save_outputs(self, number, outputs):
+        np.save(self.trial_outputs(number), outputs, allow_pickle=False)
+
+    def load_outputs(self, number):
+        return np.load(self.trial_outputs(number), allow_pickle=False)
+
+    def has_trial(self, number, folds):
+        """Whether trial ``number``'s ``folds`` networks and its out-of-fold outputs are all here."""
+        paths = [self.trial_model(number, fold) for fold in range(folds)] + [self.trial_outputs(number)]
+        return all(os.path.exists(path) for path in paths)
 
     def discard(self, number):
-        for path in glob.glob(self.trial_model(number, "*")):
-            _remove_model(path)
+        """Delete trial ``number``'s networks and outputs."""
+        for path in glob.glob(os.path.join(self.path, TRIALS, f"{_trial_name(number)}_*")):
+            os.remove(path)
 
-    def best_models(self):
-        """The best model's network files, in fold order."""
-        return best_models(self.path)
+    def discard_all_but(self, numbers):
+        """Delete the files of every trial not in ``numbers`` (left by a run that stopped abruptly)."""
+        keep = {_trial_name(number) for number in numbers}
+        for path in glob.glob(os.path.join(self.path, TRIALS, "trial_*")):
+            if os.path.basename(path).rsplit("_", 1)[0] not in keep:
+                os.remove(path)
+
+    def save_model(self, members, folds):
+        """Make the saved model the ensemble of ``members``, ``(trial number, weight)`` pairs: copies
+        every fold network of each (a resumed run may change the model, so the trials keep theirs)."""
+        if os.path.exists(self.file(ENSEMBLE)):  # first, so no reader pairs it with the new files
+            os.remove(self.file(ENSEMBLE))
+        for old in glob.glob(self.file(_MODEL.format(index="*"))):
+            _remove_model(old)
+        entries = []
+        for number, weight in members:
+            for fold in range(folds):
+                name = _MODEL.format(index=len(entries))
+                source = self.trial_model(number, fold)
+                shutil.copyfile(source, self.file(name))
+                shutil.copyfile(source[:-4] + ".json", self.file(name)[:-4] + ".json")
+                entries.append({"file": name, "trial": number, "fold": fold, "weight": weight})
+        self.write_json(ENSEMBLE, {"members": entries})
 
     def artifacts(self):
         """The paths a finished run leaves, those that exist."""
-        files = [self.file(name) for name in (CONFIG, JOURNAL, PREPROCESSING, SUMMARY)]
-        models = [path for npz in self.best_models() for path in (npz, npz[:-4] + ".json")]
+        files = [self.file(name) for name in (CONFIG, JOURNAL, PREPROCESSING, SUMMARY, ENSEMBLE)]
+        models = [path for npz in saved_model(self.path)[0] for path in (npz, npz[:-4] + ".json")]
         return [path for path in files + models if os.path.exists(path)]
 
 
 class Ensemble:
-    """Networks trained on different folds, averaged: their class probabilities, or their predictions."""
+    """Networks averaged with ``weights`` (None: equal): their class probabilities, or their predictions."""
 
-    def __init__(self, networks):
+    def __init__(self, networks, weights=None):
         self.networks = networks
+        self.weights = np.ones(len(networks)) if weights is None else np.asarray(weights, dtype=np.float64)
         self.task = networks[0].task
         if self.task == "classification":
             self.classes_ = networks[0].classes_
             if any(not np.array_equal(n.classes_, self.classes_) for n in networks):
-                raise ValueError("ensemble: the fold networks were trained on different classes")
+                raise ValueError("ensemble: the networks were trained on different classes")
 
     @classmethod
-    def load(cls, paths):
-        return cls([CerebrosNetwork.load(path) for path in paths])
+    def load(cls, paths, weights=None):
+        return cls([CerebrosNetwork.load(path) for path in paths], weights)
 
     def predict_proba(self, X):
-        return np.mean([network.predict_proba(X) for network in self.networks], axis=0)
+        return np.average([network.predict_proba(X) for network in self.networks], axis=0, weights=self.weights)
 
     def predict(self, X):
         if self.task == "classification":
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-        return np.mean([network.predict(X) for network in self.networks], axis=0)
+        return np.average([network.predict(X) for network in self.networks], axis=0, weights=self.weights)
 
 
 class Predictor:
-    """A run's best model with its scaler: predicts from features in their original units."""
+    """A run's saved model with its scaler: predicts from features in their original units."""
 
     def __init__(self, model, scaler):
         self.model = model
@@ -135,18 +167,18 @@ class Predictor:
 
     @classmethod
     def load(cls, path):
-        """From a run directory (all folds' networks), or one of its ``best_model_<fold>.npz``."""
+        """From a run directory (the whole ensemble), or one of its ``best_model_<i>.npz`` (that network alone)."""
         path = os.fspath(path)
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         if os.path.isdir(path):
-            models = best_models(path)
+            models, weights = saved_model(path)
         else:
-            models = [path] if os.path.isfile(path) else []
+            models, weights = ([path], [1]) if os.path.isfile(path) else ([], [])
         if not models:
             raise FileNotFoundError(f"no saved model at {path}")
         with open(os.path.join(folder, PREPROCESSING)) as f:
             scaler = Scaler.from_dict(json.load(f)["scaler"])
-        return cls(Ensemble.load(models), scaler)
+        return cls(Ensemble.load(models, weights), scaler)
 
     @property
     def task(self):
@@ -163,12 +195,26 @@ class Predictor:
         return self.model.predict_proba(self.scaler.transform(X))
 
 
-def best_models(folder):
-    """The best model's network files in run directory ``folder``, in fold order."""
-    return sorted(glob.glob(os.path.join(folder, _MODEL.format(fold="*"))), key=_fold_of)
+def saved_model(folder):
+    """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if none).
+
+    A run directory written before ensembles were saved has no ``ensemble.json``: its
+    ``best_model_<fold>.npz`` networks are the best trial's folds, equally weighted.
+    """
+    manifest = os.path.join(folder, ENSEMBLE)
+    if not os.path.exists(manifest):
+        paths = sorted(glob.glob(os.path.join(folder, _MODEL.format(index="*"))), key=_index_of)
+        return paths, [1] * len(paths)
+    with open(manifest) as f:
+        members = json.load(f)["members"]
+    return [os.path.join(folder, m["file"]) for m in members], [m["weight"] for m in members]
 
 
-def _fold_of(path):
+def _trial_name(number):
+    return f"trial_{number:05d}"
+
+
+def _index_of(path):
     return int(path[:-4].rsplit("_", 1)[1])
 
 

@@ -38,7 +38,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m cerebros", description="Cerebros-style neural architecture search")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="search for a network and save the best one")
+    run = commands.add_parser("run", help="search for networks and save an ensemble of the best")
     run.set_defaults(command=_run)
     run.add_argument("--dataset", required=True, help="iris, wine, breast_cancer, digits, diabetes, or a .csv/.npz path")
     run.add_argument("--target", help="the target column of a .csv with a header (default: the last column)")
@@ -53,7 +53,10 @@ def _parser():
     run.add_argument("--folds", type=int, default=SearchConfig.folds,
                      help="cross-validation folds per trial (1: one hold-out validation split)")
     run.add_argument("--n-jobs", type=int, default=1, help="trials trained at once, each in its own process")
-    run.add_argument("--run-dir", required=True, help="where the journal, the best model and the summary go")
+    run.add_argument("--ensemble-size", type=int, default=SearchConfig.ensemble_size,
+                     help="how many of the best trials the saved ensemble is selected from (0 or 1: the best "
+                          "trial alone)")
+    run.add_argument("--run-dir", required=True, help="where the journal, the saved model and the summary go")
     run.add_argument("--resume", action="store_true", help="continue the search journaled in --run-dir")
     run.add_argument("--search-space", type=json.loads, default={}, metavar="JSON",
                      help='search-space overrides, e.g. \'{"levels": [1, 2], "activation": "relu"}\'')
@@ -61,9 +64,9 @@ def _parser():
                      help="a strategy parameter (repeatable), e.g. population_size=10, tau=0.5, eta=3")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    predict = commands.add_parser("predict", help="predict with a run's best model")
+    predict = commands.add_parser("predict", help="predict with a run's saved model")
     predict.set_defaults(command=_predict)
-    predict.add_argument("--model", required=True, help="a run directory or its best_model.npz")
+    predict.add_argument("--model", required=True, help="a run directory, or one of its best_model_<i>.npz networks")
     predict.add_argument("--input", required=True, help="a .csv of feature columns or a .npz holding X")
     predict.add_argument("--proba", action="store_true", help="print class probabilities too")
     return parser
@@ -75,7 +78,7 @@ def _run(args):
         strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
         seed=args.seed, split_seed=args.split_seed, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
-        n_jobs=args.n_jobs)
+        n_jobs=args.n_jobs, ensemble_size=args.ensemble_size)
     study = Study.prepare(config)
     bar = None if args.quiet else _ProgressBar(study.objective.name, args.max_trials, args.max_time)
     cancel = threading.Event()
@@ -133,7 +136,8 @@ def _print_summary(result):
         f"trials             {result.completed_trials} (stopped by {result.stopped_reason}) "
         f"in {result.duration_seconds:.1f} s",
         f"best trial         #{best['number']}: {objective.name} {best['value']:.4f} on validation",
-        "validation         " + _metrics(result.validation_metrics),
+        "saved model        ensemble of " + ", ".join(f"#{m['trial']} x{m['weight']}" for m in result.ensemble),
+        "validation         " + _metrics(result.validation_metrics) + " (the ensemble's, out of fold)",
         "test (held out)    " + _metrics(result.test_metrics),
         "architecture       " + _architecture(best["candidate"]),
         f"run directory      {result.run_dir}",

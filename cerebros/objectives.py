@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 from sklearn import metrics as sk_metrics
 
 
@@ -72,6 +73,14 @@ def evaluate(model, X, y):
     if model.task == "classification":
         return score_predictions(model.task, y, model.predict(X), model.predict_proba(X), model.classes_)
     return score_predictions(model.task, y, model.predict(X))
+
+
+def score_outputs(task, y, outputs, classes=None):
+    """Every metric of ``task`` from a model's outputs: class probabilities (columns in
+    ``classes`` order; the prediction is the most probable class), or predicted values."""
+    if task == "classification":
+        return score_predictions(task, y, classes[np.argmax(outputs, axis=1)], outputs, classes)
+    return score_predictions(task, y, outputs)
 
 
 def score_predictions(task, y, predictions, proba=None, classes=None):

@@ -6,7 +6,16 @@
 may be multi-threaded). Each trial's networks are seeded from ``(seed, trial number)`` and
 results are told to the strategy in trial-number order, so the journal is the same
 whatever ``n_jobs`` is, timings aside. Only the search rows (training and validation
-folds) reach the trials; the test split scores the best model once, at the end.
+folds) reach the trials; the test split scores the final model once, at the end.
+
+The final model is an ensemble (Caruana et al., 2004): the ``ensemble_size`` best trials keep
+their fold networks and out-of-fold outputs, and when the search ends, for whatever reason,
+greedy forward selection over those outputs (``cerebros.selection``) weights them on the
+study's objective. The saved model averages every fold network of the selected trials,
+each with its trial's weight; the validation metrics reported are the ensemble's out-of-fold
+ones (the best single trial's stay in ``best``). A trial cut short by the run's deadline or a
+cancellation ("interrupted") ranks below every trial that was not, and joins the ensemble
+only when no other trial finished: its later folds may have trained for one batch.
 
 Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (running
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
@@ -24,8 +33,8 @@ from typing import Optional
 import numpy as np
 
 from . import data as data_module
-from . import objectives, strategies
-from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory
+from . import objectives, selection, strategies
+from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, saved_model
 from .network import CerebrosNetwork
 from .space import Candidate, SearchSpace
 
@@ -42,8 +51,12 @@ class SearchConfig:
     ``objective`` None means the task's default (accuracy, or r2 for regression);
     ``strategy_params`` go to the strategy's constructor (see ``cerebros.strategies``);
     ``folds`` is the number of cross-validation folds each trial is trained and scored on (its
-    saved model is the ensemble of the fold networks); 1 means one hold-out validation split of
+    model is the ensemble of the fold networks); 1 means one hold-out validation split of
     ``validation_size``. ``split_seed`` fixes the test split and the folds, ``seed`` the rest.
+    ``ensemble_size`` is how many of the best trials are candidates for the final ensemble
+    (their networks stay on disk until the end); 0 or 1 makes the best trial alone the model.
+    It is not part of what is searched: a resumed run may change it, and then ensembles the
+    best trials whose networks the earlier run still kept.
     """
 
     dataset_id: str
@@ -62,6 +75,7 @@ class SearchConfig:
     max_time_seconds: Optional[float] = None
     max_trial_seconds: Optional[float] = None
     n_jobs: int = 1
+    ensemble_size: int = 20
 
     def check(self):
         """Raise ``ValueError`` naming the first budget field out of range."""
@@ -74,7 +88,7 @@ class SearchConfig:
                 raise ValueError(f"{name}: must be a finite number of seconds >= 0, got {value!r}")
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise ValueError(f"n_jobs: must be an integer >= 1, got {self.n_jobs!r}")
-        for name in ("seed", "split_seed"):
+        for name in ("seed", "split_seed", "ensemble_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
@@ -96,7 +110,12 @@ class ResumeError(ValueError):
 
 @dataclass
 class SearchResult:
-    """The outcome of ``Study.run``. Metric values are in the objective's own units."""
+    """The outcome of ``Study.run``. Metric values are in the objective's own units.
+
+    ``best`` is the best trial's journal record; ``ensemble`` the saved model's members,
+    ``[{"trial": number, "weight": count}]``; ``validation_metrics`` its out-of-fold metrics
+    and ``test_metrics`` its metrics on the test split.
+    """
 
     config: SearchConfig
     task: str
@@ -105,6 +124,7 @@ class SearchResult:
     best: dict
     validation_metrics: dict
     test_metrics: dict
+    ensemble: list
     population_history: list
     stopped_reason: str
     warnings: list
@@ -129,6 +149,8 @@ class Study:
         self.strategy = strategy
         self.records = []
         self.best = None
+        self.kept = []  # the ensemble's candidates: the best records, best first
+        self.outputs = {}  # their out-of-fold outputs, by trial number
 
     @classmethod
     def prepare(cls, config, *, data=None):
@@ -233,6 +255,7 @@ class Study:
         }
 
     def _tell(self, trial, outcome):
+        fields, outputs = outcome
         record = {
             "number": trial.number,
             "generation": trial.generation,
@@ -240,13 +263,11 @@ class Study:
             "epochs": trial.epochs,
             "seed": trial_seed(self.config.seed, trial.number),
             "candidate": trial.candidate.to_dict(),
-            **outcome,
+            **fields,
         }
         if self._improves(record):
-            self.run_dir.keep_as_best(trial.number)
             self.best = record
-        else:
-            self.run_dir.discard(trial.number)
+        self._keep_if_among_best(record, outputs)
         self._accept(trial, record)
         self.run_dir.append_journal(record)
         if self.on_trial is not None:
@@ -256,16 +277,36 @@ class Study:
         self.strategy.tell(trial, self.objective.fitness(record["value"]))
         self.records.append(record)
 
+    def _keep_if_among_best(self, record, outputs):
+        """Keep the trial's networks and out-of-fold outputs while it ranks among the best
+        ``ensemble_size`` trials; delete them (or a trial it displaces) otherwise."""
+        number = record["number"]
+        if record["value"] is None:
+            self.run_dir.discard(number)
+            return
+        self.run_dir.save_outputs(number, outputs)
+        self.outputs[number] = outputs
+        self.kept = sorted(self.kept + [record], key=self._rank, reverse=True)
+        for dropped in self.kept[self._capacity():]:
+            self.run_dir.discard(dropped["number"])
+            del self.outputs[dropped["number"]]
+        del self.kept[self._capacity():]
+
+    def _capacity(self):
+        return max(1, self.config.ensemble_size)
+
     def _improves(self, record):
-        """Better objective wins; on a tie (common for accuracy on small validation sets) the lower
-        validation loss, i.e. the more confident model; then the earlier trial."""
         if record["value"] is None:
             return False
         return self.best is None or self._rank(record) > self._rank(self.best)
 
     def _rank(self, record):
+        """Higher is better: a trial not cut short by the deadline or a cancellation; then the
+        objective; on a tie (common for accuracy on small validation sets) the lower validation
+        loss, i.e. the more confident model; then the earlier trial."""
         loss = record["val_loss"]
-        return self.objective.fitness(record["value"]), -math.inf if loss is None else -loss
+        return (_not_interrupted(record), self.objective.fitness(record["value"]),
+                -math.inf if loss is None else -loss, -record["number"])
 
     def _event(self, record):
         return {
@@ -306,6 +347,16 @@ class Study:
             if self._improves(record):
                 self.best = record
             self._accept(trial, record)
+        self._keep_saved_candidates(records)
+
+    def _keep_saved_candidates(self, records):
+        """The best ``ensemble_size`` journaled trials whose networks and outputs are still in the
+        run directory become the ensemble's candidates; every other trial file goes."""
+        folds = len(self.splits.folds)
+        saved = [r for r in records if r["value"] is not None and self.run_dir.has_trial(r["number"], folds)]
+        self.kept = sorted(saved, key=self._rank, reverse=True)[:self._capacity()]
+        self.outputs = {r["number"]: self.run_dir.load_outputs(r["number"]) for r in self.kept}
+        self.run_dir.discard_all_but(self.outputs)
 
     def _no_result_message(self, stopped_reason):
         if stopped_reason == "cancelled":
@@ -318,12 +369,18 @@ class Study:
         return f"every one of the {len(self.records)} trials failed (see the journal for their errors)"
 
     def _finish(self, stopped_reason, duration):
-        validation = self.best["metrics"]
-        test = objectives.evaluate(Ensemble.load(self.run_dir.best_models()), self.splits.X_test, self.splits.y_test)
+        candidates, ensemble, validation = self._save_ensemble()
+        # the test split is scored once, by the saved model as reloaded, so it is what a caller gets
+        test = objectives.evaluate(Ensemble.load(*saved_model(self.run_dir.path)), self.splits.X_test,
+                                   self.splits.y_test)
         summary = {
             "config": asdict(self.config), "strategy_params": self.strategy.params(), "task": self.splits.task,
             "objective": self.objective.name, "direction": self.objective.direction,
             "completed_trials": len(self.records), "best_trial": self.best,
+            "ensemble": {"members": ensemble, "candidates": [r["number"] for r in candidates]},
+            "validation_metrics_are": "out-of-fold metrics of the selected ensemble (chosen on those same "
+                                      "rows, so slightly optimistic); best_trial.metrics are the best "
+                                      "single trial's",
             "validation_metrics": validation, "test_metrics": test,
             "population_history": [_in_metric_units(entry, self.objective)
                                    for entry in self.strategy.population_history],
@@ -333,11 +390,30 @@ class Study:
         self.run_dir.write_json(SUMMARY, summary)
         return SearchResult(
             config=self.config, task=self.splits.task, objective=self.objective, records=self.records,
-            best=self.best, validation_metrics=validation, test_metrics=test,
+            best=self.best, validation_metrics=validation, test_metrics=test, ensemble=ensemble,
             population_history=summary["population_history"], stopped_reason=stopped_reason,
             warnings=summary["warnings"], duration_seconds=duration, run_dir=self.run_dir.path,
             artifacts=self.run_dir.artifacts(), split_sizes=summary["split_sizes"],
             strategy_params=summary["strategy_params"])
+
+    def _save_ensemble(self):
+        """Select the ensemble from the kept trials (interrupted ones only if nothing else is
+        left) and save it as the run's model. Returns the candidates, the members
+        ``[{"trial", "weight"}]`` and the ensemble's out-of-fold metrics."""
+        if not self.kept:
+            raise ResumeError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
+                              "run the search again in a new directory")
+        candidates = [r for r in self.kept if _not_interrupted(r)] or self.kept[:1]
+        targets = self.splits.y[np.concatenate([validation for _, validation in self.splits.folds])]
+        classes = _classes(self.splits.task, self.splits.y)
+        outputs = [self.outputs[record["number"]] for record in candidates]
+        weights = selection.select(outputs, targets, self.objective, classes)
+        ensemble = [{"trial": record["number"], "weight": int(weight)}
+                    for record, weight in zip(candidates, weights) if weight]
+        self.run_dir.save_model([(member["trial"], member["weight"]) for member in ensemble],
+                                len(self.splits.folds))
+        validation = objectives.score_outputs(self.splits.task, targets, selection.average(outputs, weights), classes)
+        return candidates, ensemble, validation
 
     def _warnings(self, stopped_reason):
         warnings = []
@@ -369,6 +445,15 @@ def _in_metric_units(entry, objective):
     return converted
 
 
+def _not_interrupted(record):
+    return record["status"] != "interrupted"
+
+
+def _classes(task, y):
+    """The class labels, sorted (as every network's ``classes_``), or None for regression."""
+    return np.unique(y) if task == "classification" else None
+
+
 def _finite_or_none(value):
     return float(value) if math.isfinite(value) else None
 
@@ -381,9 +466,9 @@ def _outcome(future):
 
 
 def _failed(error, duration):
-    return {"status": "failed", "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
-            "best_epoch": [],
-            "epochs_trained": 0, "duration_seconds": duration, "error": error}
+    fields = {"status": "failed", "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
+              "best_epoch": [], "epochs_trained": 0, "duration_seconds": duration, "error": error}
+    return fields, None
 
 
 # ---- training one trial (in this process or a worker process) -------------------------------
@@ -394,8 +479,9 @@ def train_trial(trial_data, payload, should_stop):
     With one fold this is a hold-out validation; with several, every search row is predicted
     once, by the network that did not train on it, and the trial is scored on all of those
     out-of-fold predictions. The networks go to ``payload["model_paths"]`` (one per fold).
-    Returns the journal fields: status ("completed", "timeout" at the per-trial limit,
-    "interrupted" by the run deadline or cancellation, "failed"), stopped_reason and
+    Returns ``(fields, outputs)``: the out-of-fold outputs (see ``_out_of_fold_outputs``; None
+    for a failed trial) and the journal fields: status ("completed", "timeout" at the per-trial
+    limit, "interrupted" by the run deadline or cancellation, "failed"), stopped_reason and
     best_epoch (one per fold), value (the objective), metrics (all of the task's), val_loss
     (mean over folds of the networks' best validation loss), epochs_trained (all folds),
     duration_seconds, error.
@@ -417,7 +503,9 @@ def train_trial(trial_data, payload, should_stop):
                         deadline=deadline, should_stop=should_stop)
             network.save(path)
             networks.append(network)
-        metrics = _out_of_fold_metrics(networks, X, y, folds, task)
+        outputs = _out_of_fold_outputs(networks, X, y, folds, task)
+        validation_rows = np.concatenate([validation for _, validation in folds])
+        metrics = objectives.score_outputs(task, y[validation_rows], outputs, _classes(task, y))
     except Exception as exc:  # one bad candidate (diverged, degenerate) must not end the search
         return _failed(f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     reasons = [network.stopped_reason_ for network in networks]
@@ -427,24 +515,24 @@ def train_trial(trial_data, payload, should_stop):
     elif "deadline" in reasons:
         status = deadline_status
     losses = [network.best_val_loss_ for network in networks]
-    return {"status": status, "stopped_reason": reasons, "value": metrics[objective_name], "metrics": metrics,
-            "val_loss": _finite_or_none(float(np.mean(losses))),
-            "best_epoch": [network.best_epoch_ for network in networks],
-            "epochs_trained": sum(network.n_epochs_trained_ for network in networks),
-            "duration_seconds": round(time.monotonic() - started, 3), "error": None}
+    fields = {"status": status, "stopped_reason": reasons, "value": metrics[objective_name], "metrics": metrics,
+              "val_loss": _finite_or_none(float(np.mean(losses))),
+              "best_epoch": [network.best_epoch_ for network in networks],
+              "epochs_trained": sum(network.n_epochs_trained_ for network in networks),
+              "duration_seconds": round(time.monotonic() - started, 3), "error": None}
+    return fields, outputs
 
 
-def _out_of_fold_metrics(networks, X, y, folds, task):
-    validation_rows = np.concatenate([validation for _, validation in folds])
+def _out_of_fold_outputs(networks, X, y, folds, task):
+    """Every validation row's output from the network of its fold, rows in fold order: class
+    probabilities (columns: the classes of ``y``, which every fold's network must know), or
+    predicted values."""
     X_val = [X[validation] for _, validation in folds]
-    predictions = np.concatenate([network.predict(rows) for network, rows in zip(networks, X_val)])
     if task != "classification":
-        return objectives.score_predictions(task, y[validation_rows], predictions)
-    classes = networks[0].classes_
-    if any(not np.array_equal(network.classes_, classes) for network in networks):
-        raise ValueError("the folds' training rows hold different classes")
-    proba = np.concatenate([network.predict_proba(rows) for network, rows in zip(networks, X_val)])
-    return objectives.score_predictions(task, y[validation_rows], predictions, proba, classes)
+        return np.concatenate([network.predict(rows) for network, rows in zip(networks, X_val)])
+    if any(not np.array_equal(network.classes_, _classes(task, y)) for network in networks):
+        raise ValueError("a fold's training rows lack some of the classes")
+    return np.concatenate([network.predict_proba(rows) for network, rows in zip(networks, X_val)])
 
 
 class _InlineRunner:

@@ -16,6 +16,7 @@ def test_run_then_predict(tmp_path, capsys):
     assert code == 0
     assert "3/3 trials" in err and "best accuracy" in err  # the progress bar
     assert "best trial" in out and "test (held out)" in out and "stopped by max_trials" in out
+    assert "saved model        ensemble of #" in out
     assert len((tmp_path / "run" / "journal.jsonl").read_text().splitlines()) == 3
 
     rows = tmp_path / "rows.csv"

@@ -66,7 +66,9 @@ def test_success_has_every_contract_key(tmp_path):
     assert metadata["ga_params"] == {"population_size": 3, "mutation_rate": 0.1, "crossover_rate": 0.7,
                                      "elite_size": 2, "tau": 1.0}
     assert isinstance(metadata["timestamp"], str)
-    assert result["metrics"]["validation"]["accuracy"] == result["best_metric"]
+    # best_metric is the best trial's; the saved model, an ensemble that starts from it, does no worse
+    assert result["metrics"]["validation"]["accuracy"] >= result["best_metric"]
+    assert {m["trial"] for m in metadata["ensemble"]} <= {t["trial_id"] for t in result["trials"]}
     assert result["test_metric"] == result["metrics"]["test"]["accuracy"]
     assert all(path.startswith(str(tmp_path)) for path in result["artifacts"])
     assert [m[1]["completed"] for m in mailbox.messages] == [1, 2, 3]
@@ -88,12 +90,14 @@ def test_keys_and_values_in_every_beam_shape_and_both_caller_variants(tmp_path, 
     spec = as_map({"dataset": b"wine", "objective": charlist("f1_macro"), "search_space": space}, key)
     options = as_map({"run_dir": str(tmp_path / "run").encode(), "seed": 3,
                       "budget": as_map({"trials": 2, "population_size": 2}, key),
-                      "parameters": as_map({"mutation_rate": 0.3, "elite_size": 1}, key), "tau": b"0.5"}, key)
+                      "parameters": as_map({"mutation_rate": 0.3, "elite_size": 1}, key), "tau": b"0.5",
+                      "ensemble_size": b"1"}, key)
     result = service.run_nas(spec, options)
     assert result["status"] == "success", result
     assert result["completed_trials"] == 2 and result["metadata"]["dataset_id"] == "wine"
     assert result["metadata"]["objective"] == "f1_macro" and result["best_model"]["activation"] == "relu"
     assert 1 <= len(result["best_model"]["levels"]) <= 2  # [1, 2] stayed a list of ints
+    assert result["metadata"]["ensemble"] == [{"trial": result["best_trial_id"], "weight": 1}]
     assert result["metadata"]["ga_params"] == {"population_size": 2, "mutation_rate": 0.3, "crossover_rate": 0.7,
                                                "elite_size": 1, "tau": 0.5}
     assert_plain(result)
@@ -129,6 +133,7 @@ def failure(result, error_type, field=None):
     ({"dataset_id": "iris", "search_space": {"levels": [4, 2]}}, {}, "invalid_field", "spec.search_space"),
     ({"dataset_id": "iris"}, {"parameters": {"elite_size": 50}}, "invalid_field", "opts.parameters.elite_size"),
     ({"dataset_id": "iris"}, {"strategy": "grid"}, "invalid_field", "opts.strategy"),
+    ({"dataset_id": "iris"}, {"ensemble_size": -2}, "invalid_field", "opts.ensemble_size"),
     ({"dataset_id": "iris"}, {"run_id": "../escape"}, "invalid_field", "opts.run_id"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials": 0}}, "budget_exhausted", None),
     (42, {}, "invalid_field", "spec"),

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits, load_iris
 
+import cerebros.study
 from cerebros import data, objectives
-from cerebros.artifacts import Predictor
+from cerebros.artifacts import Predictor, saved_model
 from cerebros.network import CerebrosNetwork
 from cerebros.study import ResumeError, SearchConfig, SearchStopped, Study
 
@@ -40,6 +41,7 @@ def test_same_seed_same_journal_whatever_n_jobs(tmp_path):
     two = Study.prepare(config(max_trials=5, n_jobs=2)).run(tmp_path / "two")
     assert len(journal(tmp_path / "one")) == 5
     assert journal(tmp_path / "one") == journal(tmp_path / "two")
+    assert one.ensemble == two.ensemble and one.validation_metrics == two.validation_metrics
     assert one.test_metrics == two.test_metrics
     other = Study.prepare(config(max_trials=5, seed=1)).run(tmp_path / "other")
     assert journal(tmp_path / "other") != journal(tmp_path / "one")
@@ -48,7 +50,7 @@ def test_same_seed_same_journal_whatever_n_jobs(tmp_path):
 
 def test_result_journal_and_run_directory(tmp_path):
     events = []
-    study = Study.prepare(config())
+    study = Study.prepare(config(ensemble_size=1))
     result = study.run(tmp_path, on_trial=events.append)
     records = journal(tmp_path)
     assert [r["number"] for r in records] == [0, 1, 2, 3] and result.stopped_reason == "max_trials"
@@ -57,7 +59,8 @@ def test_result_journal_and_run_directory(tmp_path):
     best = max(records, key=lambda r: (r["value"], -r["val_loss"]))  # ties go to the lower validation loss
     assert result.best["number"] == best["number"] == events[-1]["best_trial"]
     assert set(result.validation_metrics) == set(result.test_metrics) == {"accuracy", "f1_macro", "log_loss"}
-    # the saved model is the one the reported validation metrics describe (its best epoch)
+    # without ensembling, the saved model is the best trial's, at its best epoch
+    assert result.ensemble == [{"trial": best["number"], "weight": 1}]
     train, validation = study.splits.folds[0]
     saved = CerebrosNetwork.load(tmp_path / "best_model_0.npz")
     assert objectives.evaluate(saved, study.splits.X[validation], study.splits.y[validation]) == best["metrics"]
@@ -65,14 +68,16 @@ def test_result_journal_and_run_directory(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        "best_model_0.json", "best_model_0.npz", "config.json", "journal.jsonl", "preprocessing.json",
-        "summary.json"]
-    assert list((tmp_path / "trials").iterdir()) == []  # only the best model is kept
+        "best_model_0.json", "best_model_0.npz", "config.json", "ensemble.json", "journal.jsonl",
+        "preprocessing.json", "summary.json"]
+    kept = f"trial_{best['number']:05d}"  # the one ensemble candidate, for a resumed run
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == [
+        f"{kept}_0.json", f"{kept}_0.npz", f"{kept}_oof.npy"]
 
 
 def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     X, y = load_iris(return_X_y=True)
-    study = Study.prepare(config(folds=3, max_trials=2))
+    study = Study.prepare(config(folds=3, max_trials=2, ensemble_size=1))
     result = study.run(tmp_path)
     folds = study.splits.folds
     assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(len(study.splits.y)))
@@ -80,10 +85,66 @@ def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     correct = sum(int(np.sum(n.predict(study.splits.X[v]) == study.splits.y[v])) for n, (_, v) in zip(networks, folds))
     assert result.validation_metrics["accuracy"] == correct / len(study.splits.y)
     _, _, test = data.split_indices(y, "classification", seed=0)
-    proba = np.mean([n.predict_proba(study.splits.X_test) for n in networks], axis=0)
+    proba = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=[1, 1, 1])
     assert np.array_equal(Predictor.load(tmp_path).predict_proba(X[test]), proba)
     assert result.test_metrics["accuracy"] == np.mean(proba.argmax(axis=1) == y[test])
     assert len(result.best["best_epoch"]) == 3 and result.split_sizes["folds"] == 3
+
+
+def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    study = Study.prepare(config(dataset_id="inline", folds=2, max_trials=8, ensemble_size=5,
+                                 strategy_params={"population_size": 4}), data=(X[:400], y[:400]))
+    result = study.run(tmp_path)
+    members = {m["trial"]: m["weight"] for m in result.ensemble}
+    assert result.best["number"] in json.loads((tmp_path / "summary.json").read_text())["ensemble"]["candidates"]
+    paths, weights = saved_model(tmp_path)
+    manifest = json.loads((tmp_path / "ensemble.json").read_text())["members"]
+    assert [(m["trial"], m["fold"]) for m in manifest] == [(t, fold) for t in members for fold in range(2)]
+    assert weights == [members[m["trial"]] for m in manifest]
+    # the validation metrics are the saved networks' weighted out-of-fold outputs, scored
+    folds = study.splits.folds
+    networks = [CerebrosNetwork.load(path) for path in paths]
+    outputs = {t: np.concatenate([networks[i].predict_proba(study.splits.X[folds[m["fold"]][1]])
+                                  for i, m in enumerate(manifest) if m["trial"] == t]) for t in members}
+    rows = np.concatenate([v for _, v in folds])
+    proba = np.average([outputs[t] for t in members], axis=0, weights=list(members.values()))
+    scored = objectives.score_outputs("classification", study.splits.y[rows], proba, np.unique(y[:400]))
+    assert scored == pytest.approx(result.validation_metrics, rel=1e-12)
+    assert result.validation_metrics["accuracy"] >= result.best["value"]  # greedy starts from the best
+    # the reloaded ensemble predicts the test rows exactly as scored
+    _, _, test = data.split_indices(y[:400], "classification", seed=0)
+    predictor = Predictor.load(tmp_path)
+    expected = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=weights)
+    assert np.array_equal(predictor.predict_proba(X[:400][test]), expected)
+    assert np.mean(predictor.predict(X[:400][test]) == y[:400][test]) == result.test_metrics["accuracy"]
+    # at most ensemble_size trials keep files, the members among them
+    kept = {int(p.name.split("_")[1]) for p in (tmp_path / "trials").iterdir()}
+    assert len(kept) <= 5 and set(members) <= kept
+
+
+def with_statuses(monkeypatch, statuses):
+    """Make trial ``n`` end with ``statuses[n]``; an "interrupted" one also claims a perfect score."""
+    train = cerebros.study.train_trial
+
+    def train_with_status(trial_data, payload, should_stop):
+        fields, outputs = train(trial_data, payload, should_stop)
+        fields["status"] = statuses[payload["number"]]
+        if fields["status"] == "interrupted":
+            fields["value"], fields["val_loss"] = 1.0, 0.0
+        return fields, outputs
+
+    monkeypatch.setattr(cerebros.study, "train_trial", train_with_status)
+
+
+def test_interrupted_trials_are_neither_best_nor_members_unless_alone(tmp_path, monkeypatch):
+    with_statuses(monkeypatch, ["completed", "interrupted", "completed", "interrupted"])
+    result = Study.prepare(config()).run(tmp_path / "mixed")
+    assert result.best["number"] in (0, 2)
+    assert {m["trial"] for m in result.ensemble} <= {0, 2}
+    with_statuses(monkeypatch, ["interrupted"] * 4)
+    alone = Study.prepare(config()).run(tmp_path / "alone")
+    assert alone.best["number"] == 0 and alone.ensemble == [{"trial": 0, "weight": 1}]
 
 
 def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
@@ -104,6 +165,8 @@ def test_search_never_sees_the_test_rows(tmp_path):
     clean = Study.prepare(config(dataset_id="inline"), data=(X, y)).run(tmp_path / "clean")
     dirty = Study.prepare(config(dataset_id="inline"), data=(poisoned, y)).run(tmp_path / "dirty")
     assert journal(tmp_path / "clean") == journal(tmp_path / "dirty")  # neither scaler nor trials saw them
+    assert clean.ensemble == dirty.ensemble  # nor the ensemble selection
+    assert clean.validation_metrics == dirty.validation_metrics
     assert clean.test_metrics != dirty.test_metrics  # the poison did reach the final test scoring
 
 
@@ -163,13 +226,14 @@ def test_no_trial_at_all_is_budget_exhausted(tmp_path):
 
 
 def test_resume_continues_the_journal_exactly(tmp_path):
-    Study.prepare(config(max_trials=3)).run(tmp_path / "resumed")
+    Study.prepare(config(max_trials=3, ensemble_size=3)).run(tmp_path / "resumed")
     trained = []
-    resumed = Study.prepare(config(max_trials=7)).run(tmp_path / "resumed", resume=True,
+    resumed = Study.prepare(config(max_trials=7, ensemble_size=3)).run(tmp_path / "resumed", resume=True,
                                                       on_trial=lambda e: trained.append(e["trial"]))
-    Study.prepare(config(max_trials=7)).run(tmp_path / "straight")
+    straight = Study.prepare(config(max_trials=7, ensemble_size=3)).run(tmp_path / "straight")
     assert trained == [3, 4, 5, 6]  # the journaled trials were replayed, not retrained
     assert journal(tmp_path / "resumed") == journal(tmp_path / "straight")
+    assert resumed.ensemble == straight.ensemble and resumed.test_metrics == straight.test_metrics
     assert resumed.completed_trials == 7 and len(resumed.population_history) >= 2
     with pytest.raises(ResumeError, match="seed"):
         Study.prepare(config(max_trials=8, seed=5)).run(tmp_path / "resumed", resume=True)
@@ -178,6 +242,7 @@ def test_resume_continues_the_journal_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [({"max_trials": -1}, "max_trials"), ({"n_jobs": 0}, "n_jobs"),
+                                               ({"ensemble_size": -1}, "ensemble_size"),
                                                ({"max_time_seconds": float("inf")}, "max_time_seconds"),
                                                ({"objective": "rmse"}, "objective"),
                                                ({"strategy": "grid"}, "strategy"),

@@ -1,0 +1,122 @@
+"""Ensemble selection (Caruana et al., 2004): which trials' models to average, and how often.
+
+Greedy forward selection with replacement over the trials' out-of-fold outputs (class
+probabilities, or predicted values): start from the best trial alone; every round, add the
+candidate (one already in counts again) whose addition makes the running average score best
+on the study's objective; stop when no addition improves it, or after ``MAX_ROUNDS`` rounds.
+A candidate's weight is the number of times it was added. Accuracy and F1 change in steps
+of one row, so for them the log-loss of the average breaks ties: without it the greedy step
+would often see no change at all.
+
+Every round scores each candidate's average at once with the numpy metrics below: scikit-
+learn's scorers (``cerebros.objectives``) cost about a millisecond a call, too slow for
+``MAX_ROUNDS`` x candidates calls after a deadline. The tests check that both agree.
+"""
+import numpy as np
+
+# Weights are counts, so the ensemble's mixture has a resolution of 1 / rounds; auto-sklearn
+# uses 50 rounds too. Greedy selection usually stops far earlier, at no improvement.
+MAX_ROUNDS = 50
+
+
+def select(outputs, y, objective, classes=None, max_rounds=MAX_ROUNDS):
+    """Integer weights, one per candidate, from greedy forward selection with replacement.
+
+    ``outputs``: each candidate's out-of-fold outputs for the same rows, the best candidate
+    first (it starts the ensemble; ties between candidates go to the earlier one); ``y``: the
+    targets of those rows; ``classes``: the class labels in the probabilities' column order
+    (classification only).
+    """
+    stacked = np.stack([np.asarray(o, dtype=np.float64) for o in outputs])
+    score = _scorer(objective, y, classes)
+    weights = np.zeros(len(stacked), dtype=int)
+    weights[0] = 1
+    total = stacked[0].copy()
+    current = score(total[np.newaxis])[0]
+    for _ in range(max_rounds - 1):
+        scores = score((total + stacked) / (weights.sum() + 1))
+        best = max(range(len(scores)), key=scores.__getitem__)
+        if not scores[best] > current:
+            break
+        weights[best] += 1
+        total += stacked[best]
+        current = scores[best]
+    return weights
+
+
+def average(outputs, weights):
+    """The ensemble's outputs: the ``weights``-weighted mean of the candidates' outputs."""
+    return np.average(np.stack([np.asarray(o, dtype=np.float64) for o in outputs]), axis=0, weights=weights)
+
+
+def _scorer(objective, y, classes):
+    """A function of a stack of candidate outputs, shape (candidates, rows, ...), giving one
+    comparable score per candidate: its fitness (higher is better), then, for accuracy and F1,
+    minus its log-loss."""
+    metric = _BATCH_METRICS[objective.name]
+    classification = objective.task == "classification"
+    targets = np.searchsorted(classes, y) if classification else np.asarray(y, dtype=np.float64)
+    tie_break = classification and not objective.uses_proba
+
+    def score(stack):
+        fitness = [objective.fitness(value) for value in metric(targets, stack)]
+        if not tie_break:
+            return [(value,) for value in fitness]
+        return list(zip(fitness, -_log_loss(targets, stack)))
+
+    return score
+
+
+# ---- the objectives' metrics for a stack of candidates (one value per candidate) -------------
+# Classification: ``targets`` are class indices, ``stack`` probabilities (candidates, rows,
+# classes). Regression: ``stack`` values (candidates, rows) or (candidates, rows, outputs).
+
+def _accuracy(targets, stack):
+    return np.mean(stack.argmax(axis=2) == targets, axis=1)
+
+
+def _f1_macro(targets, stack):
+    """Mean F1 over the classes that occur in the targets or the predictions (scikit-learn's set)."""
+    one_hot = np.arange(stack.shape[2])
+    predicted = stack.argmax(axis=2)[..., np.newaxis] == one_hot
+    actual = targets[:, np.newaxis] == one_hot
+    true_positives = np.sum(predicted & actual, axis=1)
+    occurrences = predicted.sum(axis=1) + actual.sum(axis=0)
+    f1 = 2 * true_positives / np.maximum(occurrences, 1)
+    present = occurrences > 0
+    return np.sum(f1 * present, axis=1) / present.sum(axis=1)
+
+
+def _log_loss(targets, stack):
+    likelihood = stack[:, np.arange(len(targets)), targets]
+    return -np.mean(np.log(np.clip(likelihood, np.finfo(stack.dtype).eps, 1.0)), axis=1)
+
+
+def _errors(targets, stack):
+    """Prediction minus target as (candidates, rows, outputs)."""
+    columns = targets.reshape(len(targets), -1)
+    return stack.reshape(len(stack), *columns.shape) - columns, columns
+
+
+def _rmse(targets, stack):
+    errors, _ = _errors(targets, stack)
+    return np.sqrt(np.mean(errors ** 2, axis=(1, 2)))
+
+
+def _mae(targets, stack):
+    errors, _ = _errors(targets, stack)
+    return np.mean(np.abs(errors), axis=(1, 2))
+
+
+def _r2(targets, stack):
+    """R^2 per output, averaged; a constant output scores 1 if predicted exactly, else 0 (as scikit-learn)."""
+    errors, columns = _errors(targets, stack)
+    residual = np.sum(errors ** 2, axis=1)
+    spread = np.sum((columns - columns.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(spread > 0, 1 - residual / spread, np.where(residual == 0, 1.0, 0.0))
+    return r2.mean(axis=1)
+
+
+_BATCH_METRICS = {"accuracy": _accuracy, "f1_macro": _f1_macro, "log_loss": _log_loss,
+                  "rmse": _rmse, "mae": _mae, "r2": _r2}
