@@ -2,7 +2,9 @@
 
 Run: python bench/codec_bench.py [--min-time SECONDS]
 Prints a markdown table of median times and how many times slower the others are.
-Each library decodes Erlang's bytes and encodes what it decoded itself.
+Each library decodes Erlang's bytes and encodes what it decoded itself. ``codec`` is
+the implementation in use (``codec.core.DECODER``/``ENCODER``: the compiled core when
+built); the pure-Python fallback is timed beside it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import erlang
 import erlpack
 
 import codec
+from codec import core, decoder, encoder
 from codec.erl_oracle import ErlOracle
 
 # term_to_binary with OTP 25's defaults (minor_version 1), as a BEAM peer sends.
@@ -61,6 +64,7 @@ def measure(library, data, min_time):
 
 LIBRARIES = {
     "codec": (codec.decode, lambda t: codec.encode(t, minor_version=1)),
+    "codec pure Python": (decoder.decode, lambda t: encoder.encode(t, minor_version=1)),
     "erlang_py": (erlang.binary_to_term, erlang.term_to_binary),
     "erlpack": (erlpack.unpack, erlpack.pack),
 }
@@ -84,18 +88,21 @@ def main():
     args = parser.parse_args()
     with ErlOracle() as oracle:
         payloads = [(name, oracle.evaluate(expr)) for name, expr in PAYLOADS]
-    print("| payload | bytes | op | codec | erlang_py (x slower) | erlpack (x slower) |")
-    print("|---|---|---|---|---|---|")
+    print(f"codec in use: decoder {core.DECODER}, encoder {core.ENCODER}")
+    print()
+    print("| payload | bytes | op | codec | codec pure Python (x slower) | erlang_py (x slower) "
+          "| erlpack (x slower) |")
+    print("|---|---|---|---|---|---|---|")
     for name, data in payloads:
         results = {lib: measure(fns, data, args.min_time) for lib, fns in LIBRARIES.items()}
         ours = results["codec"]
         for index, op in enumerate(("decode", "encode")):
-            row = [name, str(len(data)), op, cell(ours, index, None),
-                   cell(results["erlang_py"], index, ours), cell(results["erlpack"], index, ours)]
+            row = [name, str(len(data)), op, cell(ours, index, None)]
+            row += [cell(results[lib], index, ours) for lib in LIBRARIES if lib != "codec"]
             print("| " + " | ".join(row) + " |")
         if name == "8 MB binary":
             view = median_time(lambda: codec.decode(data, zero_copy=True), args.min_time)
-            print(f"| {name} | {len(data)} | decode zero_copy | {view * 1e3:.3f} ms | | |")
+            print(f"| {name} | {len(data)} | decode zero_copy | {view * 1e3:.3f} ms | | | |")
     print()
     print("Large payloads (erlpack decode target):", ", ".join(sorted(LARGE)))
 

@@ -69,6 +69,18 @@ class Finding(Exception):
         self.detail = detail
 
 
+def mutations(frame):
+    """Every truncation of ``frame``, then every byte XORed with 1, 2, 4, ..., 128 and 255:
+    the exhaustive mutants of OTP's own binary_to_term tests."""
+    for cut in range(len(frame)):
+        yield frame[:cut]
+    for index in range(len(frame)):
+        for mask in _MASKS:
+            mutated = bytearray(frame)
+            mutated[index] ^= mask
+            yield bytes(mutated)
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     oracle = _start_oracle(args.oracle)

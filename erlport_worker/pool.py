@@ -1,26 +1,39 @@
-"""Leader/follower threads: the thread that reads a call runs it, another takes over reading.
+"""Leader/follower threads: the thread that reads a call runs it, and reading is handed on
+only when the call turns out to take a while.
 
-One thread at a time is the reader. When it reads a call and a slot is
-free, it hands the reading on (to an idle thread, or a new one) and runs the
-call itself: no queue hop, so a call starts as soon as it is decoded. With
-all ``size`` slots busy, calls wait in a queue and the next thread to free a
+One thread at a time is the reader. When it reads a call and a slot is free,
+it runs the call itself: no queue hop and no thread wake-up, so a short call
+costs one read and one write. Meanwhile the reading waits; a monitor thread
+hands it on (to an idle thread, or a new one) once the call has run for
+``handoff_delay`` seconds, as Go's runtime retakes a processor from a thread
+stuck in a system call. A call that blocks on Erlang
+(``with pool.waiting_on_erlang():``) hands the reading on at once and frees
+its slot, so nested calls that Erlang makes meanwhile can run: 50 levels of
+Python -> Erlang -> Python nesting work even with ``size == 1``. With all
+``size`` slots busy, calls wait in a queue and the next thread to free a
 slot runs them.
 
-A thread that waits on Erlang (``with pool.waiting_on_erlang():``) frees its
-slot, so nested calls that Erlang makes meanwhile can run: 50 levels of
-Python -> Erlang -> Python nesting work even with ``size == 1``. Threads are
-daemons and are kept once started.
+The monitor polls every ``handoff_delay`` while calls keep arriving and sleeps
+for good after a quiet second, so an idle worker does not wake at all and a
+busy one does not pay a wake-up per call. Threads are daemons and are kept
+once started.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
 _READ = object()  # the assignment "become the reader"
+
+HANDOFF_DELAY = 0.002
+"""Seconds a call runs on the reader's thread before the reading is handed on."""
+QUIET = 1.0
+"""Seconds without a new call after which the monitor stops polling."""
 
 
 class CallPool:
@@ -31,12 +44,14 @@ class CallPool:
     on), or None when reading is over for good.
     """
 
-    def __init__(self, size: int, read_loop, name: str = "call") -> None:
+    def __init__(self, size: int, read_loop, name: str = "call",
+                 handoff_delay: float = HANDOFF_DELAY) -> None:
         if size < 1:
             raise ValueError(f"pool size must be at least 1, not {size}")
         self._size = size
         self._read_loop = read_loop
         self._name = name
+        self._handoff_delay = handoff_delay
         # One plain lock guards everything below (threading.Semaphore and
         # Condition are written in Python: slower on the hot path).
         self._lock = threading.Lock()
@@ -46,21 +61,34 @@ class CallPool:
         self._slot_waiters = deque()  # locks (held) of threads back from Erlang
         self._threads = 0
         self._local = threading.local()
+        # The reader that stopped reading to run a call, and since when; None
+        # while a thread reads (or nobody does: reading is over).
+        self._held_by = None
+        self._held_since = 0.0
+        self._last_take = 0.0
+        self._monitor_wake = None   # the monitor's wake lock (held) while it sleeps for good
 
     def start(self) -> None:
-        """Start the first reader."""
+        """Start the first reader and the monitor."""
         with self._lock:
             self._assign(_READ)
+        threading.Thread(target=self._monitor, name=f"{self._name}-monitor",
+                         daemon=True).start()
 
     def take(self, fn, args) -> bool:
-        """Called by the reader for a call: True means "run it yourself" (reading is
-        handed on); False means it was queued for a free slot."""
+        """Called by the reader for a call: True means "run it yourself" (the reading
+        waits, or is handed on if the call takes a while); False means it was queued
+        for a free slot."""
         with self._lock:
             if self._running >= self._size:
                 self._queued.append((fn, args))
                 return False
             self._running += 1
-            self._assign(_READ)
+            self._held_by = threading.get_ident()
+            self._held_since = self._last_take = time.monotonic()
+            if self._monitor_wake is not None:
+                self._monitor_wake.release()
+                self._monitor_wake = None
         return True
 
     @contextmanager
@@ -71,6 +99,8 @@ class CallPool:
             return
         self._local.holds_slot = False
         with self._lock:
+            if self._held_by == threading.get_ident():
+                self._hand_reading_on()
             job = self._release_slot()
             if job is not None:
                 self._assign(job)
@@ -98,6 +128,33 @@ class CallPool:
             return self._queued.popleft()
         self._running -= 1
         return None
+
+    def _hand_reading_on(self) -> None:
+        """Under the lock: give the held reading to another thread."""
+        self._held_by = None
+        self._assign(_READ)
+
+    def _monitor(self) -> None:
+        """Hand the reading on when a call has held it for ``handoff_delay``."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                if self._held_by is not None:
+                    due = self._held_since + self._handoff_delay
+                    if now >= due:
+                        self._hand_reading_on()
+                        due = now + self._handoff_delay
+                elif now - self._last_take < QUIET:
+                    due = now + self._handoff_delay
+                else:
+                    due = None
+                    wake = threading.Lock()
+                    wake.acquire()
+                    self._monitor_wake = wake
+            if due is None:
+                wake.acquire()
+            else:
+                time.sleep(due - now)
 
     def _assign(self, work) -> None:
         """Under the lock: give ``work`` (_READ or a call) to an idle thread, or a new one."""
@@ -127,7 +184,15 @@ class CallPool:
                 log.exception("pool job %r failed", fn)
             local.holds_slot = False
             with self._lock:
-                work = self._release_slot()
+                if self._held_by == threading.get_ident():
+                    # The call was short: nobody took the reading, so go back to it.
+                    self._held_by = None
+                    job = self._release_slot()
+                    if job is not None:
+                        self._assign(job)
+                    work = _READ
+                else:
+                    work = self._release_slot()
                 if work is None:
                     wake = threading.Lock()
                     wake.acquire()

@@ -99,8 +99,8 @@ class Worker:
         The main thread only waits here, so that it is free to run the
         SIGTERM handler (Python runs signal handlers in the main thread).
         """
-        self._pool.start()
         try:
+            self._pool.start()
             while not self._done.wait(1.0):
                 pass
         except Terminated:

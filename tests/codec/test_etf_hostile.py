@@ -6,6 +6,7 @@ import pytest
 
 from codec import DecodeError, decode, decode_from, encode
 from codec.erl_oracle import OracleRefused
+from codec.fuzz import mutations
 
 from test_etf_vectors import READ_ONLY, WRITTEN
 
@@ -21,17 +22,6 @@ def samples(erl_oracle):
     compressed = [encode([1.5] * 40 + [b"x" * 30], compressed=6),
                   encode({b"key": [7] * 60}, compressed=1)]
     return vectors + built[:100 - len(vectors) - len(compressed)] + compressed
-
-
-def mutations(data):
-    """Every truncation, and every byte XORed with 1, 2, 4, ..., 128 and 255 (OTP's suite)."""
-    for cut in range(len(data)):
-        yield data[:cut]
-    for index in range(len(data)):
-        for mask in (1, 2, 4, 8, 16, 32, 64, 128, 255):
-            mutated = bytearray(data)
-            mutated[index] ^= mask
-            yield bytes(mutated)
 
 
 def outcome(data):

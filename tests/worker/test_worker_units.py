@@ -149,7 +149,7 @@ def test_own_flags():
     assert cli.parse([]).allow is None
 
 
-def start_pool(size):
+def start_pool(size, **options):
     """A pool whose reader takes calls from a queue (None ends reading), as frames would."""
     feed = SimpleQueue()
 
@@ -161,7 +161,7 @@ def start_pool(size):
             if pool.take(*job):
                 return job
 
-    pool = CallPool(size, read_loop)
+    pool = CallPool(size, read_loop, **options)
     pool.start()
     return pool, lambda fn, *args: feed.put((fn, args))
 
@@ -203,6 +203,17 @@ def test_the_reader_runs_the_call_it_read_when_a_slot_is_free():
     assert done.wait(WAIT)
     # The first reader ran the first call; the thread it handed reading to ran the second.
     assert threads == ["call-1", "call-2"]
+
+
+def test_short_calls_run_on_the_reader_without_waking_another_thread():
+    # A delay no call here comes near, so the outcome does not depend on timing.
+    pool, submit = start_pool(2, handoff_delay=WAIT)
+    threads = []
+    for _ in range(3):
+        ran = threading.Event()
+        submit(lambda ran=ran: (threads.append(threading.current_thread().name), ran.set()))
+        assert ran.wait(WAIT)
+    assert threads == ["call-1"] * 3
 
 
 def test_waiting_on_erlang_frees_the_slot_for_nested_work():

@@ -1,0 +1,1125 @@
+/* codec._cencode: the External Term Format encoder of codec.encoder, in C.
+ *
+ * `encode` takes the same arguments and gives the same bytes and exceptions
+ * as its pure-Python counterpart in codec/encoder.py, which stays the
+ * reference. This file writes the common terms itself: exact int, float,
+ * Atom, bytes, str (as a binary or a charlist), bool, None, list, tuple,
+ * dict and Map. It hands back to Python:
+ *   - every other known kind of term (subclasses of the above, bytearray,
+ *     memoryview, ImproperList, BitBinary, Pid, Port, Reference, Export, Fun,
+ *     Opaque), one object at a time, to codec.encoder._Encoder.other, whose
+ *     written bytes it copies and whose opened items it then walks itself;
+ *   - the keys of a map that need Python's rules: sorting (`deterministic`)
+ *     and a dict whose keys are of several types (distinct Python keys may
+ *     be one Erlang key), to _Encoder.map_items; integers beyond 64 bits, to
+ *     codec.encoder._big; compression, to codec.encoder._compress;
+ *   - every error: it stops, drops what it wrote and calls the Python
+ *     function with the same arguments, which raises the reference
+ *     EncodeError with its path (if that succeeds instead, that is a bug here
+ *     and SystemError says so). Exceptions raised by `default` propagate
+ *     unchanged, except RecursionError, which becomes the same EncodeError
+ *     the Python function makes of it;
+ *   - calls whose arguments are not the plain ones (positional or unknown
+ *     keywords, options that are not exact bools/ints/strs), whole.
+ *
+ * Like the Python encoder it is one loop with an explicit stack of open
+ * containers (on the heap once deeper than a few levels), so nesting depth
+ * is limited by memory only. The output grows in one bytes object, which is
+ * shrunk to size and returned.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum {
+    VERSION = 131,
+    SMALL_INTEGER_EXT = 97,
+    INTEGER_EXT = 98,
+    SMALL_BIG_EXT = 110,
+    NEW_FLOAT_EXT = 70,
+    ATOM_EXT = 100,
+    SMALL_ATOM_UTF8_EXT = 119,
+    ATOM_UTF8_EXT = 118,
+    SMALL_TUPLE_EXT = 104,
+    LARGE_TUPLE_EXT = 105,
+    MAP_EXT = 116,
+    NIL_EXT = 106,
+    STRING_EXT = 107,
+    LIST_EXT = 108,
+    BINARY_EXT = 109,
+};
+
+#define MAX_STRING_EXT 0xFFFF     /* longest list written as STRING_EXT */
+#define MAX_ATOM_CHARS 255
+#define MAX_U32 0xFFFFFFFFLL      /* lengths beyond this make Python's struct.pack fail */
+#define HELPER_CACHE_LIMIT 64     /* as codec.encoder._ENCODER_CACHE_LIMIT */
+
+/* What the encoding functions return. */
+#define DONE 0
+#define RAISE (-1)    /* a Python exception to propagate as it is */
+#define REFUSE (-2)   /* cannot encode: let the Python encoder raise the reference error */
+
+/* ---- Python objects this module works with, looked up once at import ---- */
+
+static PyObject *py_encode, *py_compress, *py_big, *py_encoder_class, *EncodeError;
+static PyTypeObject *AtomType, *MapType;
+static PyObject *known_types;   /* what _Encoder.other writes without calling `default` */
+static PyObject *helpers;       /* settings tuple -> _Encoder, for delegated terms */
+static PyObject *str_binary, *str_charlist, *str_nil, *str_true, *str_false;
+static PyObject *str_other, *str_map_items, *str_entries, *str_append;
+
+enum { KW_MINOR_VERSION, KW_COMPRESSED, KW_DETERMINISTIC, KW_STR_AS, KW_NONE_AS, KW_DEFAULT,
+       KW_COUNT };
+static PyObject *keyword_names[KW_COUNT];
+
+/* ---- The state of one encoding run ---- */
+
+typedef enum { WALK_LIST, WALK_TUPLE, WALK_REFS, WALK_ITER } WalkKind;
+
+/* One open container: what is left of it to write. */
+typedef struct {
+    WalkKind kind;
+    PyObject *source;   /* the list, tuple or iterator (strong); NULL for WALK_REFS */
+    Py_ssize_t index;   /* list/tuple: next index; refs: where its slots start */
+} Frame;
+
+#define INLINE_FRAMES 32
+#define INLINE_REFS 64
+
+typedef struct {
+    int minor_version, deterministic, charlists;
+    PyObject *none_as;    /* exact str */
+    PyObject *default_;   /* callable or NULL */
+    PyObject *helper;     /* the _Encoder for delegated terms, made on first need */
+
+    PyObject *out;        /* the bytes object being filled */
+    Py_ssize_t used, capacity;
+
+    Frame *frames;
+    Py_ssize_t depth, frames_capacity;
+    /* Strong references to the items of maps and `default` results still to
+     * write, taken when they open (as Python snapshots a map's items); a
+     * WALK_REFS frame pops its items off the top. */
+    PyObject **refs;
+    Py_ssize_t refs_used, refs_capacity;
+
+    Frame inline_frames[INLINE_FRAMES];
+    PyObject *inline_refs[INLINE_REFS];
+} Encoder;
+
+/* ---- Output ---- */
+
+static int
+reserve(Encoder *e, Py_ssize_t n)
+{
+    if (n <= e->capacity - e->used)
+        return DONE;
+    if (n > PY_SSIZE_T_MAX / 2 - e->used) {
+        PyErr_NoMemory();
+        return RAISE;
+    }
+    Py_ssize_t needed = e->used + n;
+    Py_ssize_t grown = e->capacity < PY_SSIZE_T_MAX / 4 ? 2 * e->capacity : needed;
+    if (grown < needed)
+        grown = needed;
+    if (_PyBytes_Resize(&e->out, grown) < 0)
+        return RAISE;
+    e->capacity = grown;
+    return DONE;
+}
+
+static inline unsigned char *
+cursor(Encoder *e)
+{
+    return (unsigned char *)PyBytes_AS_STRING(e->out) + e->used;
+}
+
+static inline void
+put_u8(Encoder *e, unsigned value)
+{
+    cursor(e)[0] = (unsigned char)value;
+    e->used += 1;
+}
+
+static inline void
+put_u16(Encoder *e, unsigned value)
+{
+    unsigned char *p = cursor(e);
+    p[0] = (unsigned char)(value >> 8);
+    p[1] = (unsigned char)value;
+    e->used += 2;
+}
+
+static inline void
+put_u32(Encoder *e, uint32_t value)
+{
+    unsigned char *p = cursor(e);
+    p[0] = (unsigned char)(value >> 24);
+    p[1] = (unsigned char)(value >> 16);
+    p[2] = (unsigned char)(value >> 8);
+    p[3] = (unsigned char)value;
+    e->used += 4;
+}
+
+static inline void
+put_bytes(Encoder *e, const void *data, Py_ssize_t size)
+{
+    memcpy(cursor(e), data, (size_t)size);
+    e->used += size;
+}
+
+/* A tag and a 32-bit length: LIST_EXT, BINARY_EXT, MAP_EXT, LARGE_TUPLE_EXT. */
+static int
+write_header(Encoder *e, unsigned tag, Py_ssize_t length)
+{
+    if ((long long)length > MAX_U32)
+        return REFUSE;
+    if (reserve(e, 5) < 0)
+        return RAISE;
+    put_u8(e, tag);
+    put_u32(e, (uint32_t)length);
+    return DONE;
+}
+
+/* Append the bytes-like objects Python wrote (``pieces``, a list). */
+static int
+write_pieces(Encoder *e, PyObject *pieces)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pieces); i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(pieces, i), &view, PyBUF_SIMPLE) < 0)
+            return REFUSE;
+        int rc = reserve(e, view.len);
+        if (rc == DONE)
+            put_bytes(e, view.buf, view.len);
+        PyBuffer_Release(&view);
+        if (rc != DONE)
+            return rc;
+    }
+    return DONE;
+}
+
+/* ---- Open containers ---- */
+
+/* Make room for one more element of an array that starts out inline. */
+static int
+grow(void **array, void *inline_array, Py_ssize_t *capacity, size_t item_size)
+{
+    if ((size_t)*capacity > (size_t)PY_SSIZE_T_MAX / 2 / item_size) {
+        PyErr_NoMemory();
+        return RAISE;
+    }
+    Py_ssize_t larger = 2 * *capacity;
+    void *moved;
+    if (*array == inline_array) {
+        moved = PyMem_Malloc((size_t)larger * item_size);
+        if (moved != NULL)
+            memcpy(moved, inline_array, (size_t)*capacity * item_size);
+    }
+    else {
+        moved = PyMem_Realloc(*array, (size_t)larger * item_size);
+    }
+    if (moved == NULL) {
+        PyErr_NoMemory();
+        return RAISE;
+    }
+    *array = moved;
+    *capacity = larger;
+    return DONE;
+}
+
+/* Open a container; takes over the reference to ``source``. */
+static int
+push_frame(Encoder *e, WalkKind kind, PyObject *source, Py_ssize_t index)
+{
+    if (e->depth == e->frames_capacity
+            && grow((void **)&e->frames, e->inline_frames, &e->frames_capacity,
+                    sizeof(Frame)) < 0) {
+        Py_XDECREF(source);
+        return RAISE;
+    }
+    e->frames[e->depth++] = (Frame){kind, source, index};
+    return DONE;
+}
+
+/* Keep ``item`` (a new reference, taken over) to write later. */
+static int
+push_ref(Encoder *e, PyObject *item)
+{
+    if (e->refs_used == e->refs_capacity
+            && grow((void **)&e->refs, e->inline_refs, &e->refs_capacity,
+                    sizeof(PyObject *)) < 0) {
+        Py_DECREF(item);
+        return RAISE;
+    }
+    e->refs[e->refs_used++] = item;
+    return DONE;
+}
+
+/* Open the refs pushed since ``start`` as one container, first pushed first written. */
+static int
+open_refs(Encoder *e, Py_ssize_t start)
+{
+    for (Py_ssize_t low = start, high = e->refs_used - 1; low < high; low++, high--) {
+        PyObject *swap = e->refs[low];
+        e->refs[low] = e->refs[high];
+        e->refs[high] = swap;
+    }
+    return push_frame(e, WALK_REFS, NULL, start);
+}
+
+/* The next item of the innermost open container (a new reference), or NULL
+ * when it is finished (with an exception set if its iterator failed). */
+static PyObject *
+next_item(Encoder *e, Frame *frame)
+{
+    PyObject *item = NULL;
+    switch (frame->kind) {
+    case WALK_LIST:
+        /* Checked each time, like a list iterator: Python code may resize it. */
+        if (frame->index < PyList_GET_SIZE(frame->source))
+            item = PyList_GET_ITEM(frame->source, frame->index++);
+        break;
+    case WALK_TUPLE:
+        if (frame->index < PyTuple_GET_SIZE(frame->source))
+            item = PyTuple_GET_ITEM(frame->source, frame->index++);
+        break;
+    case WALK_REFS:
+        if (e->refs_used > frame->index)
+            return e->refs[--e->refs_used];
+        return NULL;
+    case WALK_ITER:
+        return PyIter_Next(frame->source);
+    }
+    Py_XINCREF(item);
+    return item;
+}
+
+static int
+close_frame(Encoder *e)
+{
+    Frame *frame = &e->frames[--e->depth];
+    Py_XDECREF(frame->source);
+    if (frame->kind != WALK_LIST)
+        return DONE;
+    if (reserve(e, 1) < 0)
+        return RAISE;
+    put_u8(e, NIL_EXT);
+    return DONE;
+}
+
+/* ---- Scalars ---- */
+
+/* Before 3.12 a str made by the legacy C API needs converting before its
+ * characters can be read; 0 on success. */
+static inline int
+make_ready(PyObject *text)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return PyUnicode_READY(text);
+#else
+    (void)text;
+    return 0;
+#endif
+}
+
+/* The UTF-8 form of ``text``: its own characters when ASCII, else a new
+ * bytes object left in *owner; REFUSE if it holds a lone surrogate. */
+static int
+utf8_of(PyObject *text, const char **data, Py_ssize_t *size, PyObject **owner)
+{
+    *owner = NULL;
+    if (PyUnicode_IS_ASCII(text)) {
+        *data = (const char *)PyUnicode_1BYTE_DATA(text);
+        *size = PyUnicode_GET_LENGTH(text);
+        return DONE;
+    }
+    *owner = PyUnicode_AsUTF8String(text);
+    if (*owner == NULL)
+        return REFUSE;
+    *data = PyBytes_AS_STRING(*owner);
+    *size = PyBytes_GET_SIZE(*owner);
+    return DONE;
+}
+
+/* An atom named by the exact str or Atom ``name``, as _Encoder.atom writes it. */
+static int
+write_atom(Encoder *e, PyObject *name)
+{
+    if (make_ready(name) < 0)
+        return RAISE;
+    Py_ssize_t chars = PyUnicode_GET_LENGTH(name);
+    if (chars > MAX_ATOM_CHARS)
+        return REFUSE;
+    if (e->minor_version == 1 && PyUnicode_KIND(name) == PyUnicode_1BYTE_KIND) {
+        /* Every character fits in latin-1 (strs use their narrowest kind). */
+        if (reserve(e, 3 + chars) < 0)
+            return RAISE;
+        put_u8(e, ATOM_EXT);
+        put_u16(e, (unsigned)chars);
+        put_bytes(e, PyUnicode_1BYTE_DATA(name), chars);
+        return DONE;
+    }
+    const char *data;
+    Py_ssize_t size;
+    PyObject *owner;
+    int rc = utf8_of(name, &data, &size, &owner);
+    if (rc == DONE && reserve(e, 3 + size) < 0)
+        rc = RAISE;
+    if (rc == DONE) {
+        if (size <= 255) {
+            put_u8(e, SMALL_ATOM_UTF8_EXT);
+            put_u8(e, (unsigned)size);
+        }
+        else {
+            put_u8(e, ATOM_UTF8_EXT);
+            put_u16(e, (unsigned)size);
+        }
+        put_bytes(e, data, size);
+    }
+    Py_XDECREF(owner);
+    return rc;
+}
+
+/* An integer that fits in 64 bits; SMALL_BIG_EXT beyond 32. */
+static int
+write_small_int(Encoder *e, long long value)
+{
+    if (reserve(e, 11) < 0)
+        return RAISE;
+    if (0 <= value && value <= 255) {
+        put_u8(e, SMALL_INTEGER_EXT);
+        put_u8(e, (unsigned)value);
+    }
+    else if (INT32_MIN <= value && value <= INT32_MAX) {
+        put_u8(e, INTEGER_EXT);
+        put_u32(e, (uint32_t)value);
+    }
+    else {
+        unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value
+                                                 : (unsigned long long)value;
+        unsigned char digits[8];
+        unsigned size = 0;
+        for (; magnitude; magnitude >>= 8)
+            digits[size++] = (unsigned char)magnitude;
+        put_u8(e, SMALL_BIG_EXT);
+        put_u8(e, size);
+        put_u8(e, value < 0);
+        put_bytes(e, digits, size);
+    }
+    return DONE;
+}
+
+static int
+write_int(Encoder *e, PyObject *obj)
+{
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (!overflow)
+        return write_small_int(e, value);
+    /* Beyond 64 bits: rare, and Python's int.to_bytes does it well. */
+    PyObject *encoded = PyObject_CallOneArg(py_big, obj);
+    if (encoded == NULL)
+        return REFUSE;
+    int rc = reserve(e, PyBytes_GET_SIZE(encoded));
+    if (rc == DONE)
+        put_bytes(e, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    return rc;
+}
+
+static int
+write_float(Encoder *e, double value)
+{
+    if (!isfinite(value))
+        return REFUSE;
+    if (reserve(e, 9) < 0)
+        return RAISE;
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    put_u8(e, NEW_FLOAT_EXT);
+    put_u32(e, (uint32_t)(bits >> 32));
+    put_u32(e, (uint32_t)bits);
+    return DONE;
+}
+
+static int
+write_binary(Encoder *e, const char *data, Py_ssize_t size)
+{
+    int rc = write_header(e, BINARY_EXT, size);
+    if (rc != DONE)
+        return rc;
+    if (reserve(e, size) < 0)
+        return RAISE;
+    put_bytes(e, data, size);
+    return DONE;
+}
+
+/* A str as a UTF-8 binary (str_as="binary"). */
+static int
+write_str(Encoder *e, PyObject *text)
+{
+    if (make_ready(text) < 0)
+        return RAISE;
+    const char *data;
+    Py_ssize_t size;
+    PyObject *owner;
+    int rc = utf8_of(text, &data, &size, &owner);
+    if (rc == DONE)
+        rc = write_binary(e, data, size);
+    Py_XDECREF(owner);
+    return rc;
+}
+
+/* A str as the list of its code points (str_as="charlist"), as Python
+ * writes [ord(c) for c in text]: STRING_EXT when every one fits a byte. */
+static int
+write_charlist(Encoder *e, PyObject *text)
+{
+    if (make_ready(text) < 0)
+        return RAISE;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (length == 0) {
+        if (reserve(e, 1) < 0)
+            return RAISE;
+        put_u8(e, NIL_EXT);
+        return DONE;
+    }
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (length <= MAX_STRING_EXT && kind == PyUnicode_1BYTE_KIND) {
+        if (reserve(e, 3 + length) < 0)
+            return RAISE;
+        put_u8(e, STRING_EXT);
+        put_u16(e, (unsigned)length);
+        put_bytes(e, data, length);
+        return DONE;
+    }
+    int rc = write_header(e, LIST_EXT, length);
+    if (rc != DONE)
+        return rc;
+    if (length > PY_SSIZE_T_MAX / 8) {
+        PyErr_NoMemory();
+        return RAISE;
+    }
+    if (reserve(e, 5 * length + 1) < 0)
+        return RAISE;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c <= 255) {
+            put_u8(e, SMALL_INTEGER_EXT);
+            put_u8(e, c);
+        }
+        else {
+            put_u8(e, INTEGER_EXT);
+            put_u32(e, c);
+        }
+    }
+    put_u8(e, NIL_EXT);
+    return DONE;
+}
+
+/* ---- Containers ---- */
+
+/* Write ``list`` (of 1..65535 items, the first an exact int) as STRING_EXT
+ * if Python's bulk_list does: when bytes(list) works and every item is an
+ * exact int. 1 if written, 0 if not (nothing written), or RAISE/REFUSE. */
+static int
+write_byte_string(Encoder *e, PyObject *list)
+{
+    Py_ssize_t length = PyList_GET_SIZE(list);
+    if (reserve(e, 3 + length) < 0)
+        return RAISE;
+    unsigned char *bytes = cursor(e) + 3;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyLong_CheckExact(item)) {
+            PyNumberMethods *number = Py_TYPE(item)->tp_as_number;
+            if (number == NULL || number->nb_index == NULL)
+                return 0;   /* bytes() would stop here with TypeError */
+            /* Python calls bytes(list), which runs __index__ of this item and
+             * maybe of later ones: call it too, for the same side effects
+             * and exceptions (TypeError and ValueError are caught there). */
+            PyObject *ignored = PyObject_CallOneArg((PyObject *)&PyBytes_Type, list);
+            if (ignored != NULL) {
+                Py_DECREF(ignored);
+                return 0;
+            }
+            if (PyErr_ExceptionMatches(PyExc_TypeError)
+                    || PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                return 0;
+            }
+            return REFUSE;
+        }
+        int overflow;
+        long value = PyLong_AsLongAndOverflow(item, &overflow);
+        if (overflow || value < 0 || value > 255)
+            return 0;
+        bytes[i] = (unsigned char)value;
+    }
+    put_u8(e, STRING_EXT);
+    put_u16(e, (unsigned)length);
+    e->used += length;
+    return 1;
+}
+
+static int
+open_list(Encoder *e, PyObject *list)
+{
+    Py_ssize_t length = PyList_GET_SIZE(list);
+    if (length == 0) {
+        if (reserve(e, 1) < 0)
+            return RAISE;
+        put_u8(e, NIL_EXT);
+        return DONE;
+    }
+    if (length <= MAX_STRING_EXT && PyLong_CheckExact(PyList_GET_ITEM(list, 0))) {
+        int written = write_byte_string(e, list);
+        if (written != 0)
+            return written > 0 ? DONE : written;
+    }
+    int rc = write_header(e, LIST_EXT, length);
+    if (rc != DONE)
+        return rc;
+    Py_INCREF(list);
+    return push_frame(e, WALK_LIST, list, 0);
+}
+
+static int
+open_tuple(Encoder *e, PyObject *tuple)
+{
+    Py_ssize_t arity = PyTuple_GET_SIZE(tuple);
+    if (arity <= 255) {
+        if (reserve(e, 2) < 0)
+            return RAISE;
+        put_u8(e, SMALL_TUPLE_EXT);
+        put_u8(e, (unsigned)arity);
+    }
+    else {
+        int rc = write_header(e, LARGE_TUPLE_EXT, arity);
+        if (rc != DONE)
+            return rc;
+    }
+    if (arity == 0)
+        return DONE;
+    Py_INCREF(tuple);
+    return push_frame(e, WALK_TUPLE, tuple, 0);
+}
+
+/* The _Encoder with this run's options (and no `default`: the terms handed
+ * to it never reach it), shared by runs with the same options. */
+static PyObject *
+get_helper(Encoder *e)
+{
+    if (e->helper != NULL)
+        return e->helper;
+    PyObject *settings = Py_BuildValue("(iOOO)", e->minor_version,
+                                       e->deterministic ? Py_True : Py_False,
+                                       e->charlists ? Py_True : Py_False, e->none_as);
+    if (settings == NULL)
+        return NULL;
+    PyObject *helper = PyDict_GetItemWithError(helpers, settings);
+    if (helper != NULL) {
+        Py_INCREF(helper);
+    }
+    else if (!PyErr_Occurred()) {
+        helper = PyObject_CallFunction(py_encoder_class, "iOOOO", e->minor_version,
+                                       e->deterministic ? Py_True : Py_False,
+                                       e->charlists ? Py_True : Py_False, e->none_as, Py_None);
+        if (helper != NULL && PyDict_GET_SIZE(helpers) < HELPER_CACHE_LIMIT
+                && PyDict_SetItem(helpers, settings, helper) < 0)
+            Py_CLEAR(helper);
+    }
+    Py_DECREF(settings);
+    e->helper = helper;
+    return helper;
+}
+
+/* A map whose items Python's map_items gives (sorted, or checked for keys
+ * that collide as Erlang terms); the MAP_EXT header is already written. */
+static int
+open_map_items_in_python(Encoder *e, PyObject *map)
+{
+    PyObject *helper = get_helper(e);
+    if (helper == NULL)
+        return REFUSE;
+    PyObject *stack = PyList_New(0);
+    if (stack == NULL)
+        return RAISE;
+    PyObject *items = PyObject_CallMethodObjArgs(helper, str_map_items, map, stack, Py_None,
+                                                 NULL);
+    Py_DECREF(stack);
+    if (items == NULL)
+        return REFUSE;
+    return push_frame(e, WALK_ITER, items, 0);
+}
+
+static int
+open_dict(Encoder *e, PyObject *dict)
+{
+    Py_ssize_t size = PyDict_GET_SIZE(dict);
+    int rc = write_header(e, MAP_EXT, size);
+    if (rc != DONE)
+        return rc;
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    if (size > 1) {
+        if (e->deterministic)
+            return open_map_items_in_python(e, dict);
+        PyTypeObject *first_type = NULL;
+        while (PyDict_Next(dict, &position, &key, NULL)) {
+            if (first_type == NULL)
+                first_type = Py_TYPE(key);
+            else if (Py_TYPE(key) != first_type)
+                return open_map_items_in_python(e, dict);
+        }
+        position = 0;
+    }
+    Py_ssize_t start = e->refs_used;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        Py_INCREF(key);
+        Py_INCREF(value);
+        if (push_ref(e, key) < 0 || push_ref(e, value) < 0)
+            return RAISE;
+    }
+    return open_refs(e, start);
+}
+
+/* Open the (key, value) tuples of a Map's _entries; 0 (opening nothing) if
+ * one is not such a tuple, as no Map built by codec.terms has. */
+static int
+open_entries(Encoder *e, PyObject *entries)
+{
+    Py_ssize_t start = e->refs_used, position = 0;
+    PyObject *pair;
+    while (PyDict_Next(entries, &position, NULL, &pair)) {
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            while (e->refs_used > start)
+                Py_DECREF(e->refs[--e->refs_used]);
+            return 0;
+        }
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_INCREF(key);
+        Py_INCREF(value);
+        if (push_ref(e, key) < 0 || push_ref(e, value) < 0)
+            return RAISE;
+    }
+    return open_refs(e, start) < 0 ? RAISE : 1;
+}
+
+/* A Map: its items are the (key, value) tuples of its _entries dict. */
+static int
+open_map(Encoder *e, PyObject *map)
+{
+    PyObject *entries = PyObject_GetAttr(map, str_entries);
+    if (entries == NULL)
+        return REFUSE;
+    int plain = PyDict_CheckExact(entries);
+    Py_ssize_t size = plain ? PyDict_GET_SIZE(entries) : PyObject_Size(map);
+    int rc = size < 0 ? REFUSE : write_header(e, MAP_EXT, size);
+    if (rc == DONE && plain && !(e->deterministic && size > 1)) {
+        int opened = open_entries(e, entries);
+        rc = opened == 0 ? open_map_items_in_python(e, map) : opened < 0 ? RAISE : DONE;
+    }
+    else if (rc == DONE) {
+        rc = open_map_items_in_python(e, map);
+    }
+    Py_DECREF(entries);
+    return rc;
+}
+
+/* ---- Everything else, through Python ---- */
+
+/* A term _Encoder.other knows: copy what it writes, then walk what it opens. */
+static int
+encode_in_python(Encoder *e, PyObject *obj)
+{
+    PyObject *helper = get_helper(e);
+    if (helper == NULL)
+        return REFUSE;
+    PyObject *pieces = PyList_New(0);
+    PyObject *stack = PyList_New(0);
+    PyObject *write = pieces ? PyObject_GetAttr(pieces, str_append) : NULL;
+    PyObject *opened = NULL;
+    int rc = RAISE;
+    if (write != NULL && stack != NULL) {
+        opened = PyObject_CallMethodObjArgs(helper, str_other, obj, write, stack, Py_None,
+                                           NULL);
+        rc = opened == NULL ? REFUSE : write_pieces(e, pieces);
+    }
+    if (rc == DONE && opened != Py_None) {
+        /* (items, trailer, owner): other() opens with no trailer. */
+        if (PyTuple_Check(opened) && PyTuple_GET_SIZE(opened) == 3) {
+            PyObject *items = PyTuple_GET_ITEM(opened, 0);
+            Py_INCREF(items);
+            rc = push_frame(e, WALK_ITER, items, 0);
+        }
+        else {
+            rc = REFUSE;
+        }
+    }
+    Py_XDECREF(opened);
+    Py_XDECREF(write);
+    Py_XDECREF(stack);
+    Py_XDECREF(pieces);
+    return rc;
+}
+
+/* Python turns a RecursionError in its loop (from sorting keys, or from
+ * `default`) into this EncodeError, raised "from None". */
+static void
+explain_recursion_error(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_RecursionError))
+        return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    PyObject *error = PyObject_CallFunction(EncodeError, "ss",
+                                            "map keys nested too deeply to sort", "$");
+    if (error == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        return;
+    }
+    if (traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(traceback);
+    Py_DECREF(type);
+    PyException_SetContext(error, value);
+    PyException_SetCause(error, NULL);   /* and __suppress_context__ = True */
+    Py_INCREF(EncodeError);
+    PyErr_Restore(EncodeError, error, NULL);
+}
+
+/* A term of no known kind: write what `default` makes of it. */
+static int
+encode_with_default(Encoder *e, PyObject *obj)
+{
+    PyObject *stand_in = PyObject_CallOneArg(e->default_, obj);
+    if (stand_in == NULL) {
+        explain_recursion_error();
+        return RAISE;
+    }
+    Py_ssize_t start = e->refs_used;
+    if (push_ref(e, stand_in) < 0)
+        return RAISE;
+    return open_refs(e, start);
+}
+
+static int
+encode_other(Encoder *e, PyObject *obj)
+{
+    int known = PyObject_IsInstance(obj, known_types);
+    if (known < 0)
+        return REFUSE;
+    if (known)
+        return encode_in_python(e, obj);
+    if (e->default_ != NULL)
+        return encode_with_default(e, obj);
+    return REFUSE;
+}
+
+/* ---- The loop ---- */
+
+/* Write ``obj`` if it is a scalar, or its header if it is a container (which
+ * is then open, on top of the stack). */
+static int
+encode_item(Encoder *e, PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type == &PyLong_Type)
+        return write_int(e, obj);
+    if (type == &PyFloat_Type)
+        return write_float(e, PyFloat_AS_DOUBLE(obj));
+    if (type == AtomType)
+        return write_atom(e, obj);
+    if (type == &PyBytes_Type)
+        return write_binary(e, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+    if (type == &PyUnicode_Type)
+        return e->charlists ? write_charlist(e, obj) : write_str(e, obj);
+    if (type == &PyList_Type)
+        return open_list(e, obj);
+    if (type == &PyTuple_Type)
+        return open_tuple(e, obj);
+    if (type == &PyDict_Type)
+        return open_dict(e, obj);
+    if (type == MapType)
+        return open_map(e, obj);
+    if (obj == Py_True || obj == Py_False)
+        return write_atom(e, obj == Py_True ? str_true : str_false);
+    if (obj == Py_None)
+        return write_atom(e, e->none_as);
+    return encode_other(e, obj);
+}
+
+static int
+encode_term(Encoder *e, PyObject *term)
+{
+    if (reserve(e, 1) < 0)
+        return RAISE;
+    put_u8(e, VERSION);
+    int rc = encode_item(e, term);
+    while (rc == DONE && e->depth > 0) {
+        PyObject *item = next_item(e, &e->frames[e->depth - 1]);
+        if (item == NULL) {
+            rc = PyErr_Occurred() ? REFUSE : close_frame(e);
+            continue;
+        }
+        rc = encode_item(e, item);
+        Py_DECREF(item);
+    }
+    return rc;
+}
+
+static void
+release(Encoder *e)
+{
+    while (e->depth > 0)
+        Py_XDECREF(e->frames[--e->depth].source);
+    while (e->refs_used > 0)
+        Py_DECREF(e->refs[--e->refs_used]);
+    if (e->frames != e->inline_frames)
+        PyMem_Free(e->frames);
+    if (e->refs != e->inline_refs)
+        PyMem_Free(e->refs);
+    Py_XDECREF(e->helper);
+    Py_XDECREF(e->out);
+}
+
+/* ---- encode() ---- */
+
+typedef struct {
+    int minor_version, level, deterministic, charlists;
+    PyObject *none_as, *default_;
+} Options;
+
+/* Which keyword ``name`` is (interned names match by identity), or -1. */
+static int
+keyword_index(PyObject *name)
+{
+    for (int k = 0; k < KW_COUNT; k++)
+        if (name == keyword_names[k])
+            return k;
+    for (int k = 0; k < KW_COUNT; k++)
+        if (PyUnicode_Compare(name, keyword_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+/* Read the options of a plain call: one positional term, known keywords,
+ * exact bools, ints and strs. 0 if the call is anything else (then Python
+ * takes it whole, raising its own TypeError or ValueError if it is wrong). */
+static int
+read_options(Py_ssize_t nargs, PyObject *const *args, PyObject *kwnames, Options *options)
+{
+    PyObject *given[KW_COUNT] = {NULL};
+    if (nargs != 1)
+        return 0;
+    Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int k = keyword_index(PyTuple_GET_ITEM(kwnames, i));
+        if (k < 0 || given[k] != NULL)
+            return 0;
+        given[k] = args[nargs + i];
+    }
+    PyObject *value;
+    int overflow = 0;
+    long number = 2;
+    if ((value = given[KW_MINOR_VERSION]) != NULL && !PyLong_CheckExact(value))
+        return 0;
+    if (value != NULL)
+        number = PyLong_AsLongAndOverflow(value, &overflow);
+    if (overflow || (number != 1 && number != 2))
+        return 0;
+    options->minor_version = (int)number;
+    if ((value = given[KW_COMPRESSED]) == NULL || value == Py_False)
+        number = 0;
+    else if (value == Py_True)
+        number = 6;
+    else if (PyLong_CheckExact(value))
+        number = PyLong_AsLongAndOverflow(value, &overflow);
+    else
+        return 0;
+    if (overflow || number < 0 || number > 9)
+        return 0;
+    options->level = (int)number;
+    if ((value = given[KW_DETERMINISTIC]) == NULL || value == Py_False)
+        options->deterministic = 0;
+    else if (value == Py_True)
+        options->deterministic = 1;
+    else
+        return 0;
+    if ((value = given[KW_STR_AS]) == NULL)
+        options->charlists = 0;
+    else if (!PyUnicode_CheckExact(value))
+        return 0;
+    else if (value == str_binary || PyUnicode_Compare(value, str_binary) == 0)
+        options->charlists = 0;
+    else if (value == str_charlist || PyUnicode_Compare(value, str_charlist) == 0)
+        options->charlists = 1;
+    else
+        return 0;
+    options->none_as = given[KW_NONE_AS] == NULL ? str_nil : given[KW_NONE_AS];
+    if (!PyUnicode_CheckExact(options->none_as))
+        return 0;
+    value = given[KW_DEFAULT];
+    options->default_ = value == Py_None ? NULL : value;
+    return 1;
+}
+
+/* Set up a run with ``options``: empty output, no open containers. */
+static int
+start_encoder(Encoder *e, const Options *options)
+{
+    e->minor_version = options->minor_version;
+    e->deterministic = options->deterministic;
+    e->charlists = options->charlists;
+    e->none_as = options->none_as;
+    e->default_ = options->default_;
+    e->helper = NULL;
+    e->used = 0;
+    e->capacity = 256;
+    e->out = PyBytes_FromStringAndSize(NULL, e->capacity);
+    e->frames = e->inline_frames;
+    e->depth = 0;
+    e->frames_capacity = INLINE_FRAMES;
+    e->refs = e->inline_refs;
+    e->refs_used = 0;
+    e->refs_capacity = INLINE_REFS;
+    return e->out == NULL ? -1 : 0;
+}
+
+/* The call failed here: call the Python encoder, which raises the reference error. */
+static PyObject *
+raise_like_python(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyErr_Clear();
+    PyObject *result = PyObject_Vectorcall(py_encode, args, nargs, kwnames);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    PyErr_SetString(PyExc_SystemError,
+                    "codec._cencode.encode refused a term that codec.encoder.encode "
+                    "encodes: a bug in the C encoder");
+    return NULL;
+}
+
+static PyObject *
+encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    (void)module;
+    Options options;
+    if (!read_options(nargs, args, kwnames, &options))
+        return PyObject_Vectorcall(py_encode, args, nargs, kwnames);
+    Encoder e;
+    if (start_encoder(&e, &options) < 0)
+        return NULL;
+    int rc = encode_term(&e, args[0]);
+    PyObject *data = NULL;
+    if (rc == DONE && _PyBytes_Resize(&e.out, e.used) == 0) {
+        data = e.out;
+        e.out = NULL;
+    }
+    release(&e);
+    if (rc == REFUSE)
+        return raise_like_python(args, nargs, kwnames);
+    if (data == NULL || options.level == 0)
+        return data;
+    PyObject *packed = PyObject_CallFunction(py_compress, "Oi", data, options.level);
+    Py_DECREF(data);
+    return packed;
+}
+
+/* ---- Module ---- */
+
+PyDoc_STRVAR(encode_doc,
+"encode($module, term, *, minor_version=2, compressed=False, deterministic=False,\n"
+"       str_as='binary', none_as='nil', default=None)\n"
+"--\n"
+"\n"
+"Encode ``term`` as one ETF frame (starting with 131); codec.encoder.encode in C.");
+
+static PyMethodDef methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, encode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "codec._cencode",
+    "The External Term Format encoder of codec.encoder, in C.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+static int
+intern_all(void)
+{
+    static const char *const names[KW_COUNT] = {
+        "minor_version", "compressed", "deterministic", "str_as", "none_as", "default"};
+    for (int k = 0; k < KW_COUNT; k++)
+        if ((keyword_names[k] = PyUnicode_InternFromString(names[k])) == NULL)
+            return -1;
+    return (str_binary = PyUnicode_InternFromString("binary")) != NULL
+        && (str_charlist = PyUnicode_InternFromString("charlist")) != NULL
+        && (str_nil = PyUnicode_InternFromString("nil")) != NULL
+        && (str_true = PyUnicode_InternFromString("true")) != NULL
+        && (str_false = PyUnicode_InternFromString("false")) != NULL
+        && (str_other = PyUnicode_InternFromString("other")) != NULL
+        && (str_map_items = PyUnicode_InternFromString("map_items")) != NULL
+        && (str_entries = PyUnicode_InternFromString("_entries")) != NULL
+        && (str_append = PyUnicode_InternFromString("append")) != NULL ? 0 : -1;
+}
+
+PyMODINIT_FUNC
+PyInit__cencode(void)
+{
+    PyObject *encoder = PyImport_ImportModule("codec.encoder");
+    PyObject *terms = PyImport_ImportModule("codec.terms");
+    PyObject *errors = PyImport_ImportModule("codec.errors");
+    PyObject *module = NULL;
+    if (encoder == NULL || terms == NULL || errors == NULL || intern_all() < 0)
+        goto done;
+    py_encode = PyObject_GetAttrString(encoder, "encode");
+    py_compress = PyObject_GetAttrString(encoder, "_compress");
+    py_big = PyObject_GetAttrString(encoder, "_big");
+    py_encoder_class = PyObject_GetAttrString(encoder, "_Encoder");
+    EncodeError = PyObject_GetAttrString(errors, "EncodeError");
+    AtomType = (PyTypeObject *)PyObject_GetAttrString(terms, "Atom");
+    MapType = (PyTypeObject *)PyObject_GetAttrString(terms, "Map");
+    helpers = PyDict_New();
+    if (!py_encode || !py_compress || !py_big || !py_encoder_class || !EncodeError
+            || !AtomType || !MapType || !helpers)
+        goto done;
+    /* The kinds _Encoder.other writes without calling `default` (bool and
+     * None are exact types, handled before it is asked). */
+    PyTypeObject *const builtin_types[] = {
+        &PyLong_Type, &PyFloat_Type, &PyUnicode_Type, &PyBytes_Type, &PyByteArray_Type,
+        &PyMemoryView_Type, &PyList_Type, &PyTuple_Type, &PyDict_Type};
+    static const char *const term_types[] = {
+        "Map", "ImproperList", "BitBinary", "Pid", "Port", "Reference", "Export", "Fun", "Opaque"};
+    const Py_ssize_t builtin_count = sizeof builtin_types / sizeof builtin_types[0];
+    const Py_ssize_t term_count = sizeof term_types / sizeof term_types[0];
+    known_types = PyTuple_New(builtin_count + term_count);
+    if (known_types == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < builtin_count; i++) {
+        Py_INCREF(builtin_types[i]);
+        PyTuple_SET_ITEM(known_types, i, (PyObject *)builtin_types[i]);
+    }
+    for (Py_ssize_t i = 0; i < term_count; i++) {
+        PyObject *type = PyObject_GetAttrString(terms, term_types[i]);
+        if (type == NULL)
+            goto done;
+        PyTuple_SET_ITEM(known_types, builtin_count + i, type);
+    }
+    module = PyModule_Create(&module_def);
+done:
+    Py_XDECREF(encoder);
+    Py_XDECREF(terms);
+    Py_XDECREF(errors);
+    return module;
+}

@@ -1,0 +1,279 @@
+"""The C encoder against the pure-Python one: same bytes, same exceptions, for every input."""
+import collections
+import enum
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from codec import encoder, plain
+from codec import strategies as raw
+from codec.plain_strategies import plain_values
+from codec.strategies import terms
+from codec.terms import Atom, BitBinary, Export, ImproperList, Map, Opaque, Pid, Port, Reference
+
+c = pytest.importorskip("codec._cencode")
+
+options = st.fixed_dictionaries({}, optional={
+    "minor_version": st.sampled_from([1, 2]),
+    "compressed": st.sampled_from([False, True, 0, 1, 9]),
+    "deterministic": st.booleans(),
+    "str_as": st.sampled_from(["binary", "charlist"]),
+    "none_as": st.sampled_from(["nil", "undefined", "", "x" * 256]),
+    "default": st.sampled_from([None, plain._default, repr]),
+})
+
+
+def outcome(function, term, **kwargs):
+    """The bytes ``function`` writes, or its exception as (type, message, path)."""
+    try:
+        return function(term, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the exception is what is compared
+        return type(exc), str(exc), getattr(exc, "path", None)
+
+
+def assert_same(term, **kwargs):
+    expected = outcome(encoder.encode, term, **kwargs)
+    assert outcome(c.encode, term, **kwargs) == expected
+
+
+@given(terms(), options)
+def test_raw_terms_encode_the_same(term, kwargs):
+    assert_same(term, **kwargs)
+
+
+@given(plain_values(), options)
+def test_plain_values_encode_the_same(value, kwargs):
+    assert_same(value, **kwargs)
+
+
+# Values the encoder refuses, wherever they sit in a term.
+bad_values = st.sampled_from([
+    math.nan, -math.inf, Atom("a" * 256), Atom("\ud800"), "\udfff", object(),
+    ImproperList((), 1), BitBinary(b"", 1), BitBinary(b"a", 9),
+    Reference(Atom("n@h"), 1, (1, 2, 3, 4, 5, 6)), Export(Atom("m"), Atom("f"), 256),
+    Pid(Atom("n@h"), 2**40, 0, 0), Port(Atom("n@h"), -1, 0), [1.0] * 40 + [math.nan],
+])
+hashable_leaves = st.one_of(raw.integers, raw.floats.map(lambda f: f + 0.0), raw.atoms,
+                            raw.binaries, st.text(max_size=5), st.none(), st.booleans())
+
+
+def with_bad_values(children):
+    return st.one_of(
+        st.lists(children, max_size=5), st.lists(children, max_size=5).map(tuple),
+        st.dictionaries(hashable_leaves, children, max_size=4),
+        st.lists(st.tuples(hashable_leaves, children), max_size=4).map(Map),
+        st.builds(lambda items, tail: ImproperList(tuple(items), tail),
+                  st.lists(children, min_size=1, max_size=3), children),
+    )
+
+
+@given(st.recursive(st.one_of(raw.leaves(with_funs=False), bad_values), with_bad_values,
+                    max_leaves=20), options)
+def test_refused_terms_fail_the_same(term, kwargs):
+    assert_same(term, **kwargs)
+
+
+def erlang_twin(key, none_as):
+    """Another Python key that is the same Erlang term as ``key``, or None."""
+    if key is None:
+        return Atom(none_as)
+    if type(key) is bool:
+        return Atom("true" if key else "false")
+    if type(key) is str:
+        return key.encode()
+    return None
+
+
+@given(st.dictionaries(hashable_leaves, st.integers(), max_size=6), st.booleans(),
+       st.sampled_from(["nil", "undefined"]))
+def test_dict_keys_colliding_as_erlang_terms_fail_the_same(mapping, deterministic, none_as):
+    for key in list(mapping):
+        twin = erlang_twin(key, none_as)
+        if twin is not None:
+            mapping[twin] = 0
+    assert_same(mapping, deterministic=deterministic, none_as=none_as)
+
+
+class Color(enum.IntEnum):
+    RED = 300
+    BLUE = 2**70
+
+
+class Name(str):
+    pass
+
+
+class Shout(str):
+    def __str__(self):
+        return self.upper()
+
+
+class LoudAtom(Atom):
+    def __str__(self):
+        return "LOUD"
+
+
+class Score(float):
+    pass
+
+
+class Row(tuple):
+    pass
+
+
+class Items(list):
+    pass
+
+
+class Record(dict):
+    pass
+
+
+class Blob(bytes):
+    pass
+
+
+class Bad:
+    def __index__(self):
+        raise KeyError("no index")
+
+
+class Small:
+    def __index__(self):
+        return 5
+
+
+SUBCLASS_TERMS = [
+    Color.RED, Color.BLUE, [Color.RED] * 40, [1, Color.RED], Name("n"), Name("h\u00e9"),
+    Shout("loud"), LoudAtom("quiet"), Score(2.5), Score(math.nan), Row((1, Name("x"))),
+    Items([1, 2, [3]]), Record(a=1), collections.OrderedDict(b=2, a=1), Blob(b"xy"),
+    bytearray(b"ab"), memoryview(b"abcd")[::2], memoryview(np.arange(3, dtype=np.int16)),
+    [1, True, 2], [0, Small()], [1, Bad()], [1, 256], [1] * 65535, [1] * 65536, [255, -1],
+    np.float64(1.5), np.int64(7), np.arange(4), [np.float32(1.0)] * 3, {1: Name("v")},
+    Map([(Row((1,)), Items([2]))]), Opaque(Atom("python"), b"\x80"), {True: 1, Atom("x"): 2},
+]
+
+
+@pytest.mark.parametrize("term", SUBCLASS_TERMS, ids=repr)
+@pytest.mark.parametrize("kwargs", [
+    {}, {"minor_version": 1, "str_as": "charlist"}, {"deterministic": True, "none_as": "undefined"},
+    {"default": plain._default}, {"default": repr, "compressed": True},
+])
+def test_subclasses_and_other_kinds_encode_the_same(term, kwargs):
+    assert_same(term, **kwargs)
+
+
+@pytest.mark.parametrize("text", [
+    "", "a", "\u00ff" * 70000, "\u0100", "\ud800x", "\U0001F600" * 3, "x" * 65535, "x" * 65536,
+    Atom(""), Atom("\u00e9"), Atom("\u0100" * 128), Atom("\u00ff" * 255), Atom("\U0001F600" * 64),
+])
+@pytest.mark.parametrize("kwargs", [{}, {"minor_version": 1}, {"str_as": "charlist"},
+                                    {"minor_version": 1, "str_as": "charlist"}])
+def test_strings_and_atoms_encode_the_same(text, kwargs):
+    assert_same([text, {text: text}], **kwargs)
+
+
+@pytest.mark.parametrize("number", [
+    0, 255, 256, -1, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**63),
+    2**64 - 1, 2**64, -(2**64), 2**2040, 2**2048, -(2**2048), 0.0, -0.0, 1e308, 5e-324,
+])
+def test_numbers_encode_the_same(number):
+    assert_same(number)
+    assert_same([number] * 40)
+
+
+def test_default_is_called_the_same_way():
+    for function in (encoder.encode, c.encode):
+        seen = []
+
+        def default(obj, seen=seen):
+            seen.append(obj)
+            return [obj.value] if obj.value < 3 else Atom("done")
+
+        things = [type("Thing", (), {"value": v})() for v in range(4)]
+        term = {"a": things[:2], "b": (things[2], things[3])}
+        data = function(term, default=default)
+        assert [t.value for t in seen] == [0, 1, 2, 3]
+        assert data == encoder.encode({"a": [[0], [1]], "b": ([2], Atom("done"))})
+
+
+def test_default_exceptions_propagate_unchanged_without_a_second_run():
+    class Refused(Exception):
+        pass
+
+    error = Refused("no")
+    calls = []
+
+    def refuse(obj):
+        calls.append(obj)
+        raise error
+
+    for function in (encoder.encode, c.encode):
+        with pytest.raises(Refused) as info:
+            function([1, {"k": object()}], default=refuse)
+        assert info.value is error
+    assert len(calls) == 2
+    assert_same([object()], default=42)
+
+
+def test_recursion_errors_become_the_same_encode_error():
+    def too_deep(obj):
+        raise RecursionError("deep")
+
+    caught = []
+    for function in (encoder.encode, c.encode):
+        with pytest.raises(encoder.EncodeError) as info:
+            function([object()], default=too_deep)
+        caught.append(info.value)
+    python, compiled = caught
+    assert (str(compiled), compiled.path) == (str(python), python.path)
+    assert compiled.__cause__ is None and compiled.__suppress_context__
+    assert type(compiled.__context__) is RecursionError
+
+
+def test_deep_nesting_needs_no_recursion():
+    nested_list, nested_tuple, nested_map = [], (), {}
+    for _ in range(100_000):
+        nested_list, nested_tuple, nested_map = [nested_list], (nested_tuple,), {1: nested_map}
+    for term in (nested_list, nested_tuple, nested_map):
+        assert c.encode(term) == encoder.encode(term)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"minor_version": 0}, {"minor_version": 1.0}, {"minor_version": True}, {"minor_version": 2**70},
+    {"minor_version": 2**32 + 1}, {"compressed": 10}, {"compressed": "yes"}, {"compressed": -1},
+    {"compressed": 2**70}, {"compressed": 2**32 + 6},
+    {"deterministic": 1}, {"deterministic": None}, {"str_as": "utf16"}, {"str_as": Name("binary")},
+    {"none_as": Name("nil")}, {"none_as": ["nil"]}, {"none_as": 5}, {"bogus": 1},
+])
+def test_options_are_read_the_same(kwargs):
+    assert_same([None, {None: 1, "a": 2}], **kwargs)
+    assert_same([None, {None: 1, "a": 2}], default=repr, **kwargs)
+
+
+def test_call_errors_are_the_same():
+    for args, kwargs in [((), {}), ((1, 2), {}), ((1,), {"term": 2})]:
+        with pytest.raises(TypeError) as python:
+            encoder.encode(*args, **kwargs)
+        with pytest.raises(TypeError) as compiled:
+            c.encode(*args, **kwargs)
+        assert str(compiled.value) == str(python.value)
+    assert c.encode(term=[1]) == encoder.encode([1])
+
+
+def test_maps_not_built_by_map_are_encoded_the_same():
+    broken = Map.__new__(Map)
+    assert_same(broken)
+    odd = Map([(1, 2)])
+    object.__setattr__(odd, "_entries", {1: [1, 2]})
+    assert_same(odd)
+
+
+def test_long_numeric_lists_encode_the_same():
+    rng = np.random.default_rng(3)
+    for values in (rng.random(100_000).tolist(), rng.integers(-2**40, 2**40, 100_000).tolist(),
+                   rng.integers(0, 1000, 100_000).tolist(), list(range(70_000))):
+        assert c.encode(values) == encoder.encode(values)
