@@ -11,9 +11,11 @@ folds) reach the trials; the test split scores the final model once, at the end.
 The final model is an ensemble (Caruana et al., 2004): the ``ensemble_size`` best trials keep
 their fold networks and out-of-fold outputs, and when the search ends, for whatever reason,
 greedy forward selection over those outputs (``cerebros.selection``) weights them on the
-study's objective. The saved model averages every fold network of the selected trials,
-each with its trial's weight; the validation metrics reported are the ensemble's out-of-fold
-ones (the best single trial's stay in ``best``). A trial cut short by the run's deadline or a
+study's objective, and is kept only if it also beats the best trial alone when the selection
+is cross-validated on those rows (seeded from ``seed``); otherwise the best trial is the model
+alone. The saved model averages every fold network of the selected trials, each with its
+trial's weight; the validation metrics reported are its out-of-fold ones (the best single
+trial's stay in ``best``). A trial cut short by the run's deadline or a
 cancellation ("interrupted") ranks below every trial that was not, and joins the ensemble
 only when no other trial finished: its later folds may have trained for one batch.
 
@@ -369,7 +371,7 @@ class Study:
         return f"every one of the {len(self.records)} trials failed (see the journal for their errors)"
 
     def _finish(self, stopped_reason, duration):
-        candidates, ensemble, validation = self._save_ensemble()
+        candidates, ensemble, check, validation = self._save_ensemble()
         # the test split is scored once, by the saved model as reloaded, so it is what a caller gets
         test = objectives.evaluate(Ensemble.load(*saved_model(self.run_dir.path)), self.splits.X_test,
                                    self.splits.y_test)
@@ -377,10 +379,12 @@ class Study:
             "config": asdict(self.config), "strategy_params": self.strategy.params(), "task": self.splits.task,
             "objective": self.objective.name, "direction": self.objective.direction,
             "completed_trials": len(self.records), "best_trial": self.best,
-            "ensemble": {"members": ensemble, "candidates": [r["number"] for r in candidates]},
-            "validation_metrics_are": "out-of-fold metrics of the selected ensemble (chosen on those same "
-                                      "rows, so slightly optimistic); best_trial.metrics are the best "
-                                      "single trial's",
+            "ensemble": {"members": ensemble, "candidates": [r["number"] for r in candidates],
+                         "selection_check": check},
+            "validation_metrics_are": "out-of-fold metrics of the saved model: the selected ensemble (chosen "
+                                      "on those same rows, so optimistic; ensemble.selection_check has "
+                                      "the cross-validated scores) or the best trial alone if the check "
+                                      "kept it; best_trial.metrics are the best single trial's",
             "validation_metrics": validation, "test_metrics": test,
             "population_history": [_in_metric_units(entry, self.objective)
                                    for entry in self.strategy.population_history],
@@ -399,7 +403,8 @@ class Study:
     def _save_ensemble(self):
         """Select the ensemble from the kept trials (interrupted ones only if nothing else is
         left) and save it as the run's model. Returns the candidates, the members
-        ``[{"trial", "weight"}]`` and the ensemble's out-of-fold metrics."""
+        ``[{"trial", "weight"}]``, the selection check's report (``selection.select_checked``)
+        and the saved model's out-of-fold metrics."""
         if not self.kept:
             raise ResumeError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
                               "run the search again in a new directory")
@@ -407,13 +412,13 @@ class Study:
         targets = self.splits.y[np.concatenate([validation for _, validation in self.splits.folds])]
         classes = _classes(self.splits.task, self.splits.y)
         outputs = [self.outputs[record["number"]] for record in candidates]
-        weights = selection.select(outputs, targets, self.objective, classes)
+        weights, check = selection.select_checked(outputs, targets, self.objective, classes, seed=self.config.seed)
         ensemble = [{"trial": record["number"], "weight": int(weight)}
                     for record, weight in zip(candidates, weights) if weight]
         self.run_dir.save_model([(member["trial"], member["weight"]) for member in ensemble],
                                 len(self.splits.folds))
         validation = objectives.score_outputs(self.splits.task, targets, selection.average(outputs, weights), classes)
-        return candidates, ensemble, validation
+        return candidates, ensemble, check, validation
 
     def _warnings(self, stopped_reason):
         warnings = []

@@ -98,3 +98,48 @@ def test_batch_metrics_agree_with_the_objectives(name):
     batch = selection._BATCH_METRICS[name](targets, stack)
     expected = [objectives.score_outputs(objective.task, y, outputs, classes)[name] for outputs in stack]
     assert batch == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_the_check_keeps_an_ensemble_that_helps_on_held_out_rows():
+    y = np.random.default_rng(0).normal(size=200)
+    noise = np.random.default_rng(1).normal(size=200)
+    outputs = [y + noise, y + 1.2 * noise, y - noise]  # the first and the last cancel out on every row
+    weights, report = selection.select_checked(outputs, y, objectives.get("r2", "regression"), seed=0)
+    assert weights.tolist() == [1, 0, 1]
+    assert report["kept"] == "ensemble" and report["ensemble_cv"] > report["best_cv"]
+
+
+def test_the_check_drops_members_that_only_fit_the_selection_rows_noise():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=200)
+    errors = rng.normal(size=200)
+    best = y + errors
+    # each other member is the best, but right on one row and twice as wrong on another: in
+    # expectation it hurts the average, yet on whichever rows hold only its right one it helps
+    members = []
+    for right, wrong in rng.permutation(200).reshape(100, 2):
+        member = best.copy()
+        member[right] -= 2 * errors[right]
+        member[wrong] += 2 * errors[wrong]
+        members.append(member)
+    objective = objectives.get("rmse", "regression")
+    assert selection.select([best] + members, y, objective).sum() > 1  # unchecked, the greedy rounds take some
+    weights, report = selection.select_checked([best] + members, y, objective, seed=0)
+    assert weights.tolist() == [1] + [0] * 100
+    assert report["kept"] == "best" and report["ensemble_cv"] > report["best_cv"]  # rmse: lower is better
+
+
+def test_the_check_is_deterministic_for_a_seed():
+    y = np.array([0, 1, 2] * 10)
+    outputs = [guesses(y, wrong_rows=range(start, 30, 4)) for start in range(4)]
+    accuracy = objectives.get("accuracy", "classification")
+    first, again = (selection.select_checked(outputs, y, accuracy, CLASSES, seed=7) for _ in range(2))
+    assert first[0].tolist() == again[0].tolist() and first[1] == again[1]
+
+
+def test_check_folds_are_stratified_and_balanced():
+    y = np.array(["a"] * 7 + ["b"] * 4 + ["c"] * 1)
+    folds = selection._deal_folds(y, True, np.random.default_rng(0))
+    assert sorted(np.bincount(folds)) == [6, 6]
+    for label in "abc":
+        assert abs(np.sum(folds[y == label] == 0) - np.sum(folds[y == label] == 1)) <= 1

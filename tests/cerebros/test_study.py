@@ -97,7 +97,11 @@ def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp
                                  strategy_params={"population_size": 4}), data=(X[:400], y[:400]))
     result = study.run(tmp_path)
     members = {m["trial"]: m["weight"] for m in result.ensemble}
-    assert result.best["number"] in json.loads((tmp_path / "summary.json").read_text())["ensemble"]["candidates"]
+    recorded = json.loads((tmp_path / "summary.json").read_text())["ensemble"]
+    assert result.best["number"] in recorded["candidates"]
+    check = recorded["selection_check"]
+    assert check["kept"] in ("ensemble", "best") and 0 <= check["best_cv"] <= 1 and 0 <= check["ensemble_cv"] <= 1
+    assert check["kept"] == "ensemble" or members == {result.best["number"]: 1}
     paths, weights = saved_model(tmp_path)
     manifest = json.loads((tmp_path / "ensemble.json").read_text())["members"]
     assert [(m["trial"], m["fold"]) for m in manifest] == [(t, fold) for t in members for fold in range(2)]
