@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .framing import DEFAULT_BUFFER_SIZE, DEFAULT_MAX_FRAME_SIZE
+from .framing import DEFAULT_BUFFER_SIZE, DEFAULT_MAX_FRAME_SIZE, DEFAULT_SPIN_SECONDS
 
 DEFAULT_CONCURRENCY = 8
 STOCK_MODULE = "erlport.cli"
@@ -36,6 +36,7 @@ class Options:
     allow: Optional[List[str]] = None
     concurrency: int = DEFAULT_CONCURRENCY
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    spin_seconds: float = DEFAULT_SPIN_SECONDS
     log_level: str = "WARNING"
 
 
@@ -51,11 +52,18 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _positive(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _at_least(low: int):
+    """An argparse type: an integer no smaller than ``low``."""
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
+_positive = _at_least(1)
+_non_negative = _at_least(0)
 
 
 def _integer(text: str) -> int:
@@ -111,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frame-size", type=_positive, default=DEFAULT_MAX_FRAME_SIZE,
                    metavar="BYTES",
                    help=f"largest frame accepted from Erlang (default {DEFAULT_MAX_FRAME_SIZE})")
+    p.add_argument("--spin-us", type=_non_negative, default=round(DEFAULT_SPIN_SECONDS * 1e6),
+                   metavar="MICROSECONDS",
+                   help="poll for the next frame this long before sleeping (default "
+                        f"{round(DEFAULT_SPIN_SECONDS * 1e6)}; 0 never polls)")
     p.add_argument("--log-level", default="WARNING",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                    type=str.upper, help="stderr log level (default WARNING)")
@@ -135,6 +147,7 @@ def parse(argv) -> Options:
         allow=ns.allow,
         concurrency=ns.concurrency,
         max_frame_size=ns.max_frame_size,
+        spin_seconds=ns.spin_us / 1e6,
         log_level=ns.log_level,
     )
 

@@ -78,7 +78,7 @@ class Worker:
         self._wire = Wire(strings=options.strings, none=options.none,
                           compressed=options.compressed)
         self._reader = FrameReader(in_fd, options.packet, options.max_frame_size,
-                                   options.buffer_size)
+                                   options.buffer_size, options.spin_seconds)
         self._writer = FrameWriter(out_fd, options.packet)
         self._pool = CallPool(options.concurrency, self._read_loop)
         self._done = threading.Event()

@@ -1,6 +1,7 @@
 """In-process tests of the worker's pieces: framing, command line, pool, job registry."""
 import os
 import threading
+import time
 from queue import SimpleQueue
 
 import pytest
@@ -45,11 +46,19 @@ def pipe():
     ends.close_write()
 
 
-def write_in_thread(pipe, data):
+# Readers that block at once, and readers that poll 100 us first (the worker's default).
+SPINS = pytest.mark.parametrize("spin", [0.0, 100e-6])
+
+
+def write_in_thread(pipe, data, pieces=1, pause=0.0):
+    """Write ``data`` in ``pieces`` with ``pause`` seconds between them, then close."""
     def run():
-        view = memoryview(data)
-        while view:
-            view = view[os.write(pipe.write_fd, view):]
+        step = -(-len(data) // pieces)
+        for start in range(0, len(data), step):
+            view = memoryview(data)[start:start + step]
+            while view:
+                view = view[os.write(pipe.write_fd, view):]
+            time.sleep(pause)
         pipe.close_write()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -69,25 +78,38 @@ def test_frames_round_trip(pipe, packet):
     assert reader.read() is None
 
 
-def test_partial_reads_are_resumed(pipe, monkeypatch):
+@SPINS
+def test_partial_reads_are_resumed(pipe, monkeypatch, spin):
     read_fd, write_fd = pipe
     real_readv = os.readv
     # The kernel may hand back any amount; here never more than 3 bytes.
     monkeypatch.setattr(framing.os, "readv", lambda fd, bufs: real_readv(fd, [bufs[0][:3]]))
     frames = [bytes(range(i, i + 40)) for i in range(50)]
     write_in_thread(pipe, b"".join(len(f).to_bytes(4, "big") + f for f in frames))
-    reader = FrameReader(read_fd, 4, buffer_size=64)
+    reader = FrameReader(read_fd, 4, buffer_size=64, spin_seconds=spin)
     assert [bytes(reader.read()) for _ in frames] == frames
     assert reader.read() is None
 
 
-def test_frame_bigger_than_the_buffer(pipe):
+@SPINS
+def test_frame_bigger_than_the_buffer(pipe, spin):
     read_fd, write_fd = pipe
     big = os.urandom(3_000_000)
     write_in_thread(pipe, len(big).to_bytes(4, "big") + big + b"\x00\x00\x00\x01z")
-    reader = FrameReader(read_fd, 4, buffer_size=4096)
+    reader = FrameReader(read_fd, 4, buffer_size=4096, spin_seconds=spin)
     assert bytes(reader.read()) == big
     assert bytes(reader.read()) == b"z"
+
+
+@SPINS
+def test_frames_arriving_after_the_polling_ended_are_read(pipe, spin):
+    frames = [bytes([i]) * 10 for i in range(4)]
+    # Pauses 100 times the polling time: the reader must go to sleep and be woken.
+    write_in_thread(pipe, b"".join(len(f).to_bytes(4, "big") + f for f in frames),
+                    pieces=8, pause=0.01)
+    reader = FrameReader(pipe.read_fd, 4, spin_seconds=spin)
+    assert [bytes(reader.read()) for _ in frames] == frames
+    assert reader.read() is None
 
 
 def test_partial_writes_are_resumed(pipe, monkeypatch):
@@ -113,11 +135,12 @@ def test_frame_over_the_maximum_is_refused_before_reading_it(pipe):
     (b"\x00\x00\x00\x09abc", "inside a frame of 9 bytes"),
     (b"\x01\x00\x00\x00" + b"x" * 10, "inside a frame of 16777216 bytes"),
 ])
-def test_stream_ending_inside_a_frame_is_an_error(pipe, data, message):
+@SPINS
+def test_stream_ending_inside_a_frame_is_an_error(pipe, data, message, spin):
     read_fd, write_fd = pipe
     write_in_thread(pipe, data)
     with pytest.raises(FrameError, match=message):
-        FrameReader(read_fd, 4, buffer_size=1024).read()
+        FrameReader(read_fd, 4, buffer_size=1024, spin_seconds=spin).read()
 
 
 def test_writer_refuses_a_payload_too_big_for_the_header(pipe):
@@ -147,6 +170,8 @@ def test_own_flags():
     assert (options.concurrency, options.max_frame_size, options.log_level) == \
         (1, 1000, "DEBUG")
     assert cli.parse([]).allow is None
+    assert (cli.parse([]).spin_seconds, cli.parse(["--spin-us", "0"]).spin_seconds) == \
+        (100e-6, 0.0)
 
 
 def start_pool(size, **options):
