@@ -12,6 +12,10 @@ classification). The feature scaler is fitted on the training rows of the hold-o
 split, or on all search rows for cross-validation; never on test rows. The search
 sees the search rows only; the test split is for the final report. Regression targets are standardised by the network itself, from the
 training rows it is given, and its predictions come back in the original units.
+
+Inside a fold, ``early_stopping_split`` sets aside a share of the training rows for the
+network's early stopping, so the fold's validation rows judge a network that never chose
+its epoch on them.
 """
 import csv
 import os
@@ -31,6 +35,8 @@ BUNDLED = {
 }
 # Integer targets with at most this many distinct values are taken as class labels.
 MAX_INFERRED_CLASSES = 50
+# The share of a fold's training rows that a network early-stops on instead of fitting.
+EARLY_STOPPING_SIZE = 0.2
 
 
 class DataError(ValueError):
@@ -173,6 +179,21 @@ def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds
         scaler = Scaler.fit(X[search])
     return Splits(name=name, task=task, X=scaler.transform(X[search]), y=y[search], folds=fold_rows,
                   X_test=scaler.transform(X[test]), y_test=y[test], scaler=scaler)
+
+
+def early_stopping_split(rows, y, task, seed, size=EARLY_STOPPING_SIZE):
+    """Split a fold's training ``rows`` into ``(fit, stop)``, both sorted: ``stop`` is about a
+    ``size`` share of them, drawn with ``seed``, for early stopping only. For classification
+    every class gives that share but keeps at least one fit row, so a network still learns
+    every class its rows have; ``stop`` is empty when the rows are too few to spare any."""
+    rng = np.random.default_rng(seed)
+    labels = y[rows] if task == "classification" else np.zeros(len(rows))
+    stop = []
+    for label in np.unique(labels):
+        members = rng.permutation(rows[labels == label])
+        stop.append(members[:min(int(round(size * len(members))), len(members) - 1)])
+    stop = np.sort(np.concatenate(stop))
+    return np.setdiff1d(rows, stop), stop
 
 
 def _cross_validation(y, task, folds, seed):

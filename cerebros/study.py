@@ -483,13 +483,15 @@ def train_trial(trial_data, payload, should_stop):
 
     With one fold this is a hold-out validation; with several, every search row is predicted
     once, by the network that did not train on it, and the trial is scored on all of those
-    out-of-fold predictions. The networks go to ``payload["model_paths"]`` (one per fold).
-    Returns ``(fields, outputs)``: the out-of-fold outputs (see ``_out_of_fold_outputs``; None
-    for a failed trial) and the journal fields: status ("completed", "timeout" at the per-trial
-    limit, "interrupted" by the run deadline or cancellation, "failed"), stopped_reason and
-    best_epoch (one per fold), value (the objective), metrics (all of the task's), val_loss
-    (mean over folds of the networks' best validation loss), epochs_trained (all folds),
-    duration_seconds, error.
+    out-of-fold predictions. Each network early-stops on a share of its fold's training rows
+    (``data.early_stopping_split``, seeded from the trial's seed and the fold), never on its
+    validation rows, so its outputs there are not chosen on them. The networks go to
+    ``payload["model_paths"]`` (one per fold). Returns ``(fields, outputs)``: the out-of-fold
+    outputs (see ``_out_of_fold_outputs``; None for a failed trial) and the journal fields:
+    status ("completed", "timeout" at the per-trial limit, "interrupted" by the run deadline or
+    cancellation, "failed"), stopped_reason and best_epoch (one per fold), value (the
+    objective), metrics (all of the task's), val_loss (mean over folds of the networks' best
+    loss on their early-stopping rows), epochs_trained (all folds), duration_seconds, error.
     """
     X, y, folds, task, objective_name = trial_data
     started = time.monotonic()
@@ -502,9 +504,13 @@ def train_trial(trial_data, payload, should_stop):
     candidate = Candidate.from_dict(payload["candidate"])
     networks = []
     try:
-        for fold, ((train, validation), path) in enumerate(zip(folds, payload["model_paths"])):
+        for fold, ((train, _), path) in enumerate(zip(folds, payload["model_paths"])):
+            # the network stops on rows of its own training share: its validation rows' outputs
+            # must come from a network that did not pick its epoch on them
+            fit, stop = data_module.early_stopping_split(train, y, task, seed=[payload["seed"], fold])
+            stopping = (X[stop], y[stop]) if len(stop) else (None, None)
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
-            network.fit(X[train], y[train], X[validation], y[validation], epochs=payload["epochs"],
+            network.fit(X[fit], y[fit], *stopping, epochs=payload["epochs"],
                         deadline=deadline, should_stop=should_stop)
             network.save(path)
             networks.append(network)

@@ -114,6 +114,21 @@ def test_cross_validation_folds_cover_the_search_rows_and_never_the_test_rows():
         data.prepare(X, y, name="iris", folds=200)
 
 
+def test_early_stopping_rows_are_a_seeded_stratified_share_of_the_training_rows():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 2 + [3])
+    rows = np.arange(0, len(y), 2)  # 25, 15, 1 and 1 rows of the four classes
+    fit, stop = data.early_stopping_split(rows, y, "classification", seed=[7, 0])
+    assert sorted(np.concatenate([fit, stop]).tolist()) == rows.tolist() and not set(fit) & set(stop)
+    assert set(y[fit]) == set(y[rows])  # every class keeps a fit row
+    assert [np.sum(y[stop] == c) for c in (0, 1)] == [5, 3]  # 20% of each class (25 and 15 rows)
+    again, _ = data.early_stopping_split(rows, y, "classification", seed=[7, 0])
+    other, _ = data.early_stopping_split(rows, y, "classification", seed=[7, 1])
+    assert np.array_equal(fit, again) and not np.array_equal(fit, other)
+    fit, stop = data.early_stopping_split(np.arange(10), np.linspace(0, 1, 10), "regression", seed=0)
+    assert len(stop) == 2 and len(fit) == 8
+    assert len(data.early_stopping_split(np.arange(1), np.zeros(1), "regression", seed=0)[1]) == 0
+
+
 def test_prepare_checks_task_and_classes():
     X = np.arange(20.0).reshape(10, 2)
     assert data.prepare(X, np.linspace(0, 1, 10) ** 2, name="r", task="regression").y.dtype == np.float64

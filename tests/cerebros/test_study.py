@@ -91,6 +91,29 @@ def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     assert len(result.best["best_epoch"]) == 3 and result.split_sizes["folds"] == 3
 
 
+def test_networks_never_early_stop_on_their_validation_rows(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((90, 4)), np.repeat([0, 1, 2], 30)  # no two rows alike
+    study = Study.prepare(config(dataset_id="inline", folds=3, max_trials=2), data=(X, y))
+    calls = []
+    fit = CerebrosNetwork.fit
+
+    def recording_fit(self, X, y, X_val=None, y_val=None, **kwargs):
+        calls.append((X, X_val))
+        return fit(self, X, y, X_val, y_val, **kwargs)
+
+    monkeypatch.setattr(CerebrosNetwork, "fit", recording_fit)
+    study.run(tmp_path)
+    assert len(calls) == 2 * 3
+
+    def rows(A):
+        return {row.tobytes() for row in A}
+
+    for (X_fit, X_stop), (train, validation) in zip(calls, study.splits.folds * 2):
+        assert len(X_stop) > 0 and not rows(X_stop) & rows(study.splits.X[validation])
+        assert rows(X_fit) | rows(X_stop) == rows(study.splits.X[train]) and not rows(X_fit) & rows(X_stop)
+
+
 def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp_path):
     X, y = load_digits(return_X_y=True)
     study = Study.prepare(config(dataset_id="inline", folds=2, max_trials=8, ensemble_size=5,
