@@ -40,8 +40,8 @@ class CallPool:
     """Runs the reader loop and the calls it takes; ``size`` bounds calls running at once.
 
     ``read_loop()`` is run by whichever thread is the reader. It returns a
-    ``(fn, args)`` that ``take`` let it keep (the reading has then been handed
-    on), or None when reading is over for good.
+    ``(fn, args)`` that ``take`` let it keep (the reading then waits for that
+    call, or for the monitor to hand it on), or None when reading is over for good.
     """
 
     def __init__(self, size: int, read_loop, name: str = "call",
