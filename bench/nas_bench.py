@@ -1,6 +1,6 @@
 """NAS quality benchmark: the engine's test metric against scikit-learn baselines on the same split.
 
-    python bench/nas_bench.py [--datasets iris wine ...] [--budget 60] [--n-jobs 2] [--seed 0]
+    python bench/nas_bench.py [--datasets iris wine ...] [--budget 60] [--n-jobs 2] [--seeds 0 1 ...]
                               [--split-seeds 0 1 ...] [--strategy evolution] [--folds 5] [--ensemble-size 20]
 
 For each bundled dataset and split seed: the test split is 25% (stratified for classification,
@@ -12,8 +12,9 @@ rows: scikit-learn's default MLPClassifier / MLPRegressor and LogisticRegression
 each after a StandardScaler. Prints a markdown table: "engine" is the saved model,
 "best trial" the best single trial's fold networks (what was saved before ensembles; the same
 search, so the two columns compare ensembling alone), "validation" the out-of-fold score,
-"members" the number of trials in the ensemble. With several split seeds a second table
-gives each dataset's mean over them and on how many splits the engine met its target.
+"members" the number of trials in the ensemble. One search runs per dataset, split seed and
+search seed (``--seeds``); with more than one, a second table gives each dataset's means over
+them and in how many of them the engine met its target.
 """
 import argparse
 import os
@@ -54,8 +55,8 @@ def baselines(X_rest, y_rest, X_test, y_test, task):
         return [score(y_test, make_pipeline(StandardScaler(), m).fit(X_rest, y_rest).predict(X_test)) for m in models]
 
 
-def run_engine(name, split_seed, args, run_dir):
-    config = SearchConfig(dataset_id=name, strategy=args.strategy, seed=args.seed, split_seed=split_seed,
+def run_engine(name, split_seed, seed, args, run_dir):
+    config = SearchConfig(dataset_id=name, strategy=args.strategy, seed=seed, split_seed=split_seed,
                           folds=args.folds, max_trials=100000, max_time_seconds=args.budget, n_jobs=args.n_jobs,
                           ensemble_size=args.ensemble_size)
     started = time.monotonic()
@@ -71,18 +72,19 @@ def best_trial_score(result, X_test, y_test, metric):
     return objectives.evaluate(predictor, X_test, y_test)[metric]
 
 
-def bench_one(name, split_seed, args, run_dir):
-    """One dataset on one split: the engine's search and both baselines, as a table row (a dict)."""
+def bench_one(name, split_seed, seed, args, run_dir):
+    """One dataset on one split, one search seed: the engine's search and both baselines, as a
+    table row (a dict)."""
     X, y, task = data.load(name)
     train, validation, test = data.split_indices(y, task, seed=split_seed)
     rest = np.concatenate([train, validation])
     mlp, linear = baselines(X[rest], y[rest], X[test], y[test], task)
-    result, seconds = run_engine(name, split_seed, args, run_dir)
+    result, seconds = run_engine(name, split_seed, seed, args, run_dir)
     metric = "accuracy" if task == "classification" else "r2"
     engine = result.test_metrics[metric]
-    print(f"{name}, split seed {split_seed}: engine {engine:.4f}, MLP {mlp:.4f}, linear {linear:.4f} "
+    print(f"{name}, split seed {split_seed}, seed {seed}: engine {engine:.4f}, MLP {mlp:.4f}, linear {linear:.4f} "
           f"({result.completed_trials} trials, {seconds:.0f} s)", file=sys.stderr, flush=True)
-    return {"dataset": name, "split_seed": split_seed, "metric": metric, "engine": engine,
+    return {"dataset": name, "split_seed": split_seed, "seed": seed, "metric": metric, "engine": engine,
             "best_trial": best_trial_score(result, X[test], y[test], metric),
             "validation": result.validation_metrics[metric], "best_validation": result.best["metrics"][metric],
             "members": len(result.ensemble), "trials": result.completed_trials, "seconds": seconds,
@@ -95,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of search per dataset")
     parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one search per seed")
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0], help="one test split per seed")
     parser.add_argument("--strategy", default=SearchConfig.strategy)
     parser.add_argument("--folds", type=int, default=SearchConfig.folds)
@@ -105,22 +107,25 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="nas-bench-") as scratch:
         for split_seed in args.split_seeds:
-            for name in args.datasets:
-                rows.append(bench_one(name, split_seed, args, os.path.join(scratch, f"{name}-{split_seed}")))
+            for seed in args.seeds:
+                for name in args.datasets:
+                    run_dir = os.path.join(scratch, f"{name}-{split_seed}-{seed}")
+                    rows.append(bench_one(name, split_seed, seed, args, run_dir))
 
-    print(f"\nstrategy {args.strategy}, {args.folds} fold(s), ensemble size {args.ensemble_size}, seed {args.seed}, "
-          f"{args.budget:g} s per dataset and split, n_jobs {args.n_jobs}\n")
-    print("| dataset | split seed | metric | engine test | best trial test | engine validation "
+    print(f"\nstrategy {args.strategy}, {args.folds} fold(s), ensemble size {args.ensemble_size}, "
+          f"{args.budget:g} s per search, n_jobs {args.n_jobs}\n")
+    print("| dataset | split seed | seed | metric | engine test | best trial test | engine validation "
           "| best trial validation | members | trials | seconds | default MLP | linear | target | verdict |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * 15 + "|")
     for row in rows:
-        print(f"| {row['dataset']} | {row['split_seed']} | {row['metric']} | {row['engine']:.4f} | "
+        print(f"| {row['dataset']} | {row['split_seed']} | {row['seed']} | {row['metric']} | {row['engine']:.4f} | "
               f"{row['best_trial']:.4f} | {row['validation']:.4f} | {row['best_validation']:.4f} | "
               f"{row['members']} | {row['trials']} | {row['seconds']:.0f} | {row['mlp']:.4f} | {row['linear']:.4f} | "
               f">= {TARGETS[row['dataset']]:.4g} | {'ok' if row['met'] else 'MISSED'} |")
-    if len(args.split_seeds) > 1:
-        print(f"\nMeans over split seeds {', '.join(map(str, args.split_seeds))}:\n")
-        print("| dataset | engine test | best trial test | default MLP | linear | splits meeting the target |")
+    if len(rows) > len(args.datasets):
+        print(f"\nMeans over split seeds {', '.join(map(str, args.split_seeds))} and search seeds "
+              f"{', '.join(map(str, args.seeds))}:\n")
+        print("| dataset | engine test | best trial test | default MLP | linear | runs meeting the target |")
         print("|---|---|---|---|---|---|")
         for name in args.datasets:
             mine = [row for row in rows if row["dataset"] == name]
