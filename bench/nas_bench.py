@@ -1,6 +1,6 @@
 """NAS quality benchmark: the engine's test metric against scikit-learn baselines on the same split.
 
-    python bench/nas_bench.py [--datasets iris wine ...] [--budget 60] [--n-jobs 2] [--seeds 0 1 ...]
+    python bench/nas_bench.py [--datasets iris wine ...] [--budget 60] [--max-trials N] [--n-jobs 2] [--seeds 0 1 ...]
                               [--split-seeds 0 1 ...] [--strategy evolution] [--folds 5] [--ensemble-size 20]
 
 For each bundled dataset and split seed: the test split is 25% (stratified for classification,
@@ -57,8 +57,8 @@ def baselines(X_rest, y_rest, X_test, y_test, task):
 
 def run_engine(name, split_seed, seed, args, run_dir):
     config = SearchConfig(dataset_id=name, strategy=args.strategy, seed=seed, split_seed=split_seed,
-                          folds=args.folds, max_trials=100000, max_time_seconds=args.budget, n_jobs=args.n_jobs,
-                          ensemble_size=args.ensemble_size)
+                          folds=args.folds, max_trials=args.max_trials, max_time_seconds=args.budget,
+                          n_jobs=args.n_jobs, ensemble_size=args.ensemble_size)
     started = time.monotonic()
     result = Study.prepare(config).run(run_dir)
     return result, time.monotonic() - started
@@ -96,6 +96,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of search per dataset")
+    parser.add_argument("--max-trials", type=int, default=100000, help="also stop a search after this many trials")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one search per seed")
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0], help="one test split per seed")
