@@ -95,7 +95,7 @@ def bench_one(name, split_seed, seed, args, run_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds of search per dataset")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds per search")
     parser.add_argument("--max-trials", type=int, default=100000, help="also stop a search after this many trials")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one search per seed")
