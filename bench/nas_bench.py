@@ -72,24 +72,28 @@ def best_trial_score(result, X_test, y_test, metric):
     return objectives.evaluate(predictor, X_test, y_test)[metric]
 
 
-def bench_one(name, split_seed, seed, args, run_dir):
-    """One dataset on one split, one search seed: the engine's search and both baselines, as a
-    table row (a dict)."""
+def bench_split(name, split_seed, args, scratch):
+    """One dataset on one split: both baselines once, then one search per search seed; a table
+    row (a dict) per search."""
     X, y, task = data.load(name)
     train, validation, test = data.split_indices(y, task, seed=split_seed)
     rest = np.concatenate([train, validation])
     mlp, linear = baselines(X[rest], y[rest], X[test], y[test], task)
-    result, seconds = run_engine(name, split_seed, seed, args, run_dir)
     metric = "accuracy" if task == "classification" else "r2"
-    engine = result.test_metrics[metric]
-    print(f"{name}, split seed {split_seed}, seed {seed}: engine {engine:.4f}, MLP {mlp:.4f}, linear {linear:.4f} "
-          f"({result.completed_trials} trials, {seconds:.0f} s)", file=sys.stderr, flush=True)
-    return {"dataset": name, "split_seed": split_seed, "seed": seed, "metric": metric, "engine": engine,
-            "best_trial": best_trial_score(result, X[test], y[test], metric),
-            "validation": result.validation_metrics[metric], "best_validation": result.best["metrics"][metric],
-            "members": len(result.ensemble), "trials": result.completed_trials, "seconds": seconds,
-            "mlp": mlp, "linear": linear,
-            "met": engine >= TARGETS[name] - 1e-9 and engine >= max(mlp, linear) - 1e-9}
+    rows = []
+    for seed in args.seeds:
+        run_dir = os.path.join(scratch, f"{name}-{split_seed}-{seed}")
+        result, seconds = run_engine(name, split_seed, seed, args, run_dir)
+        engine = result.test_metrics[metric]
+        print(f"{name}, split seed {split_seed}, seed {seed}: engine {engine:.4f}, MLP {mlp:.4f}, "
+              f"linear {linear:.4f} ({result.completed_trials} trials, {seconds:.0f} s)", file=sys.stderr, flush=True)
+        rows.append({"dataset": name, "split_seed": split_seed, "seed": seed, "metric": metric, "engine": engine,
+                     "best_trial": best_trial_score(result, X[test], y[test], metric),
+                     "validation": result.validation_metrics[metric],
+                     "best_validation": result.best["metrics"][metric], "members": len(result.ensemble),
+                     "trials": result.completed_trials, "seconds": seconds, "mlp": mlp, "linear": linear,
+                     "met": engine >= TARGETS[name] - 1e-9 and engine >= max(mlp, linear) - 1e-9})
+    return rows
 
 
 def main(argv=None):
@@ -108,10 +112,8 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="nas-bench-") as scratch:
         for split_seed in args.split_seeds:
-            for seed in args.seeds:
-                for name in args.datasets:
-                    run_dir = os.path.join(scratch, f"{name}-{split_seed}-{seed}")
-                    rows.append(bench_one(name, split_seed, seed, args, run_dir))
+            for name in args.datasets:
+                rows.extend(bench_split(name, split_seed, args, scratch))
 
     print(f"\nstrategy {args.strategy}, {args.folds} fold(s), ensemble size {args.ensemble_size}, "
           f"{args.budget:g} s per search, n_jobs {args.n_jobs}\n")
