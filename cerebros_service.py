@@ -35,12 +35,15 @@ import threading
 import time
 import uuid
 
+import numpy as np
+
 from cerebros.artifacts import Predictor
-from cerebros.space import SpaceError
+from cerebros.space import SpaceError, field_kind
 from cerebros.strategies import STRATEGIES
-from cerebros.study import ResumeError, SearchConfig, SearchStopped, Study
+from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
 from codec import Atom
-from codec.coerce import CoercionError, as_bool, as_float, as_float_list, as_int, as_str_keys, as_text
+from codec.coerce import (CoercionError, as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys,
+                          as_text)
 from codec.tensor import from_term, is_tensor
 
 RUNS_DIR_ENV = "CEREBROS_RUNS_DIR"
@@ -56,8 +59,6 @@ _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy",
                 "progress_to"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "population_size"}
 _PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"} | set(_SH_PARAMS)
-# search_space fields that hold names; every other field is numeric and passed as it came
-_SPACE_TEXT = {"rounding", "activation", "activations", "normalization", "normalizations"}
 
 
 class _Invalid(ValueError):
@@ -105,13 +106,13 @@ def run_nas(spec, opts=None):
     on_trial = _progress_callback(request, run, study.objective)
     try:
         result = study.run(request["run_dir"], resume=request["resume"], on_trial=on_trial, cancel=run.cancel)
-    except ResumeError as exc:
-        return _finish(run, _failure(request, exc, "invalid_field", exc.field))
+        return _finish(run, _success(request, result, time.monotonic() - started))
+    except RunDirectoryError as exc:
+        return _finish(run, _failure(request, exc, "invalid_field", "opts.run_dir", completed=len(study.records)))
     except SearchStopped as exc:
         return _finish(run, _failure(request, exc, exc.kind, completed=len(study.records)))
     except Exception as exc:
         return _finish(run, _failure(request, exc, "internal_error", completed=len(study.records)))
-    return _finish(run, _success(request, result, time.monotonic() - started))
 
 
 def _parse(spec, opts, parsed):
@@ -274,18 +275,49 @@ def _pulse_id(value):
 
 
 def _search_space(value):
-    """The search space with text keys, and text values where the field holds names."""
+    """The search space with text keys and each known field's value coerced by what it holds
+    (``cerebros.space.field_kind``); unknown fields pass as they came, for the engine to name."""
     if value is None:
         return {}
     space = as_str_keys(value, field="spec.search_space")
-    for name in _SPACE_TEXT & set(space):
-        where = f"spec.search_space.{name}"
-        item = space[name]
-        if isinstance(item, (list, tuple)) and item and not all(isinstance(i, int) for i in item):
-            space[name] = [as_text(v, field=f"{where}[{i}]") for i, v in enumerate(item)]
-        else:  # one name: text, an atom, or a charlist (a list of ints)
-            space[name] = as_text(item, field=where)
+    for name, item in space.items():
+        coerce = _SPACE_COERCIONS.get(field_kind(name))
+        if coerce is not None:
+            space[name] = coerce(item, field=f"spec.search_space.{name}")
     return space
+
+
+def _names(value, *, field):
+    """A list of names from one name (text, an atom, a charlist) or a list of them; [] stays empty."""
+    if isinstance(value, (list, tuple)) and (not value or not all(isinstance(i, int) for i in value)):
+        return [as_text(item, field=f"{field}[{i}]") for i, item in enumerate(value)]
+    return [as_text(value, field=field)]
+
+
+def _int_range(value, *, field):
+    """One integer, or a list of them: ``[32, 64]`` stays a list even when a bridge turned the
+    charlist into text (``" @"``); text of a decimal number (``"64"``, ``b"64"``) is that number."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [as_int(item, field=f"{field}[{i}]") for i, item in enumerate(list(value))]
+    try:
+        return as_int(value, field=field)
+    except CoercionError:
+        pair = as_int_list(value, field=field) if isinstance(value, (str, bytes)) else []
+    if len(pair) != 2:
+        raise CoercionError(field, f"expected an integer or a [minimum, maximum] pair, got "
+                                   f"{type(value).__name__} {value!r}")
+    return pair
+
+
+def _float_range(value, *, field):
+    """One number (or text of one), or a list of numbers."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [as_float(item, field=f"{field}[{i}]") for i, item in enumerate(list(value))]
+    return as_float(value, field=field)
+
+
+_SPACE_COERCIONS = {"int": as_int, "float": as_float, "text": as_text, "names": _names,
+                    "int_range": _int_range, "float_range": _float_range}
 
 
 def _inline_data(value):

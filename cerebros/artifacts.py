@@ -1,6 +1,7 @@
 """A run directory's layout, and the saved model: a weighted ensemble of networks plus the scaler.
 
     config.json             what was searched (checked again when a run resumes)
+    .lock                   held (``flock``) by the search writing here, so two cannot share it
     journal.jsonl           one JSON line per finished trial, in trial-number order
     ensemble.json           the saved model: its network files, each with its trial, fold and weight
     best_model_<i>.npz      the saved model's networks: every fold network of every trial the
@@ -11,6 +12,7 @@
                             outputs: those of the trials in flight and of the ``ensemble_size``
                             best trials so far (the ensemble's candidates; a resumed run needs them)
 """
+import fcntl
 import glob
 import json
 import os
@@ -28,6 +30,7 @@ PREPROCESSING = "preprocessing.json"
 SUMMARY = "summary.json"
 TRIALS = "trials"
 _MODEL = "best_model_{index}.npz"
+_LOCK = ".lock"
 
 
 class RunDirectory:
@@ -36,6 +39,23 @@ class RunDirectory:
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
         os.makedirs(os.path.join(self.path, TRIALS), exist_ok=True)
+        self._lock = None
+
+    def lock(self):
+        """Take the directory for this process until ``unlock``; ``BlockingIOError`` if a search
+        (in this process or another) holds it. The lock dies with its process."""
+        handle = open(self.file(_LOCK), "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise
+        self._lock = handle
+
+    def unlock(self):
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     def file(self, name):
         return os.path.join(self.path, name)

@@ -589,6 +589,18 @@ _ALIASES = {
 }
 
 
+def field_kind(name):
+    """What the ``search_space`` field a caller calls ``name`` holds, for callers that must coerce
+    wire values first: "int", "float", "text", "names" (one name or a list of them),
+    "int_range" or "float_range" (one number, or a ``[minimum, maximum]`` pair); None if unknown."""
+    name = _ALIASES.get(name, name)
+    if name in _RANGE_SHORT_FORMS:
+        return "int_range" if _FIELD_TYPES[f"minimum_{name}"] is int else "float_range"
+    if name in _CHOICE_SHORT_FORMS:
+        return "names"
+    return {int: "int", float: "float", str: "text", tuple: "names"}.get(_FIELD_TYPES.get(name))
+
+
 def _range_names(name):
     return f"minimum_{name}", f"maximum_{name}"
 

@@ -27,6 +27,7 @@ with a warning); ``max_trial_seconds``, the same for each trial on its own. A
 import concurrent.futures as futures
 import math
 import multiprocessing
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,12 @@ from .space import Candidate, SearchSpace
 _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_space", "seed", "split_seed",
              "test_size", "validation_size", "folds", "target", "task")
 _POLL_SECONDS = 0.2
+# A journal record's fields that resuming and reporting rely on, and their JSON types.
+_NUMBER = (int, float)
+_RECORD_TYPES = {"number": (int,), "epochs": (int,), "seed": (int,), "candidate": (dict,), "status": (str,),
+                 "value": _NUMBER + (type(None),), "metrics": (dict,), "val_loss": _NUMBER + (type(None),),
+                 "epochs_trained": (int,), "duration_seconds": _NUMBER, "generation": (int,),
+                 "error": (str, type(None))}
 
 
 @dataclass
@@ -97,15 +104,17 @@ class SearchConfig:
 
 
 class SearchStopped(Exception):
-    """The search ended without any finished trial; ``kind`` is "budget_exhausted" or "cancelled"."""
+    """The search ended without any successful trial; ``kind`` is "budget_exhausted" (none ran),
+    "trials_failed" (every one that ran failed) or "cancelled"."""
 
     def __init__(self, message, kind):
         super().__init__(message)
         self.kind = kind
 
 
-class ResumeError(ValueError):
-    """The run directory's journal does not belong to this configuration."""
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used: it cannot be written, another search holds it, or its
+    journal is unreadable or belongs to another configuration."""
 
     field = "run_dir"
 
@@ -179,10 +188,16 @@ class Study:
         With ``resume`` the directory's journal is replayed first (its trials are not trained
         again). ``on_trial(event)`` is called after each trial with a dict: trial, completed,
         max_trials, status, value, best_value, best_trial, generation, duration_seconds,
-        elapsed_seconds. ``cancel``: a ``threading.Event``. Raises ``ResumeError`` for a
-        journal of another search and ``SearchStopped`` when no trial finished.
+        elapsed_seconds. ``cancel``: a ``threading.Event``. Raises ``RunDirectoryError`` for a
+        directory it cannot use and ``SearchStopped`` when no trial finished.
         """
-        self.run_dir = RunDirectory(run_dir)
+        self.run_dir = _open_run_directory(run_dir)
+        try:
+            return self._run(resume, on_trial, cancel)
+        finally:
+            self.run_dir.unlock()
+
+    def _run(self, resume, on_trial, cancel):
         self.on_trial = on_trial
         self.cancel = cancel or threading.Event()
         started = time.monotonic()
@@ -196,8 +211,7 @@ class Study:
         finally:
             runner.close()
         if self.best is None:
-            raise SearchStopped(self._no_result_message(stopped_reason),
-                                "cancelled" if stopped_reason == "cancelled" else "budget_exhausted")
+            raise SearchStopped(self._no_result_message(stopped_reason), self._no_result_kind(stopped_reason))
         return self._finish(stopped_reason, time.monotonic() - started)
 
     def _trial_data(self):
@@ -328,24 +342,29 @@ class Study:
 
     def _start_or_resume(self, resume):
         identity = {name: getattr(self.config, name) for name in _IDENTITY}
-        records = self.run_dir.read_journal()
+        try:
+            records = self.run_dir.read_journal()
+        except ValueError as exc:
+            raise RunDirectoryError(f"run_dir: {exc}") from None
         if records and not resume:
-            raise ResumeError(f"run_dir: {self.run_dir.path} already holds a journal; resume it or use "
-                              "another directory")
+            raise RunDirectoryError(f"run_dir: {self.run_dir.path} already holds a journal; resume it or use "
+                                    "another directory")
+        for line, record in enumerate(records, start=1):
+            _check_record(record, f"run_dir: {self.run_dir.path} journal line {line}")
         if records:
             saved = self.run_dir.read_json(CONFIG)
             differing = sorted(name for name in _IDENTITY if saved.get(name) != identity[name])
             if differing:
-                raise ResumeError(f"run_dir: the journal in {self.run_dir.path} was written with other "
-                                  f"settings ({', '.join(differing)} differ)")
+                raise RunDirectoryError(f"run_dir: the journal in {self.run_dir.path} was written with other "
+                                        f"settings ({', '.join(differing)} differ)")
         self.run_dir.write_json(CONFIG, identity)
         self.run_dir.write_preprocessing(self.splits.scaler, self.splits.task, self.splits.name)
         for record in sorted(records, key=lambda r: r["number"]):
             trial = self.strategy.ask()
             if trial is None or trial.number != record["number"] or \
                     trial.candidate.key() != Candidate.from_dict(record["candidate"]).key():
-                raise ResumeError(f"run_dir: journal trial {record['number']} is not what this search "
-                                  "proposes at that point; the journal does not match")
+                raise RunDirectoryError(f"run_dir: journal trial {record['number']} is not what this search "
+                                        "proposes at that point; the journal does not match")
             if self._improves(record):
                 self.best = record
             self._accept(trial, record)
@@ -359,6 +378,11 @@ class Study:
         self.kept = sorted(saved, key=self._rank, reverse=True)[:self._capacity()]
         self.outputs = {r["number"]: self.run_dir.load_outputs(r["number"]) for r in self.kept}
         self.run_dir.discard_all_but(self.outputs)
+
+    def _no_result_kind(self, stopped_reason):
+        if stopped_reason == "cancelled":
+            return "cancelled"
+        return "trials_failed" if self.records else "budget_exhausted"
 
     def _no_result_message(self, stopped_reason):
         if stopped_reason == "cancelled":
@@ -406,7 +430,7 @@ class Study:
         ``[{"trial", "weight"}]``, the selection check's report (``selection.select_checked``)
         and the saved model's out-of-fold metrics."""
         if not self.kept:
-            raise ResumeError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
+            raise RunDirectoryError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
                               "run the search again in a new directory")
         candidates = [r for r in self.kept if _not_interrupted(r)] or self.kept[:1]
         targets = self.splits.y[np.concatenate([validation for _, validation in self.splits.folds])]
@@ -435,6 +459,34 @@ class Study:
             warnings.append(f"max_trial_seconds: {len(timed_out)} trial(s) were stopped at the per-trial "
                             f"limit of {self.config.max_trial_seconds} s")
         return warnings
+
+
+def _open_run_directory(path):
+    """The run directory at ``path``, created if needed and locked for this search."""
+    try:
+        run_dir = RunDirectory(path)
+        run_dir.lock()
+    except BlockingIOError:
+        raise RunDirectoryError(f"run_dir: another search is running in {os.path.abspath(path)}") from None
+    except OSError as exc:
+        raise RunDirectoryError(f"run_dir: cannot write to {os.path.abspath(path)} "
+                                f"({exc.strerror or exc})") from None
+    return run_dir
+
+
+def _check_record(record, where):
+    """Raise ``RunDirectoryError`` unless a journal record has every field, of the right type."""
+    if not isinstance(record, dict):
+        raise RunDirectoryError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for name, types in _RECORD_TYPES.items():
+        if name not in record:
+            raise RunDirectoryError(f"{where}: the record lacks {name!r}")
+        if not isinstance(record[name], types) or isinstance(record[name], bool):
+            raise RunDirectoryError(f"{where}: {name} is {record[name]!r}, not a {types[0].__name__}")
+    try:
+        Candidate.from_dict(record["candidate"])
+    except ValueError as exc:
+        raise RunDirectoryError(f"{where}: candidate: {exc}") from None
 
 
 def trial_seed(seed, number):

@@ -103,6 +103,36 @@ def test_keys_and_values_in_every_beam_shape_and_both_caller_variants(tmp_path, 
     assert_plain(result)
 
 
+@pytest.mark.parametrize("neurons,epochs,learning_rate,activations", [
+    ([32, 64], 2, 0.01, ["relu"]),  # what this project's decoder gives
+    (" @", "2", "0.01", "relu"),  # a bridge that turns charlists and binaries into text
+    (b" @", b"2", b"0.01", [b"relu"]),  # one that leaves them bytes
+    ((32.0, 64), np.int64(2), np.float32(0.01), (Atom("relu"),)),
+])
+def test_search_space_values_in_every_shape_a_bridge_delivers(tmp_path, neurons, epochs, learning_rate, activations):
+    space = {"levels": 1, "units_per_level": 1, "neurons_per_unit": neurons, "epochs": epochs,
+             "learning_rate": learning_rate, "activations": activations}
+    result = service.run_nas({"dataset_id": "iris", "search_space": space},
+                             opts(tmp_path, budget={"max_trials": 2}))
+    assert result["status"] == "success", result
+    model = result["best_model"]
+    assert 32 <= model["levels"][0][0]["neurons"] <= 64
+    assert model["epochs"] == 2 and model["activation"] == "relu"
+    assert model["learning_rate"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("space,message", [
+    ({"epochs": "many"}, "spec.search_space.epochs: expected an integer or a [minimum, maximum] pair"),
+    ({"learning_rate": [b"fast", 0.1]}, "spec.search_space.learning_rate[0]: expected a finite number"),
+    ({"activations": []}, "activations: must name at least one choice"),
+    ({"neurons_per_unit": [8, 16, 32]}, "neurons_per_unit: a range is [minimum, maximum]"),
+])
+def test_a_bad_search_space_value_is_named(tmp_path, space, message):
+    result = failure(service.run_nas({"dataset_id": "iris", "search_space": space}, opts(tmp_path)),
+                     "invalid_field", "spec.search_space" if "spec." not in message else message.split(":")[0])
+    assert message in result["error"]
+
+
 @pytest.mark.parametrize("X,y", [([[0.0, 1.0], [1.0, 0.0]] * 20, [0, 1] * 20),
                                  (np.array([[0.0, 1.0], [1.0, 0.0]] * 20), np.array([b"a", b"b"] * 20)),
                                  (to_term(np.array([[0.0, 1.0], [1.0, 0.0]] * 20)), to_term(np.array([0, 1] * 20)))])
@@ -144,6 +174,17 @@ def test_failures_are_returned_never_raised(tmp_path, spec, options, error_type,
         options = {"run_dir": str(tmp_path / "run"), **options}
     result = failure(service.run_nas(spec, options), error_type, field)
     assert result["completed_trials"] == 0
+
+
+def test_a_damaged_journal_fails_the_run_and_frees_its_id(tmp_path):
+    assert service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path))["status"] == "success"
+    journal = tmp_path / "run" / "journal.jsonl"
+    journal.write_text(journal.read_text().replace('"epochs_trained"', '"epochs_done"'))
+    result = failure(service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                                     opts(tmp_path, run_id="damaged", resume=True, budget={"max_trials": 4})),
+                     "invalid_field", "opts.run_dir")
+    assert "lacks 'epochs_trained'" in result["error"]
+    assert service.run_status("damaged")["status"] == "failed"
 
 
 def test_an_unexpected_error_is_internal_error(tmp_path, monkeypatch):

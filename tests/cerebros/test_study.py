@@ -11,7 +11,7 @@ import cerebros.study
 from cerebros import data, objectives
 from cerebros.artifacts import Predictor, saved_model
 from cerebros.network import CerebrosNetwork
-from cerebros.study import ResumeError, SearchConfig, SearchStopped, Study
+from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
 
 TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8],
         "batch_size": [16, 64]}
@@ -68,7 +68,7 @@ def test_result_journal_and_run_directory(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        "best_model_0.json", "best_model_0.npz", "config.json", "ensemble.json", "journal.jsonl",
+        ".lock", "best_model_0.json", "best_model_0.npz", "config.json", "ensemble.json", "journal.jsonl",
         "preprocessing.json", "summary.json"]
     kept = f"trial_{best['number']:05d}"  # the one ensemble candidate, for a resumed run
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == [
@@ -262,10 +262,48 @@ def test_resume_continues_the_journal_exactly(tmp_path):
     assert journal(tmp_path / "resumed") == journal(tmp_path / "straight")
     assert resumed.ensemble == straight.ensemble and resumed.test_metrics == straight.test_metrics
     assert resumed.completed_trials == 7 and len(resumed.population_history) >= 2
-    with pytest.raises(ResumeError, match="seed"):
+    with pytest.raises(RunDirectoryError, match="seed"):
         Study.prepare(config(max_trials=8, seed=5)).run(tmp_path / "resumed", resume=True)
-    with pytest.raises(ResumeError, match="already holds a journal"):
+    with pytest.raises(RunDirectoryError, match="already holds a journal"):
         Study.prepare(config(max_trials=8)).run(tmp_path / "resumed")
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda lines: lines[:1] + ["{not json"] + lines[1:], "line 2 is not JSON"),
+    (lambda lines: [lines[0].replace('"epochs_trained"', '"epochs_done"')] + lines[1:],
+     "journal line 1: the record lacks 'epochs_trained'"),
+    (lambda lines: [lines[0].replace('"status": "completed"', '"status": 3')] + lines[1:], "status is 3, not a str"),
+    (lambda lines: lines[:1] + ["[1, 2]"], "journal line 2: expected a JSON object"),
+    (lambda lines: [lines[0].replace('"neurons": ', '"neurons": -')] + lines[1:], "journal line 1: candidate:"),
+])
+def test_a_damaged_journal_is_named_not_raised_through(tmp_path, edit, message):
+    Study.prepare(config(max_trials=2)).run(tmp_path)
+    path = tmp_path / "journal.jsonl"
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+    with pytest.raises(RunDirectoryError, match=message):
+        Study.prepare(config(max_trials=3)).run(tmp_path, resume=True)
+
+
+def test_a_run_directory_in_use_or_unwritable_is_refused(tmp_path):
+    held = cerebros.study.RunDirectory(tmp_path / "busy")
+    held.lock()
+    with pytest.raises(RunDirectoryError, match="another search is running in"):
+        Study.prepare(config(max_trials=1)).run(tmp_path / "busy")
+    held.unlock()
+    assert Study.prepare(config(max_trials=1)).run(tmp_path / "busy").completed_trials == 1
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(RunDirectoryError, match="cannot write to"):
+        Study.prepare(config(max_trials=1)).run(tmp_path / "a-file" / "run")
+
+
+def test_every_trial_failing_is_trials_failed(tmp_path, monkeypatch):
+    def diverge(self, *args, **kwargs):
+        raise FloatingPointError("the loss diverged")
+
+    monkeypatch.setattr(CerebrosNetwork, "fit", diverge)
+    with pytest.raises(SearchStopped, match="every one of the 2 trials failed") as info:
+        Study.prepare(config(max_trials=2)).run(tmp_path)
+    assert info.value.kind == "trials_failed"
 
 
 @pytest.mark.parametrize("overrides,message", [({"max_trials": -1}, "max_trials"), ({"n_jobs": 0}, "n_jobs"),
