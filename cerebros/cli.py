@@ -98,7 +98,10 @@ def _strategy_param(text):
     name, sep, value = text.partition("=")
     if not sep:
         raise ValueError(f"--param: expected NAME=VALUE, got {text!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--param {name}: expected a number, got {value!r}") from None
     return name, int(number) if number.is_integer() and "." not in value else number
 
 
@@ -128,9 +131,11 @@ class _ProgressBar:
 def _print_summary(result):
     best = result.best
     objective = result.objective
+    sizes = result.split_sizes
+    per_fold = " per fold" if sizes["folds"] > 1 else ""
     lines = [
-        f"dataset            {result.config.dataset_id} ({result.task}; "
-        + ", ".join(f"{k} {v}" for k, v in result.split_sizes.items()) + " rows)",
+        f"dataset            {result.config.dataset_id} ({result.task}; {sizes['test']} test rows; "
+        f"{sizes['train']} training and {sizes['validation']} validation rows{per_fold})",
         f"strategy           {result.config.strategy}, seed {result.config.seed}, "
         f"{result.config.folds} validation fold(s)",
         f"trials             {result.completed_trials} (stopped by {result.stopped_reason}) "

@@ -28,8 +28,10 @@ import concurrent.futures as futures
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -618,19 +620,31 @@ class _InlineRunner:
 
 
 class _PoolRunner:
-    """Runs trials in worker processes that receive the data once, at start-up."""
+    """Runs trials in worker processes that receive the data once, at start-up. A worker process
+    that dies (killed, out of memory) fails the trials in flight, not the search: the next
+    submission starts a fresh pool."""
 
     def __init__(self, n_jobs, trial_data, cancel):
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self._stop = context.Event()
+        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self._stop = self._context.Event()
         if cancel.is_set():
             self._stop.set()
-        self.pool = futures.ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
-                                                initargs=(trial_data, self._stop))
+        self._n_jobs = n_jobs
+        self._trial_data = trial_data
+        self.pool = self._new_pool()
+
+    def _new_pool(self):
+        return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
+                                           initargs=(self._trial_data, self._stop))
 
     def submit(self, payload):
-        return self.pool.submit(_train_in_worker, payload)
+        try:
+            return self.pool.submit(_train_in_worker, payload)
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+            return self.pool.submit(_train_in_worker, payload)
 
     def stop(self):
         self._stop.set()
@@ -643,6 +657,9 @@ _worker_state = {}
 
 
 def _init_worker(trial_data, stop):
+    # Ctrl-C reaches the whole process group: the parent turns it into a cancellation that stops
+    # these workers through ``stop``; an interrupt here would only lose the trial's result
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # one BLAS thread per process: n_jobs processes already fill the cores
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)

@@ -1,7 +1,10 @@
 """The command line: run with a progress bar and summary, predict, errors."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from cerebros.cli import main
 
@@ -43,3 +46,23 @@ def test_errors_are_reported_with_exit_status_1(tmp_path, capsys):
     assert "no saved model" in capsys.readouterr().err
     assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--param", "tau"]) == 1
     assert "--param: expected NAME=VALUE" in capsys.readouterr().err
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--param", "tau=hot"]) == 1
+    assert "--param tau: expected a number, got 'hot'" in capsys.readouterr().err
+
+
+def test_ctrl_c_with_worker_processes_still_prints_the_best_so_far(tmp_path):
+    """The terminal's SIGINT reaches the whole process group, the trial processes included."""
+    run_dir = tmp_path / "run"
+    search = subprocess.Popen([sys.executable, "-m", "cerebros", "run", "--dataset", "iris", "--n-jobs", "2",
+                               "--max-trials", "100000", "--search-space", TINY, "--run-dir", str(run_dir)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    journal = run_dir / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and len(journal.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        assert search.poll() is None, search.communicate()
+        time.sleep(0.1)
+    os.killpg(search.pid, signal.SIGINT)
+    out, err = search.communicate(timeout=120)
+    assert search.returncode == 0, err
+    assert "Traceback" not in err
+    assert "best trial" in out and "(stopped by cancelled)" in out and "result is the best so far" in out

@@ -1,5 +1,8 @@
 """Running searches: determinism, budgets, cancellation, resume, artifacts, no test-split leakage."""
 import json
+import multiprocessing
+import os
+import signal
 import threading
 import time
 
@@ -243,6 +246,25 @@ def test_cancellation_returns_the_best_so_far(tmp_path):
     with pytest.raises(SearchStopped) as info:
         Study.prepare(config()).run(tmp_path / "early", cancel=cancel_first)
     assert info.value.kind == "cancelled"
+
+
+def test_a_worker_process_that_dies_fails_its_trials_not_the_search(tmp_path):
+    killed, seen_after = [], set()
+
+    def kill_the_workers_once(event):
+        workers = multiprocessing.active_children()
+        if not killed:
+            killed.extend(worker.pid for worker in workers)
+            for worker in workers:
+                os.kill(worker.pid, signal.SIGKILL)
+        else:
+            seen_after.update(worker.pid for worker in workers)
+
+    result = Study.prepare(config(max_trials=8, n_jobs=2)).run(tmp_path, on_trial=kill_the_workers_once)
+    assert killed and seen_after - set(killed)  # a fresh pool ran the later trials
+    assert result.completed_trials == 8 and result.records[-1]["status"] == "completed"
+    for record in result.records:
+        assert record["status"] == "completed" or "BrokenProcessPool" in record["error"]
 
 
 def test_no_trial_at_all_is_budget_exhausted(tmp_path):
