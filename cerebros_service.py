@@ -38,6 +38,7 @@ import uuid
 import numpy as np
 
 from cerebros.artifacts import Predictor
+from cerebros.data import names_a_dataset
 from cerebros.space import SpaceError, field_kind
 from cerebros.strategies import STRATEGIES
 from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
@@ -136,6 +137,9 @@ def _parse(spec, opts, parsed):
         raise _Invalid(f"spec: dataset_id {dataset_id!r} and dataset {alias!r} disagree", "spec.dataset_id")
     dataset_id = dataset_id if dataset_id is not None else alias
     data = _inline_data(spec.get("data"))
+    if data is not None and dataset_id is not None and names_a_dataset(dataset_id):
+        raise _Invalid(f"spec: dataset_id {dataset_id!r} names a dataset and spec.data gives another; send one "
+                       "(dataset_id may name the inline data, but not as a dataset or a file)", "spec.dataset_id")
     if dataset_id is None:
         if data is None:
             raise _Invalid("spec.dataset_id: required (a dataset name, a .csv/.npz path, or a name for "
@@ -333,9 +337,20 @@ def _inline_data(value):
     if isinstance(X, (list, tuple)):
         X = [as_float_list(row, field=f"spec.data.X[{i}]") for i, row in enumerate(X)]
     if isinstance(y, (list, tuple)):
-        y = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else as_text(v, field=f"spec.data.y[{i}]")
-             for i, v in enumerate(y)]
+        if y and all(isinstance(v, (list, tuple)) and len(v) == 1 for v in y):
+            y = [v[0] for v in y]  # a column: [[0], [1], ...]
+        y = [_label(v, field=f"spec.data.y[{i}]") for i, v in enumerate(y)]
     return X, y
+
+
+def _label(value, *, field):
+    """A target as it came when it is a number or a bool, a row of numbers as a list (for the
+    engine to refuse), else text: a binary, an atom, or a charlist (``'cat'`` is ``[99, 97, 116]``)."""
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (list, tuple)) and any(isinstance(v, float) for v in value):
+        return list(value)
+    return as_text(value, field=field)
 
 
 # ---- results -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ its epoch on them.
 """
 import csv
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,8 @@ class Scaler:
 
     def transform(self, X):
         X = np.asarray(X, dtype=np.float64)
+        if X.shape == (0,):  # no rows at all: ``[]`` has no row to show the width
+            X = X.reshape(0, len(self.mean))
         if X.ndim != 2 or X.shape[1] != len(self.mean):
             raise DataError(f"X: expected rows of {len(self.mean)} features, got shape {X.shape}", field="X")
         return (X - self.mean) / self.scale
@@ -103,6 +106,9 @@ def load(dataset_id, *, target=None):
     """``(X, y, task_or_None)`` for a bundled dataset name or a .csv/.npz path."""
     if not isinstance(dataset_id, str) or not dataset_id:
         raise DataError(f"dataset_id: expected a dataset name or file path, got {dataset_id!r}")
+    if target is not None and not dataset_id.lower().endswith(".csv"):
+        raise DataError(f"target: names a column of a .csv file; {dataset_id!r} brings its own target",
+                        field="target")
     if dataset_id in BUNDLED:
         loader, task = BUNDLED[dataset_id]
         X, y = loader(return_X_y=True)
@@ -115,6 +121,11 @@ def load(dataset_id, *, target=None):
         return X, y, None
     raise DataError(f"dataset_id: unknown dataset {dataset_id!r} (bundled: {', '.join(BUNDLED)}; "
                     "or a path ending in .csv or .npz)", kind="unknown_dataset")
+
+
+def names_a_dataset(dataset_id):
+    """Whether ``load`` reads ``dataset_id``: a bundled dataset's name or a .csv/.npz path."""
+    return dataset_id in BUNDLED or os.path.splitext(dataset_id)[1].lower() in (".csv", ".npz")
 
 
 def from_arrays(X, y):
@@ -214,33 +225,52 @@ def _split(rows, y, task, size, seed, field):
         raise DataError(f"{field}: cannot split {len(rows)} rows this way ({exc})", field=field) from None
 
 
-def _checked(X, y, x_field, y_field):
+def _checked(X, y, x_field, y_field, x_name=None, y_name=None):
+    """``(X, y)`` if usable, else ``DataError`` naming the field; ``x_name``/``y_name`` say what
+    the messages call them (a file's features, ...), by default the field."""
+    x_name, y_name = x_name or x_field, y_name or y_field
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"{x_field}: expected a non-empty 2-d table (rows, features), got shape {X.shape}",
+        raise DataError(f"{x_name}: expected a non-empty 2-d table (rows, features), got shape {X.shape}",
                         field=x_field)
     if not np.isfinite(X).all():
-        raise DataError(f"{x_field}: contains NaN or infinite values", field=x_field)
+        row, column = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{x_name}: contains NaN or infinite values (first at row {row}, column {column})",
+                        field=x_field)
     if y.ndim != 1 or len(y) != len(X):
-        raise DataError(f"{y_field}: expected one target per row ({len(X)}), got shape {y.shape}", field=y_field)
+        raise DataError(f"{y_name}: expected one target per row ({len(X)}), got shape {y.shape}", field=y_field)
     if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise DataError(f"{y_field}: contains NaN or infinite values", field=y_field)
+        raise DataError(f"{y_name}: contains NaN or infinite values (first at row "
+                        f"{np.argwhere(~np.isfinite(y))[0][0]})", field=y_field)
     return X, y
 
 
 def _load_npz(path):
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"dataset_id: {path} is not a readable .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"dataset_id: {path} holds a single array, not an .npz archive of X and y")
+    with archive:
         missing = [key for key in ("X", "y") if key not in archive]
         if missing:
             raise DataError(f"dataset_id: {path} lacks array(s) {', '.join(missing)} (needs X and y)")
-        X, y = archive["X"], archive["y"]
+        try:
+            X, y = archive["X"], archive["y"]
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataError(f"dataset_id: {path}: X or y cannot be read ({exc})") from None
     if X.dtype.kind not in "iufb":
         raise DataError(f"dataset_id: {path}: X must be numeric, got dtype {X.dtype}")
-    return _checked(X.astype(np.float64), y, f"{path}: X", f"{path}: y")
+    return _checked(X.astype(np.float64), y, "dataset_id", "dataset_id", f"dataset_id: {path}: X",
+                    f"dataset_id: {path}: y")
 
 
 def _load_csv(path, target):
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"dataset_id: {path} is not UTF-8 text (byte {exc.start})") from None
     if not rows:
         raise DataError(f"dataset_id: {path} is empty")
     header = rows[0] if not all(_is_number(cell) for cell in rows[0]) else None
@@ -251,20 +281,25 @@ def _load_csv(path, target):
         if header is None or target not in header:
             raise DataError(f"target: column {target!r} not found in the header of {path}", field="target")
         column = header.index(target)
+    names = header or [f"column {i + 1}" for i in range(width)]
     features, labels = [], []
     for line, row in enumerate(body, start=2 if header else 1):
         if len(row) != width:
             raise DataError(f"dataset_id: {path} line {line} has {len(row)} cells, expected {width}")
-        try:
-            features.append([float(cell) for i, cell in enumerate(row) if i != column])
-        except ValueError:
-            raise DataError(f"dataset_id: {path} line {line} has a non-numeric feature") from None
-        labels.append(row[column].strip())
+        cells = [cell.strip() for cell in row]
+        for i, cell in enumerate(cells):
+            where = f"dataset_id: {path} line {line}, {names[i]!r}"
+            if not cell:
+                raise DataError(f"{where}: missing value")
+            if i != column and not _is_number(cell):
+                raise DataError(f"{where}: expected a number, got {cell!r}")
+        features.append([float(cell) for i, cell in enumerate(cells) if i != column])
+        labels.append(cells[column])
     y = np.array(labels)
     if all(_is_number(v) for v in labels):
         y = y.astype(np.float64)
-    return _checked(np.array(features, dtype=np.float64).reshape(len(body), width - 1), y,
-                    f"{path}: features", f"{path}: target")
+    return _checked(np.array(features, dtype=np.float64).reshape(len(body), width - 1), y, "dataset_id",
+                    "dataset_id", f"dataset_id: {path}: the features", f"dataset_id: {path}: the target")
 
 
 def _is_number(text):

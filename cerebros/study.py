@@ -2,7 +2,8 @@
 
 ``Study.prepare(config).run(run_dir)`` is the one entry point (the command line and
 ``cerebros_service`` both use it). Trials run in this process (``n_jobs`` 1) or in
-``n_jobs`` worker processes started with 'forkserver' or 'spawn' (never 'fork': the caller
+``n_jobs`` worker processes, at most one per available core (more would only slow each
+trial down), started with 'forkserver' or 'spawn' (never 'fork': the caller
 may be multi-threaded). Each trial's networks are seeded from ``(seed, trial number)`` and
 results are told to the strategy in trial-number order, so the journal is the same
 whatever ``n_jobs`` is, timings aside. Only the search rows (training and validation
@@ -207,7 +208,7 @@ class Study:
         self.started = started
         self._start_or_resume(resume)
         runner = (_InlineRunner if self.config.n_jobs == 1 else _PoolRunner)(
-            self.config.n_jobs, self._trial_data(), self.cancel)
+            self._processes(), self._trial_data(), self.cancel)
         try:
             stopped_reason = self._loop(runner)
         finally:
@@ -234,7 +235,7 @@ class Study:
                 if stopped_reason:
                     runner.stop()
             if stopped_reason is None:
-                while len(running) < self.config.n_jobs and asked < self.config.max_trials:
+                while len(running) < self._processes() and asked < self.config.max_trials:
                     trial = self.strategy.ask()
                     if trial is None:
                         break
@@ -250,6 +251,9 @@ class Study:
                 self._tell(*finished.pop(next_to_tell))
                 next_to_tell += 1
         return stopped_reason or ("max_trials" if asked >= self.config.max_trials else "exhausted")
+
+    def _processes(self):
+        return min(self.config.n_jobs, _available_cores())
 
     def _interruption(self):
         if self.cancel.is_set():
@@ -448,6 +452,9 @@ class Study:
 
     def _warnings(self, stopped_reason):
         warnings = []
+        if self._processes() < self.config.n_jobs:
+            warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {_available_cores()} core(s) are available; "
+                            f"{self._processes()} trial processes ran")
         if stopped_reason == "max_time":
             warnings.append(f"max_time_seconds: the {self.config.max_time_seconds} s deadline stopped the "
                             f"search after {len(self.records)} trials; the result is the best so far")
@@ -461,6 +468,13 @@ class Study:
             warnings.append(f"max_trial_seconds: {len(timed_out)} trial(s) were stopped at the per-trial "
                             f"limit of {self.config.max_trial_seconds} s")
         return warnings
+
+
+def _available_cores():
+    """The cores this process may run on (its affinity, under a container's or taskset's limit)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _open_run_directory(path):

@@ -40,14 +40,43 @@ def test_csv_without_header_takes_the_last_column(tmp_path):
     assert X.tolist() == [[1, 2], [3, 4]] and y.tolist() == [0.5, 1.5]
 
 
-@pytest.mark.parametrize("text,target,message", [("a,b\n1,2\n3\n", None, "line 3 has 1 cells"),
-                                                  ("a,b\nx,2\n", None, "line 2 has a non-numeric feature"),
-                                                  ("a,b\n1,2\n", "c", "column 'c' not found")])
+@pytest.mark.parametrize("text,target,message", [
+    ("a,b\n1,2\n3\n", None, "line 3 has 1 cells"),
+    ("a,b\nx,2\n", None, "line 2, 'a': expected a number, got 'x'"),
+    ("a,b\n1,2\n", "c", "column 'c' not found"),
+    ("a,b\n1,0\n2,\n3,1\n", None, "line 3, 'b': missing value"),  # an empty label is no class
+    ("a,b\n1,cat\n , dog\n", None, "line 3, 'a': missing value"),
+    ("1,0\n2,1\n,0\n", None, "line 3, 'column 1': missing value"),
+    ("a,b\n1,0\nnan,1\n", None, "the features: contains NaN or infinite values \\(first at row 1, column 0\\)"),
+])
 def test_bad_csv_names_the_problem(tmp_path, text, target, message):
     path = tmp_path / "d.csv"
     path.write_text(text)
-    with pytest.raises(data.DataError, match=message):
+    with pytest.raises(data.DataError, match=message) as info:
         data.load(str(path), target=target)
+    assert info.value.field == ("target" if target else "dataset_id") and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content,message", [(b"\x93NUMPY not really", "is not a readable .npz archive"),
+                                             (b"plain text, no archive", "is not a readable .npz archive")])
+def test_a_file_that_is_not_an_npz_archive_is_named(tmp_path, content, message):
+    path = tmp_path / "d.npz"
+    path.write_bytes(content)
+    with pytest.raises(data.DataError, match=message) as info:
+        data.load(str(path))
+    assert info.value.field == "dataset_id"
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as f:
+        np.save(f, np.ones(3))
+    with pytest.raises(data.DataError, match="holds a single array"):
+        data.load(str(single))
+
+
+def test_a_csv_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"a,b\n1,\xff\n")
+    with pytest.raises(data.DataError, match="is not UTF-8 text \\(byte 6\\)"):
+        data.load(str(path))
 
 
 def test_npz_needs_X_and_y(tmp_path):

@@ -142,6 +142,29 @@ def test_inline_data_lists_arrays_and_tensors(tmp_path, X, y):
     assert result["metadata"]["dataset_id"] == "inline" and result["metadata"]["split_sizes"]["test"] == 10
 
 
+@pytest.mark.parametrize("y,task,classes", [
+    ([[0], [1]] * 20, "classification", [0, 1]),  # a column vector, not charlists
+    ([[0.5], [2.5]] * 20, "regression", None),
+    ([True, False] * 20, "classification", [False, True]),
+    ([charlist("cat"), charlist("ox")] * 20, "classification", ["cat", "ox"]),
+    ([Atom("cat"), b"ox"] * 20, "classification", ["cat", "ox"]),
+])
+def test_inline_targets_in_every_shape(tmp_path, y, task, classes):
+    X = [[0.0, 1.0], [1.0, 0.0]] * 20
+    result = service.run_nas({"data": {"X": X, "y": y}, "search_space": TINY},
+                             opts(tmp_path, run_id=f"targets-{task}", budget={"max_trials": 1}))
+    assert result["status"] == "success", result
+    assert result["metadata"]["task"] == task
+    assert service.predict(f"targets-{task}", X[:2])["classes"] == classes
+
+
+def test_inline_targets_with_several_columns_are_refused(tmp_path):
+    X = [[0.0, 1.0], [1.0, 0.0]] * 20
+    result = failure(service.run_nas({"data": {"X": X, "y": [[0.5, 1.0], [1.5, 2.0]] * 20}}, opts(tmp_path)),
+                     "invalid_field", "spec.data.y")
+    assert "expected one target per row (40), got shape (40, 2)" in result["error"]
+
+
 def failure(result, error_type, field=None):
     assert FAILURE_KEYS <= set(result) and result["status"] == "failed", result
     assert result["metadata"]["error_type"] == error_type, result
@@ -166,6 +189,8 @@ def failure(result, error_type, field=None):
     ({"dataset_id": "iris"}, {"ensemble_size": -2}, "invalid_field", "opts.ensemble_size"),
     ({"dataset_id": "iris"}, {"run_id": "../escape"}, "invalid_field", "opts.run_id"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials": 0}}, "budget_exhausted", None),
+    ({"dataset_id": "iris", "data": {"X": [[1.0]] * 8, "y": [0, 1] * 4}}, {}, "invalid_field", "spec.dataset_id"),
+    ({"dataset_id": "iris", "target": "species"}, {}, "invalid_field", "spec.target"),
     (42, {}, "invalid_field", "spec"),
     ({"dataset_id": "iris"}, "opts", "invalid_field", "opts"),
 ])
@@ -239,3 +264,5 @@ def test_predict_by_run_id_and_by_path(tmp_path):
     assert result["best_metric"] > 0
     failure(service.predict("no-such-run", rows), "unknown_run", "run_id_or_artifact")
     failure(service.predict("to-predict", [[1.0, 2.0]]), "invalid_field", "X")
+    nothing = service.predict("to-predict", [])
+    assert nothing["status"] == "success" and nothing["predictions"] == [] and nothing["probabilities"] == []

@@ -267,6 +267,15 @@ def test_a_worker_process_that_dies_fails_its_trials_not_the_search(tmp_path):
         assert record["status"] == "completed" or "BrokenProcessPool" in record["error"]
 
 
+def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, monkeypatch):
+    monkeypatch.setattr(cerebros.study, "_available_cores", lambda: 2)
+    processes = []
+    result = Study.prepare(config(max_trials=4, n_jobs=64)).run(
+        tmp_path, on_trial=lambda event: processes.append(len(multiprocessing.active_children())))
+    assert result.completed_trials == 4 and 1 <= max(processes) <= 2
+    assert "n_jobs: 64 asked, but 2 core(s) are available; 2 trial processes ran" in result.warnings
+
+
 def test_no_trial_at_all_is_budget_exhausted(tmp_path):
     for number, budget in enumerate(({"max_trials": 0}, {"max_time_seconds": 0})):
         with pytest.raises(SearchStopped) as info:
