@@ -27,25 +27,32 @@ def blobs(seed, n=60, n_inputs=3, n_classes=3):
     return centres[labels] + generator.normal(size=(n, n_inputs)), labels
 
 
-def numeric_gradient(net, X, y, array, index, eps=1e-6):
+def numeric_gradient(loss, array, index, eps=1e-6):
     saved = array[index]
     array[index] = saved + eps
-    plus, _ = net.loss_and_gradients(X, y)
+    plus, _ = loss()
     array[index] = saved - eps
-    minus, _ = net.loss_and_gradients(X, y)
+    minus, _ = loss()
     array[index] = saved
     return (plus - minus) / (2 * eps)
 
 
-def check_gradients(net, X, y, max_entries=6):
-    _, grads = net.loss_and_gradients(X, y)
+def check_gradients(net, X, y, max_entries=6, fixed_masks=False):
+    """Compare backward's gradients with central differences; ``fixed_masks`` redraws the same
+    dropout masks for every evaluation (training-mode dropout is random otherwise)."""
+    def loss():
+        if fixed_masks:
+            net._rng = np.random.default_rng(7)
+        return net.loss_and_gradients(X, y)
+
+    _, grads = loss()
     picker = np.random.default_rng(0)
     checked = 0
     for name, array in net.parameters().items():
         flat_indices = picker.choice(array.size, size=min(array.size, max_entries), replace=False)
         for flat in flat_indices:
             index = np.unravel_index(flat, array.shape)
-            expected = numeric_gradient(net, X, y, array, index)
+            expected = numeric_gradient(loss, array, index)
             got = grads[name][index]
             assert abs(got - expected) <= 1e-6 + 1e-4 * abs(expected), (name, index, got, expected)
             checked += 1
@@ -63,6 +70,18 @@ def test_backward_matches_central_finite_differences(activation, normalization, 
     net = CerebrosNetwork(candidate, task=task, random_state=seed, dtype=np.float64)
     net.fit(X, y, epochs=1)  # sets the shapes; then move off the initial point
     assert check_gradients(net, X, y) > 10
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_backward_matches_central_finite_differences_through_dropout(task):
+    candidate = small_candidate(4, activation="gelu", normalization="dropout", dropout=0.3)
+    X, labels = blobs(4, n=24)
+    y = labels if task == "classification" else X.sum(axis=1)
+    net = CerebrosNetwork(candidate, task=task, random_state=4, dtype=np.float64)
+    net.fit(X, y, epochs=1)
+    assert check_gradients(net, X, y, fixed_masks=True) > 10
+    first, _ = net.loss_and_gradients(X, y)
+    assert net.loss_and_gradients(X, y)[0] != first  # the masks do change between training passes
 
 
 def test_gradient_check_covers_lateral_connections_and_catches_a_wrong_derivative(monkeypatch):
