@@ -37,7 +37,7 @@ import uuid
 
 import numpy as np
 
-from cerebros.artifacts import Predictor
+from cerebros.artifacts import load_model
 from cerebros.data import names_a_dataset
 from cerebros.space import SpaceError, field_kind
 from cerebros.strategies import STRATEGIES
@@ -524,15 +524,20 @@ def predict(run_id_or_artifact, X):
         X = from_term(X) if is_tensor(X) else X
         if isinstance(X, (list, tuple)):
             X = [as_float_list(row, field=f"X[{i}]") for i, row in enumerate(X)]
-        predictor = Predictor.load(path)
-        classification = predictor.task == "classification"
+        model = load_model(path)
+        classification = model.task == "classification"
+        try:
+            predictions = model.predict(X).tolist()
+            probabilities = model.predict_proba(X).tolist() if classification else None
+        except ValueError as exc:  # the rows: their shape, their values
+            raise _Invalid(str(exc), "X") from None
         return {
             "status": "success",
             "run_id": reference,
             "model": os.path.abspath(path),
-            "predictions": predictor.predict(X).tolist(),
-            "probabilities": predictor.predict_proba(X).tolist() if classification else None,
-            "classes": predictor.classes_.tolist() if classification else None,
+            "predictions": predictions,
+            "probabilities": probabilities,
+            "classes": model.classes_.tolist() if classification else None,
         }
     except FileNotFoundError as exc:
         return _failure(request, exc, "no_model")

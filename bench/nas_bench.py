@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cerebros import data, objectives  # noqa: E402  (after the path fix, so the bench runs from a checkout)
-from cerebros.artifacts import Ensemble, Predictor, RunDirectory  # noqa: E402
+from cerebros.artifacts import Ensemble, RunDirectory  # noqa: E402
 from cerebros.study import SearchConfig, Study  # noqa: E402
 
 # The issue's targets for the engine's test metric (accuracy; R^2 for diabetes). Its iris
@@ -68,8 +68,7 @@ def best_trial_score(result, X_test, y_test, metric):
     """The test score of the best single trial's fold networks (kept as an ensemble candidate)."""
     paths = [RunDirectory(result.run_dir).trial_model(result.best["number"], fold)
              for fold in range(result.split_sizes["folds"])]
-    predictor = Predictor(Ensemble.load(paths), Predictor.load(result.run_dir).scaler)
-    return objectives.evaluate(predictor, X_test, y_test)[metric]
+    return objectives.evaluate(Ensemble.load(paths), X_test, y_test)[metric]
 
 
 def bench_split(name, split_seed, args, scratch):

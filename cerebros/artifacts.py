@@ -1,4 +1,4 @@
-"""A run directory's layout, and the saved model: a weighted ensemble of networks plus the scaler.
+"""A run directory's layout, and the saved model: a weighted ensemble of networks.
 
     config.json             what was searched (checked again when a run resumes)
     .lock                   held (``flock``) by the search writing here, so two cannot share it
@@ -6,7 +6,6 @@
     ensemble.json           the saved model: its network files, each with its trial, fold and weight
     best_model_<i>.npz      the saved model's networks: every fold network of every trial the
     best_model_<i>.json     ensemble selected (``CerebrosNetwork.save``: weights, and a readable card)
-    preprocessing.json      the feature scaler (never fitted on test rows) and the task
     summary.json            the outcome: best trial, ensemble, validation and test metrics, warnings
     trials/                 trial_<n>_<fold>.npz/.json networks and trial_<n>_oof.npy out-of-fold
                             outputs: those of the trials in flight and of the ``ensemble_size``
@@ -20,13 +19,11 @@ import shutil
 
 import numpy as np
 
-from .data import Scaler
 from .network import CerebrosNetwork
 
 CONFIG = "config.json"
 ENSEMBLE = "ensemble.json"
 JOURNAL = "journal.jsonl"
-PREPROCESSING = "preprocessing.json"
 SUMMARY = "summary.json"
 TRIALS = "trials"
 _MODEL = "best_model_{index}.npz"
@@ -94,10 +91,6 @@ class RunDirectory:
             json.dump(data, f, indent=1, sort_keys=True)
         os.replace(temporary, self.file(name))
 
-    def write_preprocessing(self, scaler, task, dataset_name):
-        self.write_json(PREPROCESSING, {"scaler": scaler.to_dict(), "task": task, "dataset": dataset_name,
-                                        "n_features": len(scaler.mean)})
-
     def trial_model(self, number, fold):
         """Where fold ``fold`` of trial ``number`` saves its network."""
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_{fold}.npz")
@@ -148,7 +141,7 @@ class RunDirectory:
 
     def artifacts(self):
         """The paths a finished run leaves, those that exist."""
-        files = [self.file(name) for name in (CONFIG, JOURNAL, PREPROCESSING, SUMMARY, ENSEMBLE)]
+        files = [self.file(name) for name in (CONFIG, JOURNAL, SUMMARY, ENSEMBLE)]
         models = [path for npz in saved_model(self.path)[0] for path in (npz, npz[:-4] + ".json")]
         return [path for path in files + models if os.path.exists(path)]
 
@@ -178,53 +171,25 @@ class Ensemble:
         return np.average([network.predict(X) for network in self.networks], axis=0, weights=self.weights)
 
 
-class Predictor:
-    """A run's saved model with its scaler: predicts from features in their original units."""
-
-    def __init__(self, model, scaler):
-        self.model = model
-        self.scaler = scaler
-
-    @classmethod
-    def load(cls, path):
-        """From a run directory (the whole ensemble), or one of its ``best_model_<i>.npz`` (that network alone)."""
-        path = os.fspath(path)
-        folder = path if os.path.isdir(path) else os.path.dirname(path)
-        if os.path.isdir(path):
-            models, weights = saved_model(path)
-        else:
-            models, weights = ([path], [1]) if os.path.isfile(path) else ([], [])
-        if not models:
-            raise FileNotFoundError(f"no saved model at {path}")
-        with open(os.path.join(folder, PREPROCESSING)) as f:
-            scaler = Scaler.from_dict(json.load(f)["scaler"])
-        return cls(Ensemble.load(models, weights), scaler)
-
-    @property
-    def task(self):
-        return self.model.task
-
-    @property
-    def classes_(self):
-        return self.model.classes_
-
-    def predict(self, X):
-        return self.model.predict(self.scaler.transform(X))
-
-    def predict_proba(self, X):
-        return self.model.predict_proba(self.scaler.transform(X))
+def load_model(path):
+    """The saved model of a run directory (its whole ensemble), or one of its ``best_model_<i>.npz``
+    networks alone, as an ``Ensemble``; ``FileNotFoundError`` if there is none. Each network
+    standardises its own inputs, so it takes features in their original units."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        models, weights = saved_model(path)
+    else:
+        models, weights = ([path], [1]) if os.path.isfile(path) else ([], [])
+    if not models:
+        raise FileNotFoundError(f"no saved model at {path}")
+    return Ensemble.load(models, weights)
 
 
 def saved_model(folder):
-    """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if none).
-
-    A run directory written before ensembles were saved has no ``ensemble.json``: its
-    ``best_model_<fold>.npz`` networks are the best trial's folds, equally weighted.
-    """
+    """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if none)."""
     manifest = os.path.join(folder, ENSEMBLE)
     if not os.path.exists(manifest):
-        paths = sorted(glob.glob(os.path.join(folder, _MODEL.format(index="*"))), key=_index_of)
-        return paths, [1] * len(paths)
+        return [], []
     with open(manifest) as f:
         members = json.load(f)["members"]
     return [os.path.join(folder, m["file"]) for m in members], [m["weight"] for m in members]
@@ -232,10 +197,6 @@ def saved_model(folder):
 
 def _trial_name(number):
     return f"trial_{number:05d}"
-
-
-def _index_of(path):
-    return int(path[:-4].rsplit("_", 1)[1])
 
 
 def _remove_model(npz):

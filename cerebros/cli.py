@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .artifacts import Predictor
+from .artifacts import load_model
 from .strategies import STRATEGIES
 from .study import SearchConfig, SearchStopped, Study
 
@@ -163,7 +163,7 @@ def _architecture(candidate):
 
 
 def _predict(args):
-    predictor = Predictor.load(args.model)
+    predictor = load_model(args.model)
     X = _read_rows(args.input)
     predictions = predictor.predict(X)
     if args.proba and predictor.task == "classification":

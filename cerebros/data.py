@@ -8,10 +8,10 @@ numpy arrays).
 ``prepare`` splits off the test rows first (stratified for classification). The rest, the
 search rows, are divided into validation folds: one hold-out split (``folds=1``: a
 ``validation_size`` share of them) or ``folds``-fold cross-validation (stratified for
-classification). The feature scaler is fitted on the training rows of the hold-out
-split, or on all search rows for cross-validation; never on test rows. The search
-sees the search rows only; the test split is for the final report. Regression targets are standardised by the network itself, from the
-training rows it is given, and its predictions come back in the original units.
+classification). The search sees the search rows only; the test split is for the final
+report. Nothing is scaled here: every network standardises its features (and regression
+targets) with the statistics of the rows it is fitted on, so no fold's validation rows, and
+no test row, shape the scaling of a network that is scored on them.
 
 Inside a fold, ``early_stopping_split`` sets aside a share of the training rows for the
 network's early stopping, so the fold's validation rows judge a network that never chose
@@ -51,37 +51,9 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class Scaler:
-    """Feature standardisation: ``(X - mean) / scale``; constant columns get scale 1."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, X):
-        std = X.std(axis=0)
-        return cls(X.mean(axis=0), np.where(std > 0, std, 1.0))
-
-    def transform(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        if X.shape == (0,):  # no rows at all: ``[]`` has no row to show the width
-            X = X.reshape(0, len(self.mean))
-        if X.ndim != 2 or X.shape[1] != len(self.mean):
-            raise DataError(f"X: expected rows of {len(self.mean)} features, got shape {X.shape}", field="X")
-        return (X - self.mean) / self.scale
-
-    def to_dict(self):
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64))
-
-
-@dataclass(frozen=True)
 class Splits:
-    """A prepared dataset: the scaled search rows ``X``, ``y`` with their ``folds`` (a list of
-    ``(train_rows, validation_rows)`` index pairs into them), the scaled test rows, the scaler."""
+    """A prepared dataset: the search rows ``X``, ``y`` with their ``folds`` (a list of
+    ``(train_rows, validation_rows)`` index pairs into them), and the test rows."""
 
     name: str
     task: str
@@ -90,7 +62,6 @@ class Splits:
     folds: list
     X_test: np.ndarray
     y_test: np.ndarray
-    scaler: Scaler
 
     @property
     def n_features(self):
@@ -167,7 +138,7 @@ def split_indices(y, task, *, test_size=0.25, validation_size=0.2, seed=0):
 
 
 def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds=1, seed=0):
-    """Split and scale ``X, y`` into ``Splits``; ``task`` is inferred from ``y`` when None."""
+    """Split ``X, y`` into ``Splits``; ``task`` is inferred from ``y`` when None."""
     if task is None:
         task = infer_task(y)
     elif task not in TASKS:
@@ -184,12 +155,9 @@ def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds
     search = np.concatenate([train, val])
     if folds == 1:
         fold_rows = [(np.arange(len(train)), np.arange(len(train), len(search)))]
-        scaler = Scaler.fit(X[train])
     else:
         fold_rows = _cross_validation(y[search], task, folds, seed)
-        scaler = Scaler.fit(X[search])
-    return Splits(name=name, task=task, X=scaler.transform(X[search]), y=y[search], folds=fold_rows,
-                  X_test=scaler.transform(X[test]), y_test=y[test], scaler=scaler)
+    return Splits(name=name, task=task, X=X[search], y=y[search], folds=fold_rows, X_test=X[test], y_test=y[test])
 
 
 def early_stopping_split(rows, y, task, seed, size=EARLY_STOPPING_SIZE):

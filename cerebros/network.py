@@ -10,9 +10,11 @@ statistics are per feature, so each node's output is standardised once per batch
 by all the units it feeds: the same arithmetic as normalising every unit's concatenation,
 without repeating it for every consumer. The output unit is the same without activation:
 logits for classification (softmax cross-entropy on integer-coded classes), raw values for
-regression (mean squared error). Regression targets are standardised with the training
-split's mean and standard deviation, so the losses reported (``history_``, ``best_val_loss_``)
-are in standardised units; ``predict`` returns the original units.
+regression (mean squared error). The network standardises its inputs, and regression
+targets, with the mean and standard deviation of the rows it is fitted on (a constant column
+keeps scale 1), so a saved network takes raw features and no other rows' statistics reach
+it; the losses reported (``history_``, ``best_val_loss_``) are in standardised units, and
+``predict`` returns the targets' original units.
 
 BLAS runs single-threaded inside ``fit`` and predictions: these matrices are small, and
 threads fighting for the cores (other trials, other processes) made training 10-40 times
@@ -42,7 +44,7 @@ TASKS = ("classification", "regression")
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
 EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
-_FORMAT = "cerebros-network/2"
+_FORMAT = "cerebros-network/3"
 OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
 PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience without progress
 
@@ -141,13 +143,14 @@ class CerebrosNetwork:
         X = self._check_X(X, "X", min_rows=1)
         if not (warm_start and self._layers is not None):
             self._setup(X, y)
+        X = self._standardised(X)
         targets = self._encode(y, len(X), "y")
         if X_val is None:
             if y_val is not None:
                 raise ValueError("y_val: given without X_val")
             X_val, val_targets = X, targets
         else:
-            X_val = self._check_X(X_val, "X_val", min_rows=1)
+            X_val = self._standardised(self._check_X(X_val, "X_val", min_rows=1))
             val_targets = self._encode(y_val, len(X_val), "y_val")
         epochs = self.candidate.epochs if epochs is None else int(epochs)
         if epochs < 1:
@@ -200,8 +203,10 @@ class CerebrosNetwork:
         return self
 
     def _setup(self, X, y):
-        """Fresh weights and optimiser for data shaped like ``X``, ``y``; fixes classes or target scaling."""
+        """Fresh weights and optimiser for data shaped like ``X``, ``y``; fixes the input scaling,
+        and the classes or the target scaling."""
         self._rng = np.random.default_rng(self.random_state)
+        self._x_mean, self._x_scale = _mean_and_scale(X)
         if self.task == "classification":
             y = self._check_y(y, len(X), "y", allow_2d=False)
             self.classes_ = np.unique(y)
@@ -212,9 +217,7 @@ class CerebrosNetwork:
             y = self._check_y(y, len(X), "y", allow_2d=True).astype(np.float64)
             self._y_ndim = y.ndim
             y2 = y.reshape(len(y), -1)
-            self._y_mean = y2.mean(axis=0)
-            std = y2.std(axis=0)
-            self._y_scale = np.where(std > 0, std, 1.0)
+            self._y_mean, self._y_scale = _mean_and_scale(y2)
             n_outputs = y2.shape[1]
         self._build(n_outputs)
         self.history_ = []
@@ -387,7 +390,7 @@ class CerebrosNetwork:
         """Training-mode loss on ``(X, y)`` and its gradient for every parameter, keyed like
         ``parameters()`` (for gradient checks; batch-norm running statistics are updated)."""
         self._require_fitted()
-        loss = self._loss_and_grads(self._check_X(X, "X"), self._encode(y, len(X), "y"))
+        loss = self._loss_and_grads(self._standardised(self._check_X(X, "X")), self._encode(y, len(X), "y"))
         return loss, {f"{i}.{name}": layer.grad[name].copy()
                       for i, layer in enumerate(self._layers) for name in layer.param_names()}
 
@@ -402,7 +405,7 @@ class CerebrosNetwork:
     @_single_threaded_blas
     def _output(self, X):
         self._require_fitted()
-        X = self._check_X(X, "X")
+        X = self._standardised(self._check_X(X, "X"))
         chunks = [self._forward(X[i:i + EVAL_CHUNK], train=False)[0] for i in range(0, len(X), EVAL_CHUNK)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.n_outputs_), self.dtype)
 
@@ -440,6 +443,8 @@ class CerebrosNetwork:
             "dtype": self.dtype.name,
             "random_state": self.random_state if isinstance(self.random_state, int) else None,
             "n_outputs": self.n_outputs_,
+            "x_mean": self._x_mean.tolist(),
+            "x_scale": self._x_scale.tolist(),
             "best_epoch": self.best_epoch_,
             "best_val_loss": _finite_or_none(self.best_val_loss_),
             "n_epochs_trained": self.n_epochs_trained_,
@@ -477,6 +482,7 @@ class CerebrosNetwork:
                 if key not in data or data[key].shape != array.shape:
                     raise ValueError(f"{path}: array {key!r} is missing or has the wrong shape")
                 array[...] = data[key]
+        net._x_mean, net._x_scale = np.array(meta["x_mean"]), np.array(meta["x_scale"])
         if net.task == "classification":
             net.classes_ = np.array(meta["classes"])
         else:
@@ -517,6 +523,8 @@ class CerebrosNetwork:
 
     def _check_X(self, X, name, min_rows=0):
         X = np.asarray(X)
+        if X.shape == (0,):  # no rows at all: ``[]`` has no row to show the width
+            X = X.reshape(0, self.candidate.n_inputs)
         if X.ndim != 2 or len(X) < min_rows:
             raise ValueError(f"{name}: expected a 2-d array (rows, features) with at least {min_rows} row(s), "
                              f"got shape {X.shape}")
@@ -528,6 +536,9 @@ class CerebrosNetwork:
         if not np.isfinite(X).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
         return X
+
+    def _standardised(self, X):
+        return ((X - self._x_mean) / self._x_scale).astype(self.dtype)
 
     def _check_y(self, y, n_rows, name, allow_2d):
         y = np.asarray(y)
@@ -553,6 +564,13 @@ class CerebrosNetwork:
         if not np.isfinite(y).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
         return ((y - self._y_mean) / self._y_scale).astype(self.dtype)
+
+
+def _mean_and_scale(values):
+    """Per-column mean and standard deviation of a 2-d array (1 where a column is constant)."""
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(axis=0)
+    return values.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
 def _finite_or_none(value):

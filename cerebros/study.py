@@ -364,7 +364,6 @@ class Study:
                 raise RunDirectoryError(f"run_dir: the journal in {self.run_dir.path} was written with other "
                                         f"settings ({', '.join(differing)} differ)")
         self.run_dir.write_json(CONFIG, identity)
-        self.run_dir.write_preprocessing(self.splits.scaler, self.splits.task, self.splits.name)
         for record in sorted(records, key=lambda r: r["number"]):
             trial = self.strategy.ask()
             if trial is None or trial.number != record["number"] or \

@@ -116,15 +116,14 @@ def test_split_is_sklearns_stratified_split_and_disjoint():
         assert sorted(np.bincount(y[part]).tolist())[0] >= len(part) // 3 - 1  # every class, evenly
 
 
-def test_scaler_is_fitted_on_the_training_rows_only():
+def test_hold_out_split_keeps_the_rows_as_they_are():
     X, y = load_iris(return_X_y=True)
     splits = data.prepare(X, y, name="iris", seed=3)
     train, val, test = data.split_indices(y, "classification", seed=3)
-    assert np.allclose(splits.scaler.mean, X[train].mean(axis=0))
     fold_train, fold_val = splits.folds[0]
+    assert np.array_equal(splits.X[fold_train], X[train]) and np.array_equal(splits.X[fold_val], X[val])
     assert np.array_equal(splits.y[fold_train], y[train]) and np.array_equal(splits.y[fold_val], y[val])
-    assert np.allclose(splits.X[fold_train].mean(axis=0), 0) and np.allclose(splits.X[fold_train].std(axis=0), 1)
-    assert np.allclose(splits.X_test, (X[test] - X[train].mean(axis=0)) / X[train].std(axis=0))
+    assert np.array_equal(splits.X_test, X[test]) and np.array_equal(splits.y_test, y[test])
     assert splits.sizes() == {"train": 89, "validation": 23, "test": 38, "folds": 1}
 
 
@@ -133,7 +132,7 @@ def test_cross_validation_folds_cover_the_search_rows_and_never_the_test_rows():
     splits = data.prepare(X, y, name="iris", folds=4)
     train, val, test = data.split_indices(y, "classification")
     search = np.concatenate([train, val])
-    assert np.allclose(splits.scaler.mean, X[search].mean(axis=0))  # all search rows, no test row
+    assert np.array_equal(splits.X, X[search])  # the search rows, no test row
     assert sorted(np.concatenate([v for _, v in splits.folds]).tolist()) == list(range(len(search)))
     for fold_train, fold_val in splits.folds:
         assert not set(fold_train) & set(fold_val) and len(np.unique(splits.y[fold_val])) == 3

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits, load_iris
 
 import cerebros.study
 from cerebros import data, objectives
-from cerebros.artifacts import Predictor, saved_model
+from cerebros.artifacts import load_model, saved_model
 from cerebros.network import CerebrosNetwork
 from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
 
@@ -72,7 +72,7 @@ def test_result_journal_and_run_directory(tmp_path):
     assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
         ".lock", "best_model_0.json", "best_model_0.npz", "config.json", "ensemble.json", "journal.jsonl",
-        "preprocessing.json", "summary.json"]
+        "summary.json"]
     kept = f"trial_{best['number']:05d}"  # the one ensemble candidate, for a resumed run
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == [
         f"{kept}_0.json", f"{kept}_0.npz", f"{kept}_oof.npy"]
@@ -89,7 +89,7 @@ def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     assert result.validation_metrics["accuracy"] == correct / len(study.splits.y)
     _, _, test = data.split_indices(y, "classification", seed=0)
     proba = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=[1, 1, 1])
-    assert np.array_equal(Predictor.load(tmp_path).predict_proba(X[test]), proba)
+    assert np.array_equal(load_model(tmp_path).predict_proba(X[test]), proba)
     assert result.test_metrics["accuracy"] == np.mean(proba.argmax(axis=1) == y[test])
     assert len(result.best["best_epoch"]) == 3 and result.split_sizes["folds"] == 3
 
@@ -144,7 +144,7 @@ def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp
     assert result.validation_metrics["accuracy"] >= result.best["value"]  # greedy starts from the best
     # the reloaded ensemble predicts the test rows exactly as scored
     _, _, test = data.split_indices(y[:400], "classification", seed=0)
-    predictor = Predictor.load(tmp_path)
+    predictor = load_model(tmp_path)
     expected = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=weights)
     assert np.array_equal(predictor.predict_proba(X[:400][test]), expected)
     assert np.mean(predictor.predict(X[:400][test]) == y[:400][test]) == result.test_metrics["accuracy"]
@@ -181,9 +181,9 @@ def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
     X, y = load_iris(return_X_y=True)
     result = Study.prepare(config(max_trials=3)).run(tmp_path)
     _, _, test = data.split_indices(y, "classification", seed=0)
-    predictor = Predictor.load(tmp_path)
+    predictor = load_model(tmp_path)
     assert np.mean(predictor.predict(X[test]) == y[test]) == result.test_metrics["accuracy"]
-    same = Predictor.load(tmp_path / "best_model_0.npz").predict_proba(X[test])
+    same = load_model(tmp_path / "best_model_0.npz").predict_proba(X[test])
     assert np.array_equal(same, predictor.predict_proba(X[test]))
 
 
@@ -198,6 +198,23 @@ def test_search_never_sees_the_test_rows(tmp_path):
     assert clean.ensemble == dirty.ensemble  # nor the ensemble selection
     assert clean.validation_metrics == dirty.validation_metrics
     assert clean.test_metrics != dirty.test_metrics  # the poison did reach the final test scoring
+
+
+def test_a_fold_network_never_sees_its_validation_rows_not_even_in_its_scaling(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    study = Study.prepare(config(dataset_id="inline", folds=3, max_trials=1, ensemble_size=1), data=(X, y))
+    _, first_validation = study.splits.folds[0]
+    train, val, _ = data.split_indices(y, "classification", seed=0)
+    positions = np.concatenate([train, val])[first_validation]
+    poisoned = X.copy()
+    poisoned[positions] *= 1000
+    study.run(tmp_path / "clean")
+    Study.prepare(config(dataset_id="inline", folds=3, max_trials=1, ensemble_size=1),
+                  data=(poisoned, y)).run(tmp_path / "dirty")
+    clean, dirty = (CerebrosNetwork.load(tmp_path / run / "best_model_0.npz") for run in ("clean", "dirty"))
+    assert np.array_equal(clean.predict_proba(X[positions]), dirty.predict_proba(X[positions]))
+    later = [CerebrosNetwork.load(tmp_path / run / "best_model_1.npz") for run in ("clean", "dirty")]
+    assert not np.array_equal(*(net.predict_proba(X[positions]) for net in later))  # they trained on them
 
 
 def test_regression_targets_of_test_rows_do_not_reach_the_search(tmp_path):
