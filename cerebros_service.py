@@ -172,6 +172,10 @@ def _parse(spec, opts, parsed):
     ignored = sorted(set(_ga_fields_given(budget, parameters, opts)) - set(strategy_params))
     if ignored:
         warnings.append(f"the {strategy} strategy ignores {', '.join(ignored)}")
+    trial_budget = 10 if max_trials is None else max_trials
+    if strategy == "evolution" and ga["population_size"] >= trial_budget:
+        warnings.append(f"opts.budget: max_trials {trial_budget} does not exceed population_size "
+                        f"{ga['population_size']}, so evolution only samples its first, random generation")
 
     def number(name, coerce, default):
         value = _optional(opts, name, coerce, "opts")
@@ -190,7 +194,7 @@ def _parse(spec, opts, parsed):
         folds=number("folds", as_int, SearchConfig.folds),
         target=_optional(spec, "target", as_text, "spec"),
         task=_optional(spec, "task", as_text, "spec"),
-        max_trials=10 if max_trials is None else max_trials,
+        max_trials=trial_budget,
         max_time_seconds=_optional(budget, "max_time_seconds", as_float, "opts.budget"),
         max_trial_seconds=_optional(budget, "max_trial_seconds", as_float, "opts.budget"),
         n_jobs=number("n_jobs", as_int, 1),

@@ -65,6 +65,7 @@ def test_success_has_every_contract_key(tmp_path):
     assert metadata["dataset_id"] == "iris" and metadata["objective"] == "accuracy"
     assert metadata["ga_params"] == {"population_size": 3, "mutation_rate": 0.1, "crossover_rate": 0.7,
                                      "elite_size": 2, "tau": 1.0}
+    assert any("evolution only samples its first, random generation" in w for w in result["warnings"])
     assert isinstance(metadata["timestamp"], str)
     # best_metric is the best trial's; the saved model, an ensemble that starts from it, does no worse
     assert result["metrics"]["validation"]["accuracy"] >= result["best_metric"]
