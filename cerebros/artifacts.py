@@ -74,6 +74,15 @@ class RunDirectory:
                     raise ValueError(f"{self.file(JOURNAL)} line {number} is not JSON") from None
         return records
 
+    def write_journal(self, records):
+        """Replace the journal with ``records``, atomically."""
+        temporary = self.file(JOURNAL + ".tmp")
+        with open(temporary, "w") as f:
+            f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in records)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.file(JOURNAL))
+
     def append_journal(self, record):
         with open(self.file(JOURNAL), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")

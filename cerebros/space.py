@@ -382,8 +382,9 @@ class SearchSpace:
 
     def mutate(self, candidate, rng, rate):
         """A changed copy of ``candidate``: each hyper-parameter, unit width, unit wiring and
-        level/unit count changes with probability ``rate``. Something always changes unless the
-        space leaves nothing to change (then the candidate comes back equal)."""
+        level/unit count changes with probability ``rate``; if nothing did, it tries again with
+        at least ``_MIN_FORCED_RATE``, up to ``_MAX_MUTATION_TRIES`` times, so the candidate comes
+        back equal only when the space leaves (almost) nothing to change."""
         rate = _as_float(rate, "rate", low=0.0, high=1.0)
         for _ in range(_MAX_MUTATION_TRIES):
             draft = _Draft.of(candidate)
@@ -449,8 +450,9 @@ class SearchSpace:
             if name == "dropout":
                 continue  # travels with normalization, below
             hyper[name] = (ha if rng.random() < 0.5 else hb)[name]
-            if name == "normalization":
-                hyper["dropout"] = (ha if ha["normalization"] == hyper[name] else hb)["dropout"]
+            if name == "normalization":  # the dropout rate of a parent with that normalization
+                holders = [h for h in (ha, hb) if h["normalization"] == hyper[name]]
+                hyper["dropout"] = holders[int(rng.integers(len(holders))) if len(holders) > 1 else 0]["dropout"]
         parents = (_Draft.of(a), _Draft.of(b))
         n_levels = len(parents[int(rng.integers(2))].levels)
         levels = []

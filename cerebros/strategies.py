@@ -2,8 +2,9 @@
 
 ``strategy.ask()`` returns the next ``Trial`` to train, or None while the strategy needs
 the results of trials it has handed out (a generation or rung is not finished yet);
-``strategy.tell(trial, fitness)`` reports one result, higher is better, ``-inf`` for a
-failed trial. A strategy never decides when to stop: the study's budgets do.
+``strategy.tell(trial, fitness)`` reports one result, higher is better; ``-inf``, None or
+NaN for a failed trial, which is never an elite, never promoted, and never a parent while
+any trial of its generation succeeded. A strategy never decides when to stop: the study's budgets do.
 
 Reproducibility: a strategy draws from its own generator seeded from ``seed`` and only in
 ``ask`` (or when a barrier opens inside ``tell``, at a point fixed by the trial numbers),
@@ -12,6 +13,7 @@ run at once, provided results are told in trial-number order.
 """
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,13 +106,13 @@ class Evolution(Strategy):
                              f"got {elite_size}")
         _check_fraction("crossover_rate", crossover_rate)
         _check_fraction("mutation_rate", mutation_rate)
-        if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
+        if not (_is_real(tau) and math.isfinite(tau) and tau > 0):
             raise ValueError(f"tau: must be a positive number, got {tau!r}")
-        self.population_size = population_size
+        self.population_size = int(population_size)
         self.tau = float(tau)
         self.crossover_rate = float(crossover_rate)
         self.mutation_rate = float(mutation_rate)
-        self.elite_size = elite_size
+        self.elite_size = int(elite_size)
         self._generation = 0
         self._queue = [space.sample(self.rng, n_inputs) for _ in range(population_size)]
         self._members = []  # (trial number, candidate, fitness) of the current generation
@@ -133,7 +135,7 @@ class Evolution(Strategy):
 
     def tell(self, trial, fitness):
         self._pending -= 1
-        self._members.append((trial.number, trial.candidate, fitness))
+        self._members.append((trial.number, trial.candidate, _as_fitness(fitness)))
         self._record_generation()
         if not self._queue and self._pending == 0:
             self._breed()
@@ -156,7 +158,7 @@ class Evolution(Strategy):
 
     def _breed(self):
         ranked = sorted(self._members, key=lambda m: (-m[2], m[0]))
-        elites = ranked[:self.elite_size]
+        elites = [member for member in ranked if math.isfinite(member[2])][:self.elite_size]
         weights = self._selection_weights([f for _, _, f in ranked])
         children = []
         for _ in range(self.population_size - len(elites)):
@@ -207,9 +209,14 @@ class SuccessiveHalving(Strategy):
         _check_int("n_configs", n_configs, 1)
         _check_int("min_epochs", min_epochs, 1)
         _check_int("eta", eta, 2)
-        max_epochs = space.maximum_epochs if max_epochs is None else max_epochs
+        if max_epochs is None:
+            if min_epochs > space.maximum_epochs:
+                raise ValueError(f"min_epochs: must be at most the space's maximum_epochs ({space.maximum_epochs}) "
+                                 f"when max_epochs is not given, got {min_epochs}")
+            max_epochs = space.maximum_epochs
         _check_int("max_epochs", max_epochs, min_epochs)
-        self.n_configs, self.min_epochs, self.max_epochs, self.eta = n_configs, min_epochs, max_epochs, eta
+        self.n_configs, self.min_epochs = int(n_configs), int(min_epochs)
+        self.max_epochs, self.eta = int(max_epochs), int(eta)
         self._bracket = -1
         self._start_bracket()
 
@@ -233,14 +240,14 @@ class SuccessiveHalving(Strategy):
 
     def tell(self, trial, fitness):
         self._pending -= 1
-        self._results.append((trial.number, trial.candidate, fitness))
+        self._results.append((trial.number, trial.candidate, _as_fitness(fitness)))
         if self._queue or self._pending:
             return
-        if self._epochs >= self.max_epochs or len(self._results) == 1:
+        ranked = sorted((r for r in self._results if math.isfinite(r[2])), key=lambda r: (-r[2], r[0]))
+        if self._epochs >= self.max_epochs or len(self._results) == 1 or not ranked:
             self._start_bracket()
             return
-        ranked = sorted(self._results, key=lambda r: (-r[2], r[0]))
-        keep = max(1, len(ranked) // self.eta)
+        keep = min(len(ranked), max(1, len(self._results) // self.eta))
         self._rung += 1
         self._epochs = min(self._epochs * self.eta, self.max_epochs)
         self._queue = [candidate for _, candidate, _ in ranked[:keep]]
@@ -263,11 +270,23 @@ def create(name, space, n_inputs, seed, **params):
     return cls(space, n_inputs, seed, **params)
 
 
+def _as_fitness(value):
+    """A told result as a float; a failure (None, NaN) is ``-inf``."""
+    if value is None or math.isnan(value):
+        return -math.inf
+    return float(value)
+
+
+def _is_real(value):
+    """A real number (numpy's included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not (_is_real(value) and isinstance(value, numbers.Integral)) or value < low:
         raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
 
 
 def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not _is_real(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}: must be a number in [0, 1], got {value!r}")

@@ -165,6 +165,7 @@ class Study:
         self.best = None
         self.kept = []  # the ensemble's candidates: the best records, best first
         self.outputs = {}  # their out-of-fold outputs, by trial number
+        self.run_dir = None  # set by run, which runs once
 
     @classmethod
     def prepare(cls, config, *, data=None):
@@ -194,6 +195,8 @@ class Study:
         elapsed_seconds. ``cancel``: a ``threading.Event``. Raises ``RunDirectoryError`` for a
         directory it cannot use and ``SearchStopped`` when no trial finished.
         """
+        if self.run_dir is not None:
+            raise RuntimeError("this Study has run already: prepare a new one (Study.prepare) for another run")
         self.run_dir = _open_run_directory(run_dir)
         try:
             return self._run(resume, on_trial, cancel)
@@ -347,7 +350,7 @@ class Study:
     # ---- start, resume, finish ------------------------------------------------------------
 
     def _start_or_resume(self, resume):
-        identity = {name: getattr(self.config, name) for name in _IDENTITY}
+        identity = self._identity()
         try:
             records = self.run_dir.read_journal()
         except ValueError as exc:
@@ -357,6 +360,7 @@ class Study:
                                     "another directory")
         for line, record in enumerate(records, start=1):
             _check_record(record, f"run_dir: {self.run_dir.path} journal line {line}")
+        records = _before_first_interrupted(sorted(records, key=lambda r: r["number"]))
         if records:
             saved = self.run_dir.read_json(CONFIG)
             differing = sorted(name for name in _IDENTITY if saved.get(name) != identity[name])
@@ -364,7 +368,8 @@ class Study:
                 raise RunDirectoryError(f"run_dir: the journal in {self.run_dir.path} was written with other "
                                         f"settings ({', '.join(differing)} differ)")
         self.run_dir.write_json(CONFIG, identity)
-        for record in sorted(records, key=lambda r: r["number"]):
+        self.run_dir.write_journal(records)  # drops a line a crash cut short, and the dropped trials
+        for record in records:
             trial = self.strategy.ask()
             if trial is None or trial.number != record["number"] or \
                     trial.candidate.key() != Candidate.from_dict(record["candidate"]).key():
@@ -374,6 +379,14 @@ class Study:
                 self.best = record
             self._accept(trial, record)
         self._keep_saved_candidates(records)
+
+    def _identity(self):
+        """The settings that define the search, in canonical form: a resumed run must agree on
+        them, however the caller wrote them (a tuple or a list, a short form or a long one)."""
+        identity = {name: getattr(self.config, name) for name in _IDENTITY}
+        identity.update(search_space=self.strategy.space.to_dict(), strategy_params=self.strategy.params(),
+                        objective=self.objective.name, task=self.splits.task)
+        return identity
 
     def _keep_saved_candidates(self, records):
         """The best ``ensemble_size`` journaled trials whose networks and outputs are still in the
@@ -387,7 +400,7 @@ class Study:
     def _no_result_kind(self, stopped_reason):
         if stopped_reason == "cancelled":
             return "cancelled"
-        return "trials_failed" if self.records else "budget_exhausted"
+        return "trials_failed" if self.records and stopped_reason != "max_time" else "budget_exhausted"
 
     def _no_result_message(self, stopped_reason):
         if stopped_reason == "cancelled":
@@ -489,6 +502,15 @@ def _open_run_directory(path):
     return run_dir
 
 
+def _before_first_interrupted(records):
+    """The journal up to its first trial that a stop (deadline, cancellation) cut short: that
+    trial and every later one are trained again on resume, as an uninterrupted run trains them."""
+    for index, record in enumerate(records):
+        if record["status"] == "interrupted":
+            return records[:index]
+    return records
+
+
 def _check_record(record, where):
     """Raise ``RunDirectoryError`` unless a journal record has every field, of the right type."""
     if not isinstance(record, dict):
@@ -553,7 +575,9 @@ def train_trial(trial_data, payload, should_stop):
     out-of-fold predictions. Each network early-stops on a share of its fold's training rows
     (``data.early_stopping_split``, seeded from the trial's seed and the fold), never on its
     validation rows, so its outputs there are not chosen on them. The networks go to
-    ``payload["model_paths"]`` (one per fold). Returns ``(fields, outputs)``: the out-of-fold
+    ``payload["model_paths"]`` (one per fold). A deadline or cancellation stops the fold in
+    training within one mini-batch (the trial is still scored), and no later fold starts (the
+    trial then has no value). Returns ``(fields, outputs)``: the out-of-fold
     outputs (see ``_out_of_fold_outputs``; None for a failed trial) and the journal fields:
     status ("completed", "timeout" at the per-trial limit, "interrupted" by the run deadline or
     cancellation, "failed"), stopped_reason and best_epoch (one per fold), value (the
@@ -572,6 +596,9 @@ def train_trial(trial_data, payload, should_stop):
     networks = []
     try:
         for fold, ((train, _), path) in enumerate(zip(folds, payload["model_paths"])):
+            cut = _cut_short(deadline, deadline_status, should_stop)
+            if cut:  # a fold not started has no network to score its rows: the trial has no value
+                return _cut_before_fold(networks, cut, fold, len(folds), time.monotonic() - started)
             # the network stops on rows of its own training share: its validation rows' outputs
             # must come from a network that did not pick its epoch on them
             fit, stop = data_module.early_stopping_split(train, y, task, seed=[payload["seed"], fold])
@@ -599,6 +626,26 @@ def train_trial(trial_data, payload, should_stop):
               "epochs_trained": sum(network.n_epochs_trained_ for network in networks),
               "duration_seconds": round(time.monotonic() - started, 3), "error": None}
     return fields, outputs
+
+
+def _cut_short(deadline, deadline_status, should_stop):
+    """The trial's status if it must stop now ("interrupted", "timeout"), else None."""
+    if should_stop():
+        return "interrupted"
+    if deadline is not None and time.monotonic() >= deadline:
+        return deadline_status
+    return None
+
+
+def _cut_before_fold(networks, status, fold, folds, duration):
+    """The journal fields of a trial stopped before fold ``fold`` started, and no outputs."""
+    fields = {"status": status, "stopped_reason": [network.stopped_reason_ for network in networks],
+              "value": None, "metrics": {}, "val_loss": None,
+              "best_epoch": [network.best_epoch_ for network in networks],
+              "epochs_trained": sum(network.n_epochs_trained_ for network in networks),
+              "duration_seconds": round(duration, 3),
+              "error": f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score"}
+    return fields, None
 
 
 def _out_of_fold_outputs(networks, X, y, folds, task):

@@ -330,6 +330,15 @@ def test_crossover_gives_a_valid_candidate_built_from_the_parents(space, seed):
         assert len(level) in widths
 
 
+def test_crossover_takes_the_dropout_rate_from_either_parent():
+    space = SearchSpace(normalizations=("dropout",), minimum_dropout=0.1, maximum_dropout=0.5)
+    a, b = space.sample(rng(1), 4), space.sample(rng(2), 4)
+    assert a.dropout != b.dropout
+    generator = rng(3)
+    rates = {space.crossover(a, b, generator).dropout for _ in range(40)}
+    assert rates == {a.dropout, b.dropout}
+
+
 def test_mutation_and_crossover_are_deterministic_per_seed():
     space = SearchSpace()
     a, b = space.sample(rng(1), 8), space.sample(rng(2), 8)

@@ -78,10 +78,36 @@ def test_softmax_tournament_temperature():
                                             ({"elite_size": 20}, "elite_size: must be smaller"),
                                             ({"tau": 0}, "tau: must be a positive number"),
                                             ({"crossover_rate": 1.5}, "crossover_rate"),
-                                            ({"mutation_rate": -0.1}, "mutation_rate")])
+                                            ({"mutation_rate": -0.1}, "mutation_rate"),
+                                            ({"tau": True}, "tau: must be a positive number"),
+                                            ({"population_size": 4.0}, "population_size: must be an integer")])
 def test_evolution_parameters_are_checked(params, message):
     with pytest.raises(ValueError, match=message):
         strategies.Evolution(SPACE, 4, seed=0, **params)
+
+
+def test_numpy_numbers_are_parameters_too():
+    evolution = strategies.Evolution(SPACE, 4, seed=0, population_size=np.int64(4), tau=np.float32(0.5))
+    assert evolution.params()["population_size"] == 4 and type(evolution.params()["tau"]) is float
+    with pytest.raises(ValueError, match="min_epochs: must be at most the space's maximum_epochs \\(30\\) when "
+                                         "max_epochs is not given, got 50"):
+        strategies.SuccessiveHalving(SPACE, 4, seed=0, min_epochs=50)
+
+
+@pytest.mark.parametrize("failure", [-math.inf, None, math.nan])
+def test_failed_trials_are_never_elites_nor_promoted(failure):
+    evolution = strategies.Evolution(SPACE, 4, seed=3, population_size=4, elite_size=2)
+    generation0 = ask_all(evolution)
+    for trial, fitness in zip(generation0, [failure, 5.0, failure, failure]):
+        evolution.tell(trial, fitness)
+    generation1 = ask_all(evolution)
+    assert len(generation1) == 3  # one elite (the only success) and three children
+    assert evolution.population_history[0]["best_fitness"] == 5.0
+    halving = strategies.SuccessiveHalving(SPACE, 4, seed=0, n_configs=9, min_epochs=2, max_epochs=18, eta=3)
+    rung0 = ask_all(halving)
+    for trial, fitness in zip(rung0, [0.5, failure, 0.7] + [failure] * 6):
+        halving.tell(trial, fitness)
+    assert [t.candidate for t in ask_all(halving)] == [rung0[2].candidate, rung0[0].candidate]
 
 
 def test_successive_halving_promotes_the_best_with_more_epochs():

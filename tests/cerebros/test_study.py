@@ -240,6 +240,23 @@ def test_max_time_is_a_hard_deadline(tmp_path):
     assert any("max_time_seconds" in w and "best so far" in w for w in result.warnings)
 
 
+def test_no_fold_starts_after_the_deadline(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(SearchStopped, match="ran out before any trial finished") as info:
+        Study.prepare(config(dataset_id="digits", search_space=ENDLESS, folds=5, max_trials=1000,
+                             max_time_seconds=1.5)).run(tmp_path / "run")
+    assert time.monotonic() - started < 10  # one fold cut at 1.5 s, not five folds of one batch each
+    assert info.value.kind == "budget_exhausted"
+    [record] = journal(tmp_path / "run")
+    assert record["status"] == "interrupted" and record["value"] is None and len(record["best_epoch"]) == 1
+    assert "stopped before fold 2 of 5 started" in record["error"]
+    timed_out = Study.prepare(config(dataset_id="digits", search_space=ENDLESS, folds=3, max_trials=1,
+                                     max_trial_seconds=0.5)).run
+    with pytest.raises(SearchStopped):
+        timed_out(tmp_path / "trial")
+    assert [r["status"] for r in journal(tmp_path / "trial")] == ["timeout"]
+
+
 def test_per_trial_time_limit(tmp_path):
     result = Study.prepare(config(dataset_id="digits", search_space=ENDLESS, max_trials=2,
                                   max_trial_seconds=0.5)).run(tmp_path)
@@ -293,6 +310,14 @@ def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, m
     assert "n_jobs: 64 asked, but 2 core(s) are available; 2 trial processes ran" in result.warnings
 
 
+def test_a_study_runs_once(tmp_path):
+    study = Study.prepare(config(max_trials=1))
+    study.run(tmp_path / "first")
+    with pytest.raises(RuntimeError, match="this Study has run already"):
+        study.run(tmp_path / "second")
+    assert not (tmp_path / "second").exists()
+
+
 def test_no_trial_at_all_is_budget_exhausted(tmp_path):
     for number, budget in enumerate(({"max_trials": 0}, {"max_time_seconds": 0})):
         with pytest.raises(SearchStopped) as info:
@@ -314,6 +339,32 @@ def test_resume_continues_the_journal_exactly(tmp_path):
         Study.prepare(config(max_trials=8, seed=5)).run(tmp_path / "resumed", resume=True)
     with pytest.raises(RunDirectoryError, match="already holds a journal"):
         Study.prepare(config(max_trials=8)).run(tmp_path / "resumed")
+
+
+def test_resume_trains_again_what_a_stop_cut_short_and_a_crash_left_half_written(tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        with_statuses(patch, ["completed", "completed", "interrupted", "completed"])
+        Study.prepare(config(max_trials=4)).run(tmp_path / "stopped")
+    assert [r["status"] for r in journal(tmp_path / "stopped")][2] == "interrupted"
+    Study.prepare(config(max_trials=3)).run(tmp_path / "crashed")
+    path = tmp_path / "crashed" / "journal.jsonl"
+    path.write_text(path.read_text()[:-60])  # the last record cut off mid-line
+    straight = Study.prepare(config(max_trials=6)).run(tmp_path / "straight")
+    for name in ("stopped", "crashed"):
+        resumed = Study.prepare(config(max_trials=6)).run(tmp_path / name, resume=True)
+        assert journal(tmp_path / name) == journal(tmp_path / "straight"), name
+        assert resumed.test_metrics == straight.test_metrics
+    assert Study.prepare(config(max_trials=7)).run(tmp_path / "crashed", resume=True).completed_trials == 7
+
+
+def test_resume_accepts_the_same_settings_written_differently(tmp_path):
+    Study.prepare(config(search_space={"levels": (1, 2), "epochs": [3, 8], "neurons_per_unit": 8},
+                         max_trials=2)).run(tmp_path)
+    same = {"minimum_levels": 1, "maximum_levels": 2, "epochs": [3, 8], "neurons_per_unit": [8, 8]}
+    resumed = Study.prepare(config(search_space=same, objective="accuracy", max_trials=3)).run(tmp_path, resume=True)
+    assert resumed.completed_trials == 3
+    with pytest.raises(RunDirectoryError, match="search_space differ"):
+        Study.prepare(config(search_space={**same, "epochs": [3, 9]}, max_trials=4)).run(tmp_path, resume=True)
 
 
 @pytest.mark.parametrize("edit,message", [
