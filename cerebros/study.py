@@ -449,7 +449,7 @@ class Study:
         and the saved model's out-of-fold metrics."""
         if not self.kept:
             raise RunDirectoryError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
-                              "run the search again in a new directory")
+                                    "run the search again in a new directory")
         candidates = [r for r in self.kept if _not_interrupted(r)] or self.kept[:1]
         targets = self.splits.y[np.concatenate([validation for _, validation in self.splits.folds])]
         classes = _classes(self.splits.task, self.splits.y)
