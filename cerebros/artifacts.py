@@ -76,12 +76,7 @@ class RunDirectory:
 
     def write_journal(self, records):
         """Replace the journal with ``records``, atomically."""
-        temporary = self.file(JOURNAL + ".tmp")
-        with open(temporary, "w") as f:
-            f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in records)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.file(JOURNAL))
+        self._write_atomically(JOURNAL, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
 
     def append_journal(self, record):
         with open(self.file(JOURNAL), "a") as f:
@@ -94,10 +89,15 @@ class RunDirectory:
             return json.load(f)
 
     def write_json(self, name, data):
-        """Write atomically, so a reader never sees half a file."""
+        self._write_atomically(name, json.dumps(data, indent=1, sort_keys=True))
+
+    def _write_atomically(self, name, text):
+        """Replace file ``name`` with ``text`` so that a reader, or a crash, never leaves half a file."""
         temporary = self.file(name + ".tmp")
         with open(temporary, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(temporary, self.file(name))
 
     def trial_model(self, number, fold):

@@ -34,6 +34,7 @@ BUNDLED = {
     "digits": (sk_datasets.load_digits, "classification"),
     "diabetes": (sk_datasets.load_diabetes, "regression"),
 }
+FILE_TYPES = (".csv", ".npz")
 # Integer targets with at most this many distinct values are taken as class labels.
 MAX_INFERRED_CLASSES = 50
 # The share of a fold's training rows that a network early-stops on instead of fitting.
@@ -85,7 +86,7 @@ def load(dataset_id, *, target=None):
         X, y = loader(return_X_y=True)
         return X.astype(np.float64), y, task
     extension = os.path.splitext(dataset_id)[1].lower()
-    if extension in (".csv", ".npz"):
+    if extension in FILE_TYPES:
         if not os.path.isfile(dataset_id):
             raise DataError(f"dataset_id: no such file {dataset_id!r}", kind="unknown_dataset")
         X, y = _load_csv(dataset_id, target) if extension == ".csv" else _load_npz(dataset_id)
@@ -96,7 +97,7 @@ def load(dataset_id, *, target=None):
 
 def names_a_dataset(dataset_id):
     """Whether ``load`` reads ``dataset_id``: a bundled dataset's name or a .csv/.npz path."""
-    return dataset_id in BUNDLED or os.path.splitext(dataset_id)[1].lower() in (".csv", ".npz")
+    return dataset_id in BUNDLED or os.path.splitext(dataset_id)[1].lower() in FILE_TYPES
 
 
 def from_arrays(X, y):

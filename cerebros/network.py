@@ -127,8 +127,9 @@ class CerebrosNetwork:
         - ``epochs``: epochs to train in this call (default ``candidate.epochs``); training stops
           earlier after ``candidate.patience`` epochs without improvement.
         - ``warm_start``: continue from the current weights, optimiser state (learning-rate
-          reductions included) and best-so-far, with the patience count restarted; without it, or on the first call, training starts afresh from
-          ``random_state``, so refitting gives the same network as a new object would.
+          reductions included) and best-so-far, with the patience count restarted; without
+          it, or on the first call, training starts afresh from ``random_state``, so refitting
+          gives the same network as a new object would.
         - ``deadline`` (a ``time.monotonic()`` value) and ``should_stop()`` (cancellation) are
           checked after every batch; the epoch then ends early, is evaluated, and training stops.
         - ``on_epoch(epoch, train_loss, val_loss)`` is called after each epoch (numbered from 1

@@ -620,12 +620,17 @@ def train_trial(trial_data, payload, should_stop):
     elif "deadline" in reasons:
         status = deadline_status
     losses = [network.best_val_loss_ for network in networks]
-    fields = {"status": status, "stopped_reason": reasons, "value": metrics[objective_name], "metrics": metrics,
-              "val_loss": _finite_or_none(float(np.mean(losses))),
-              "best_epoch": [network.best_epoch_ for network in networks],
-              "epochs_trained": sum(network.n_epochs_trained_ for network in networks),
+    fields = {"status": status, "value": metrics[objective_name], "metrics": metrics,
+              "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
               "duration_seconds": round(time.monotonic() - started, 3), "error": None}
     return fields, outputs
+
+
+def _training_fields(networks):
+    """The journal fields that describe how the trial's networks trained, one entry per fold."""
+    return {"stopped_reason": [network.stopped_reason_ for network in networks],
+            "best_epoch": [network.best_epoch_ for network in networks],
+            "epochs_trained": sum(network.n_epochs_trained_ for network in networks)}
 
 
 def _cut_short(deadline, deadline_status, should_stop):
@@ -639,10 +644,7 @@ def _cut_short(deadline, deadline_status, should_stop):
 
 def _cut_before_fold(networks, status, fold, folds, duration):
     """The journal fields of a trial stopped before fold ``fold`` started, and no outputs."""
-    fields = {"status": status, "stopped_reason": [network.stopped_reason_ for network in networks],
-              "value": None, "metrics": {}, "val_loss": None,
-              "best_epoch": [network.best_epoch_ for network in networks],
-              "epochs_trained": sum(network.n_epochs_trained_ for network in networks),
+    fields = {"status": status, "value": None, "metrics": {}, "val_loss": None, **_training_fields(networks),
               "duration_seconds": round(duration, 3),
               "error": f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score"}
     return fields, None
