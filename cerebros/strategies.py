@@ -70,6 +70,10 @@ class Strategy:
         """The strategy's settings, defaults included (for the result and the summary)."""
         return {"strategy": self.name}
 
+    def warnings(self):
+        """What the caller should know about these settings (texts; none by default)."""
+        return []
+
 
 class RandomSearch(Strategy):
     """Independent samples from the search space."""
@@ -223,6 +227,15 @@ class SuccessiveHalving(Strategy):
     def params(self):
         return {"strategy": self.name, "n_configs": self.n_configs, "min_epochs": self.min_epochs,
                 "max_epochs": self.max_epochs, "eta": self.eta}
+
+    def warnings(self):
+        configs, epochs = self.n_configs, self.min_epochs
+        while epochs < self.max_epochs and configs > 1:
+            configs, epochs = max(1, configs // self.eta), min(epochs * self.eta, self.max_epochs)
+        if epochs < self.max_epochs:
+            return [f"successive_halving: with n_configs {self.n_configs} and eta {self.eta} a bracket keeps one "
+                    f"candidate at {epochs} epochs, so no trial trains for max_epochs {self.max_epochs}"]
+        return []
 
     def _start_bracket(self):
         self._bracket += 1

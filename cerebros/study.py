@@ -463,7 +463,7 @@ class Study:
         return candidates, ensemble, check, validation
 
     def _warnings(self, stopped_reason):
-        warnings = []
+        warnings = self.strategy.warnings()
         if self._processes() < self.config.n_jobs:
             warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {_available_cores()} core(s) are available; "
                             f"{self._processes()} trial processes ran")

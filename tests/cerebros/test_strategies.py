@@ -129,6 +129,14 @@ def test_successive_halving_promotes_the_best_with_more_epochs():
     assert len(next_bracket) == 9 and {(t.bracket, t.epochs) for t in next_bracket} == {(1, 2)}
 
 
+def test_successive_halving_says_when_no_trial_reaches_max_epochs():
+    short = strategies.SuccessiveHalving(SPACE, 4, seed=0, n_configs=9, min_epochs=2, max_epochs=30, eta=3)
+    assert short.warnings() == ["successive_halving: with n_configs 9 and eta 3 a bracket keeps one candidate "
+                                "at 18 epochs, so no trial trains for max_epochs 30"]
+    assert strategies.SuccessiveHalving(SPACE, 4, seed=0, n_configs=9, min_epochs=2, max_epochs=18).warnings() == []
+    assert strategies.Evolution(SPACE, 4, seed=0).warnings() == []
+
+
 def test_create_names_the_strategy():
     assert isinstance(strategies.create("random", SPACE, 4, 0), strategies.RandomSearch)
     with pytest.raises(ValueError, match="strategy: unknown strategy 'grid'"):
