@@ -255,15 +255,19 @@ def _load_csv(path, target):
     for line, row in enumerate(body, start=2 if header else 1):
         if len(row) != width:
             raise DataError(f"dataset_id: {path} line {line} has {len(row)} cells, expected {width}")
-        cells = [cell.strip() for cell in row]
-        for i, cell in enumerate(cells):
+        values = []
+        for i, cell in enumerate(cell.strip() for cell in row):
             where = f"dataset_id: {path} line {line}, {names[i]!r}"
             if not cell:
                 raise DataError(f"{where}: missing value")
-            if i != column and not _is_number(cell):
-                raise DataError(f"{where}: expected a number, got {cell!r}")
-        features.append([float(cell) for i, cell in enumerate(cells) if i != column])
-        labels.append(cells[column])
+            if i == column:
+                labels.append(cell)
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise DataError(f"{where}: expected a number, got {cell!r}") from None
+        features.append(values)
     y = np.array(labels)
     if all(_is_number(v) for v in labels):
         y = y.astype(np.float64)

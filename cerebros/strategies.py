@@ -4,7 +4,8 @@
 the results of trials it has handed out (a generation or rung is not finished yet);
 ``strategy.tell(trial, fitness)`` reports one result, higher is better; ``-inf``, None or
 NaN for a failed trial, which is never an elite, never promoted, and never a parent while
-any trial of its generation succeeded. A strategy never decides when to stop: the study's budgets do.
+any trial of its generation succeeded. A strategy never decides when to stop: the study's
+budgets do.
 
 Reproducibility: a strategy draws from its own generator seeded from ``seed`` and only in
 ``ask`` (or when a barrier opens inside ``tell``, at a point fixed by the trial numbers),
@@ -231,11 +232,15 @@ class SuccessiveHalving(Strategy):
     def warnings(self):
         configs, epochs = self.n_configs, self.min_epochs
         while epochs < self.max_epochs and configs > 1:
-            configs, epochs = max(1, configs // self.eta), min(epochs * self.eta, self.max_epochs)
+            configs, epochs = self._next_rung(configs, epochs)
         if epochs < self.max_epochs:
             return [f"successive_halving: with n_configs {self.n_configs} and eta {self.eta} a bracket keeps one "
                     f"candidate at {epochs} epochs, so no trial trains for max_epochs {self.max_epochs}"]
         return []
+
+    def _next_rung(self, configs, epochs):
+        """The next rung's size and epochs after a rung of ``configs`` trained for ``epochs``."""
+        return max(1, configs // self.eta), min(epochs * self.eta, self.max_epochs)
 
     def _start_bracket(self):
         self._bracket += 1
@@ -260,10 +265,9 @@ class SuccessiveHalving(Strategy):
         if self._epochs >= self.max_epochs or len(self._results) == 1 or not ranked:
             self._start_bracket()
             return
-        keep = min(len(ranked), max(1, len(self._results) // self.eta))
+        keep, self._epochs = self._next_rung(len(self._results), self._epochs)
         self._rung += 1
-        self._epochs = min(self._epochs * self.eta, self.max_epochs)
-        self._queue = [candidate for _, candidate, _ in ranked[:keep]]
+        self._queue = [candidate for _, candidate, _ in ranked[:keep]]  # successes only
         self._results = []
 
 
