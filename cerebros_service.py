@@ -19,7 +19,8 @@ shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
     ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving), ``seed`` (0),
     ``split_seed`` (0), ``test_size`` (0.25), ``folds`` (validation folds; 1 is a hold-out
     split of ``validation_size``, 0.2), ``n_jobs`` (1), ``ensemble_size`` (20: the saved model
-    is selected from that many best trials; 0 or 1: the best trial alone),
+    is selected from that many best trials; 0 or 1: the best trial alone), ``refit`` (true:
+    the selected trials also train networks on all search rows for the saved model),
     ``run_dir``, ``resume``, ``progress_to``.
 
 Progress: when ``opts["progress_to"]`` has a ``send`` method (the worker gives pids one),
@@ -56,8 +57,8 @@ _GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0
 _SH_PARAMS = {"n_configs": as_int, "min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
 _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
-                "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "run_dir", "resume",
-                "progress_to"}
+                "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
+                "resume", "progress_to"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "population_size"}
 _PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"} | set(_SH_PARAMS)
 
@@ -177,7 +178,7 @@ def _parse(spec, opts, parsed):
         warnings.append(f"opts.budget: max_trials {trial_budget} does not exceed population_size "
                         f"{ga['population_size']}, so evolution only samples its first, random generation")
 
-    def number(name, coerce, default):
+    def option(name, coerce, default):
         value = _optional(opts, name, coerce, "opts")
         return default if value is None else value
 
@@ -187,18 +188,19 @@ def _parse(spec, opts, parsed):
         strategy=strategy,
         strategy_params=strategy_params,
         search_space=_search_space(spec.get("search_space")),
-        seed=number("seed", as_int, 0),
-        split_seed=number("split_seed", as_int, 0),
-        test_size=number("test_size", as_float, 0.25),
-        validation_size=number("validation_size", as_float, 0.2),
-        folds=number("folds", as_int, SearchConfig.folds),
+        seed=option("seed", as_int, 0),
+        split_seed=option("split_seed", as_int, 0),
+        test_size=option("test_size", as_float, 0.25),
+        validation_size=option("validation_size", as_float, 0.2),
+        folds=option("folds", as_int, SearchConfig.folds),
         target=_optional(spec, "target", as_text, "spec"),
         task=_optional(spec, "task", as_text, "spec"),
         max_trials=trial_budget,
         max_time_seconds=_optional(budget, "max_time_seconds", as_float, "opts.budget"),
         max_trial_seconds=_optional(budget, "max_trial_seconds", as_float, "opts.budget"),
-        n_jobs=number("n_jobs", as_int, 1),
-        ensemble_size=number("ensemble_size", as_int, SearchConfig.ensemble_size),
+        n_jobs=option("n_jobs", as_int, 1),
+        ensemble_size=option("ensemble_size", as_int, SearchConfig.ensemble_size),
+        refit=option("refit", as_bool, SearchConfig.refit),
     )
     try:
         config.check()
@@ -395,6 +397,7 @@ def _success(request, result, duration):
             "split_sizes": result.split_sizes,
             "folds": result.config.folds,
             "ensemble": result.ensemble,
+            "refit": result.refit,
             "budget": {"max_trials": result.config.max_trials,
                        "max_time_seconds": result.config.max_time_seconds,
                        "max_trial_seconds": result.config.max_trial_seconds},

@@ -104,6 +104,10 @@ class RunDirectory:
         """Where fold ``fold`` of trial ``number`` saves its network."""
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_{fold}.npz")
 
+    def refit_model(self, number, index):
+        """Where refit network ``index`` of trial ``number`` (trained on all search rows) saves itself."""
+        return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_refit{index}.npz")
+
     def trial_outputs(self, number):
         """Where trial ``number``'s out-of-fold outputs are kept while it is an ensemble candidate."""
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_oof.npy")
@@ -131,21 +135,24 @@ class RunDirectory:
             if os.path.basename(path).rsplit("_", 1)[0] not in keep:
                 os.remove(path)
 
-    def save_model(self, members, folds):
-        """Make the saved model the ensemble of ``members``, ``(trial number, weight)`` pairs: copies
-        every fold network of each (a resumed run may change the model, so the trials keep theirs)."""
+    def save_model(self, members, folds, refits):
+        """Make the saved model the ensemble of ``members``, ``(trial number, weight)`` pairs: every
+        fold network of each and, if ``refits`` has its number, that many refit networks; a
+        trial's weight is shared equally by its networks. Copies them (a resumed run may change
+        the model, so the trials keep theirs)."""
         if os.path.exists(self.file(ENSEMBLE)):  # first, so no reader pairs it with the new files
             os.remove(self.file(ENSEMBLE))
         for old in glob.glob(self.file(_MODEL.format(index="*"))):
             _remove_model(old)
         entries = []
         for number, weight in members:
-            for fold in range(folds):
+            networks = [(self.trial_model(number, fold), {"fold": fold}) for fold in range(folds)]
+            networks += [(self.refit_model(number, index), {"refit": index}) for index in range(refits.get(number, 0))]
+            for source, which in networks:
                 name = _MODEL.format(index=len(entries))
-                source = self.trial_model(number, fold)
                 shutil.copyfile(source, self.file(name))
                 shutil.copyfile(source[:-4] + ".json", self.file(name)[:-4] + ".json")
-                entries.append({"file": name, "trial": number, "fold": fold, "weight": weight})
+                entries.append({"file": name, "trial": number, **which, "weight": weight / len(networks)})
         self.write_json(ENSEMBLE, {"members": entries})
 
     def artifacts(self):

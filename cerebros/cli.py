@@ -56,6 +56,8 @@ def _parser():
     run.add_argument("--ensemble-size", type=int, default=SearchConfig.ensemble_size,
                      help="how many of the best trials the saved ensemble is selected from (0 or 1: the best "
                           "trial alone)")
+    run.add_argument("--no-refit", dest="refit", action="store_false",
+                     help="save the selected trials' fold networks only, without networks refit on all search rows")
     run.add_argument("--run-dir", required=True, help="where the journal, the saved model and the summary go")
     run.add_argument("--resume", action="store_true", help="continue the search journaled in --run-dir")
     run.add_argument("--search-space", type=json.loads, default={}, metavar="JSON",
@@ -78,7 +80,7 @@ def _run(args):
         strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
         seed=args.seed, split_seed=args.split_seed, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
-        n_jobs=args.n_jobs, ensemble_size=args.ensemble_size)
+        n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit)
     study = Study.prepare(config)
     bar = None if args.quiet else _ProgressBar(study.objective.name, args.max_trials, args.max_time)
     cancel = threading.Event()
@@ -141,7 +143,8 @@ def _print_summary(result):
         f"trials             {result.completed_trials} (stopped by {result.stopped_reason}) "
         f"in {result.duration_seconds:.1f} s",
         f"best trial         #{best['number']}: {objective.name} {best['value']:.4f} on validation",
-        "saved model        ensemble of " + ", ".join(f"#{m['trial']} x{m['weight']}" for m in result.ensemble),
+        "saved model        ensemble of " + ", ".join(f"#{m['trial']} x{m['weight']}" for m in result.ensemble)
+        + f" ({_networks(result)})",
         "validation         " + _metrics(result.validation_metrics) + " (the ensemble's, out of fold)",
         "test (held out)    " + _metrics(result.test_metrics),
         "architecture       " + _architecture(best["candidate"]),
@@ -149,6 +152,13 @@ def _print_summary(result):
     ]
     lines += [f"warning            {text}" for text in result.warnings]
     print("\n".join(lines))
+
+
+def _networks(result):
+    folds = result.split_sizes["folds"]
+    refit = sum(report["status"] == "completed" for report in result.refit)
+    text = f"{folds} fold network(s) per trial"
+    return text + (f"; {folds} more refit on all search rows for {refit} of {len(result.ensemble)}" if refit else "")
 
 
 def _metrics(metrics):

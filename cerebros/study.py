@@ -16,13 +16,21 @@ study's objective, and is kept only if it also beats the best trial alone when t
 is cross-validated on those rows (seeded from ``seed``); otherwise the best trial is the model
 alone. The saved model averages every fold network of the selected trials, each with its
 trial's weight; the validation metrics reported are its out-of-fold ones (the best single
-trial's stay in ``best``). A trial cut short by the run's deadline or a
+trial's stay in ``best``). With ``refit`` (the default), each selected trial also trains as
+many networks again on all the search rows, for the median of its folds' best epochs, and
+they join its fold networks in the saved model (a trial's weight is shared equally by all
+its networks): a fold network fits 64% of the search rows (80% of its fold's training rows,
+the rest decide its early stopping), a refit network all of them. Refit networks have no
+out-of-fold outputs, so the validation metrics stay those of the fold networks; only the
+test metrics see them. A trial cut short by the run's deadline or a
 cancellation ("interrupted") ranks below every trial that was not, and joins the ensemble
 only when no other trial finished: its later folds may have trained for one batch.
 
 Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (running
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
-with a warning); ``max_trial_seconds``, the same for each trial on its own. A
+with a warning; with ``refit``, the search stops ``REFIT_SHARE`` of it earlier and leaves that
+time to the refits, and a trial whose refit does not finish in time keeps its fold networks
+alone); ``max_trial_seconds``, the same for each trial (and each refit) on its own. A
 ``threading.Event`` given as ``cancel`` stops the search the same way.
 """
 import concurrent.futures as futures
@@ -48,12 +56,14 @@ from .space import Candidate, SearchSpace
 _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_space", "seed", "split_seed",
              "test_size", "validation_size", "folds", "target", "task")
 _POLL_SECONDS = 0.2
+# The share of max_time_seconds that the search leaves to refitting the selected trials.
+REFIT_SHARE = 0.1
 # A journal record's fields that resuming and reporting rely on, and their JSON types.
 _NUMBER = (int, float)
 _RECORD_TYPES = {"number": (int,), "epochs": (int,), "seed": (int,), "candidate": (dict,), "status": (str,),
                  "value": _NUMBER + (type(None),), "metrics": (dict,), "val_loss": _NUMBER + (type(None),),
-                 "epochs_trained": (int,), "duration_seconds": _NUMBER, "generation": (int,),
-                 "error": (str, type(None))}
+                 "best_epoch": (list,), "epochs_trained": (int,), "duration_seconds": _NUMBER,
+                 "generation": (int,), "error": (str, type(None))}
 
 
 @dataclass
@@ -68,7 +78,8 @@ class SearchConfig:
     ``ensemble_size`` is how many of the best trials are candidates for the final ensemble
     (their networks stay on disk until the end); 0 or 1 makes the best trial alone the model.
     It is not part of what is searched: a resumed run may change it, and then ensembles the
-    best trials whose networks the earlier run still kept.
+    best trials whose networks the earlier run still kept. ``refit``: the selected trials also
+    train networks on all search rows for the saved model (see the module docstring).
     """
 
     dataset_id: str
@@ -88,6 +99,7 @@ class SearchConfig:
     max_trial_seconds: Optional[float] = None
     n_jobs: int = 1
     ensemble_size: int = 20
+    refit: bool = True
 
     def check(self):
         """Raise ``ValueError`` naming the first budget field out of range."""
@@ -104,6 +116,8 @@ class SearchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
+        if not isinstance(self.refit, bool):
+            raise ValueError(f"refit: must be true or false, got {self.refit!r}")
 
 
 class SearchStopped(Exception):
@@ -147,6 +161,7 @@ class SearchResult:
     artifacts: list
     split_sizes: dict
     strategy_params: dict
+    refit: list
 
     @property
     def completed_trials(self):
@@ -206,19 +221,22 @@ class Study:
     def _run(self, resume, on_trial, cancel):
         self.on_trial = on_trial
         self.cancel = cancel or threading.Event()
-        started = time.monotonic()
-        self.deadline = None if self.config.max_time_seconds is None else started + self.config.max_time_seconds
-        self.started = started
+        self.started = started = time.monotonic()
+        budget = self.config.max_time_seconds
+        self.deadline = None if budget is None else started + budget
+        self.search_deadline = self.deadline
+        if budget is not None and self.config.refit:
+            self.search_deadline -= REFIT_SHARE * budget
         self._start_or_resume(resume)
         runner = (_InlineRunner if self.config.n_jobs == 1 else _PoolRunner)(
             self._processes(), self._trial_data(), self.cancel)
         try:
             stopped_reason = self._loop(runner)
+            if self.best is None:
+                raise SearchStopped(self._no_result_message(stopped_reason), self._no_result_kind(stopped_reason))
+            return self._finish(stopped_reason, runner)
         finally:
             runner.close()
-        if self.best is None:
-            raise SearchStopped(self._no_result_message(stopped_reason), self._no_result_kind(stopped_reason))
-        return self._finish(stopped_reason, time.monotonic() - started)
 
     def _trial_data(self):
         s = self.splits
@@ -235,14 +253,14 @@ class Study:
         while True:
             if stopped_reason is None:
                 stopped_reason = self._interruption()
-                if stopped_reason:
+                if stopped_reason == "cancelled":  # running trials stop at the deadline by themselves
                     runner.stop()
             if stopped_reason is None:
                 while len(running) < self._processes() and asked < self.config.max_trials:
                     trial = self.strategy.ask()
                     if trial is None:
                         break
-                    running[runner.submit(self._payload(trial))] = trial
+                    running[runner.submit(train_trial, self._payload(trial))] = trial
                     asked += 1
             if not running:
                 break
@@ -261,12 +279,11 @@ class Study:
     def _interruption(self):
         if self.cancel.is_set():
             return "cancelled"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.search_deadline is not None and time.monotonic() >= self.search_deadline:
             return "max_time"
         return None
 
     def _payload(self, trial):
-        remaining = None if self.deadline is None else self.deadline - time.monotonic()
         return {
             "number": trial.number,
             "candidate": trial.candidate.to_dict(),
@@ -274,8 +291,7 @@ class Study:
             "seed": trial_seed(self.config.seed, trial.number),
             "model_paths": [self.run_dir.trial_model(trial.number, fold)
                             for fold in range(len(self.splits.folds))],
-            # wall-clock deadlines: a worker process does not share our monotonic clock's origin
-            "run_deadline": None if remaining is None else time.time() + remaining,
+            "run_deadline": _wall_clock(self.search_deadline),
             "trial_seconds": self.config.max_trial_seconds,
         }
 
@@ -412,8 +428,11 @@ class Study:
             return "max_trials: a budget of 0 trials runs nothing"
         return f"every one of the {len(self.records)} trials failed (see the journal for their errors)"
 
-    def _finish(self, stopped_reason, duration):
-        candidates, ensemble, check, validation = self._save_ensemble()
+    def _finish(self, stopped_reason, runner):
+        candidates, ensemble, check, validation = self._select_ensemble()
+        refits = self._refit(ensemble, runner) if self.config.refit and stopped_reason != "cancelled" else []
+        self.run_dir.save_model([(member["trial"], member["weight"]) for member in ensemble], len(self.splits.folds),
+                                {r["trial"]: r["networks"] for r in refits if r["status"] == "completed"})
         # the test split is scored once, by the saved model as reloaded, so it is what a caller gets
         test = objectives.evaluate(Ensemble.load(*saved_model(self.run_dir.path)), self.splits.X_test,
                                    self.splits.y_test)
@@ -422,7 +441,7 @@ class Study:
             "objective": self.objective.name, "direction": self.objective.direction,
             "completed_trials": len(self.records), "best_trial": self.best,
             "ensemble": {"members": ensemble, "candidates": [r["number"] for r in candidates],
-                         "selection_check": check},
+                         "selection_check": check, "refit": refits},
             "validation_metrics_are": "out-of-fold metrics of the saved model: the selected ensemble (chosen "
                                       "on those same rows, so optimistic; ensemble.selection_check has "
                                       "the cross-validated scores) or the best trial alone if the check "
@@ -430,23 +449,22 @@ class Study:
             "validation_metrics": validation, "test_metrics": test,
             "population_history": [_in_metric_units(entry, self.objective)
                                    for entry in self.strategy.population_history],
-            "stopped_reason": stopped_reason, "warnings": self._warnings(stopped_reason),
-            "duration_seconds": duration, "split_sizes": self.splits.sizes(),
+            "stopped_reason": stopped_reason, "warnings": self._warnings(stopped_reason, refits),
+            "duration_seconds": time.monotonic() - self.started, "split_sizes": self.splits.sizes(),
         }
         self.run_dir.write_json(SUMMARY, summary)
         return SearchResult(
             config=self.config, task=self.splits.task, objective=self.objective, records=self.records,
             best=self.best, validation_metrics=validation, test_metrics=test, ensemble=ensemble,
             population_history=summary["population_history"], stopped_reason=stopped_reason,
-            warnings=summary["warnings"], duration_seconds=duration, run_dir=self.run_dir.path,
+            warnings=summary["warnings"], duration_seconds=summary["duration_seconds"], run_dir=self.run_dir.path,
             artifacts=self.run_dir.artifacts(), split_sizes=summary["split_sizes"],
-            strategy_params=summary["strategy_params"])
+            strategy_params=summary["strategy_params"], refit=refits)
 
-    def _save_ensemble(self):
+    def _select_ensemble(self):
         """Select the ensemble from the kept trials (interrupted ones only if nothing else is
-        left) and save it as the run's model. Returns the candidates, the members
-        ``[{"trial", "weight"}]``, the selection check's report (``selection.select_checked``)
-        and the saved model's out-of-fold metrics."""
+        left). Returns the candidates, the members ``[{"trial", "weight"}]``, the selection
+        check's report (``selection.select_checked``) and the ensemble's out-of-fold metrics."""
         if not self.kept:
             raise RunDirectoryError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
                                     "run the search again in a new directory")
@@ -457,12 +475,32 @@ class Study:
         weights, check = selection.select_checked(outputs, targets, self.objective, classes, seed=self.config.seed)
         ensemble = [{"trial": record["number"], "weight": int(weight)}
                     for record, weight in zip(candidates, weights) if weight]
-        self.run_dir.save_model([(member["trial"], member["weight"]) for member in ensemble],
-                                len(self.splits.folds))
         validation = objectives.score_outputs(self.splits.task, targets, selection.average(outputs, weights), classes)
         return candidates, ensemble, check, validation
 
-    def _warnings(self, stopped_reason):
+    def _refit(self, ensemble, runner):
+        """Train each member's refit networks on all search rows, in the trial processes, by the
+        run's deadline. Returns one report per member: trial, epochs, networks, and status
+        ("completed", or why its networks are not used: "interrupted", "timeout", "failed: ...")."""
+        records = {record["number"]: record for record in self.kept}
+        folds = len(self.splits.folds)
+        jobs = {}
+        for member in ensemble:
+            record = records[member["trial"]]
+            payload = {"candidate": record["candidate"], "epochs": _refit_epochs(record),
+                       "seed": record["seed"] + folds,  # after the fold networks' seeds
+                       "model_paths": [self.run_dir.refit_model(record["number"], i) for i in range(folds)],
+                       "run_deadline": _wall_clock(self.deadline), "trial_seconds": self.config.max_trial_seconds}
+            jobs[runner.submit(refit_trial, payload)] = {"trial": record["number"], "epochs": payload["epochs"],
+                                                         "networks": folds}
+        pending = set(jobs)
+        while pending:
+            _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
+            if self.cancel.is_set():
+                runner.stop()
+        return [{**report, "status": _refit_status(future)} for future, report in jobs.items()]
+
+    def _warnings(self, stopped_reason, refits):
         warnings = self.strategy.warnings()
         if self._processes() < self.config.n_jobs:
             warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {_available_cores()} core(s) are available; "
@@ -479,6 +517,10 @@ class Study:
         if timed_out:
             warnings.append(f"max_trial_seconds: {len(timed_out)} trial(s) were stopped at the per-trial "
                             f"limit of {self.config.max_trial_seconds} s")
+        not_refit = [f"#{r['trial']} ({r['status']})" for r in refits if r["status"] != "completed"]
+        if not_refit:
+            warnings.append(f"refit: {len(not_refit)} of {len(refits)} selected trial(s) have no networks trained "
+                            f"on all search rows and keep their fold networks alone: {', '.join(not_refit)}")
         return warnings
 
 
@@ -552,6 +594,24 @@ def _finite_or_none(value):
     return float(value) if math.isfinite(value) else None
 
 
+def _wall_clock(deadline):
+    """A ``time.monotonic()`` deadline (or None) as a ``time.time()`` one, for a worker process:
+    it does not share this process's monotonic clock."""
+    return None if deadline is None else time.time() + deadline - time.monotonic()
+
+
+def _refit_epochs(record):
+    """How long a trial's refit networks train: the median of its fold networks' best epochs."""
+    return max(1, int(round(float(np.median(record["best_epoch"])))))
+
+
+def _refit_status(future):
+    try:
+        return future.result()
+    except Exception as exc:  # a worker process died
+        return f"failed: {type(exc).__name__}: {exc}"
+
+
 def _outcome(future):
     try:
         return future.result()
@@ -586,12 +646,7 @@ def train_trial(trial_data, payload, should_stop):
     """
     X, y, folds, task, objective_name = trial_data
     started = time.monotonic()
-    limits = []
-    if payload["run_deadline"] is not None:
-        limits.append((started + payload["run_deadline"] - time.time(), "interrupted"))
-    if payload["trial_seconds"] is not None:
-        limits.append((started + payload["trial_seconds"], "timeout"))
-    deadline, deadline_status = min(limits) if limits else (None, None)
+    deadline, deadline_status = _deadline(payload, started)
     candidate = Candidate.from_dict(payload["candidate"])
     networks = []
     try:
@@ -624,6 +679,42 @@ def train_trial(trial_data, payload, should_stop):
               "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
               "duration_seconds": round(time.monotonic() - started, 3), "error": None}
     return fields, outputs
+
+
+def refit_trial(trial_data, payload, should_stop):
+    """Train one network per path in ``payload["model_paths"]`` on all the search rows, for
+    ``payload["epochs"]`` epochs (seeds ``payload["seed"]`` + 0, 1, ...; with no rows held out,
+    the training loss decides the learning-rate reductions and the weights kept), and save
+    them. Returns "completed", or why not: "interrupted" or "timeout" (a deadline or a
+    cancellation came first) or "failed: <error>"; then none is saved."""
+    X, y, _, task, _ = trial_data
+    deadline, deadline_status = _deadline(payload, time.monotonic())
+    candidate = Candidate.from_dict(payload["candidate"])
+    networks = []
+    try:
+        for index in range(len(payload["model_paths"])):
+            network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
+            network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
+            if network.stopped_reason_ in ("deadline", "cancelled"):  # fewer epochs than asked: not a refit
+                return _cut_short(deadline, deadline_status, should_stop)
+            networks.append(network)
+        for network, path in zip(networks, payload["model_paths"]):
+            network.save(path)
+    except Exception as exc:  # one failed refit must not end the search: its fold networks remain
+        return f"failed: {type(exc).__name__}: {exc}"
+    return "completed"
+
+
+def _deadline(payload, started):
+    """The earlier of the run's deadline and the per-trial limit, as a ``time.monotonic()`` value,
+    with the status that work cut short by it gets ("interrupted", "timeout"); (None, None)
+    without either."""
+    limits = []
+    if payload["run_deadline"] is not None:
+        limits.append((started + payload["run_deadline"] - time.time(), "interrupted"))
+    if payload["trial_seconds"] is not None:
+        limits.append((started + payload["trial_seconds"], "timeout"))
+    return min(limits) if limits else (None, None)
 
 
 def _training_fields(networks):
@@ -669,9 +760,10 @@ class _InlineRunner:
         self.trial_data = trial_data
         self.cancel = cancel
 
-    def submit(self, payload):
+    def submit(self, function, payload):
+        """Run ``function(trial_data, payload, should_stop)`` (``train_trial``, ``refit_trial``)."""
         future = futures.Future()
-        future.set_result(train_trial(self.trial_data, payload, self.cancel.is_set))
+        future.set_result(function(self.trial_data, payload, self.cancel.is_set))
         return future
 
     def stop(self):
@@ -700,13 +792,14 @@ class _PoolRunner:
         return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
                                            initargs=(self._trial_data, self._stop))
 
-    def submit(self, payload):
+    def submit(self, function, payload):
+        """Run ``function(trial_data, payload, should_stop)`` in a worker process."""
         try:
-            return self.pool.submit(_train_in_worker, payload)
+            return self.pool.submit(_run_in_worker, function, payload)
         except BrokenProcessPool:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._new_pool()
-            return self.pool.submit(_train_in_worker, payload)
+            return self.pool.submit(_run_in_worker, function, payload)
 
     def stop(self):
         self._stop.set()
@@ -728,5 +821,5 @@ def _init_worker(trial_data, stop):
     _worker_state.update(trial_data=trial_data, stop=stop)
 
 
-def _train_in_worker(payload):
-    return train_trial(_worker_state["trial_data"], payload, _worker_state["stop"].is_set)
+def _run_in_worker(function, payload):
+    return function(_worker_state["trial_data"], payload, _worker_state["stop"].is_set)

@@ -19,7 +19,7 @@ def test_run_then_predict(tmp_path, capsys):
     assert code == 0
     assert "3/3 trials" in err and "best accuracy" in err  # the progress bar
     assert "best trial" in out and "test (held out)" in out and "stopped by max_trials" in out
-    assert "saved model        ensemble of #" in out
+    assert "saved model        ensemble of #" in out and "5 fold network(s) per trial; 5 more refit on all" in out
     assert len((tmp_path / "run" / "journal.jsonl").read_text().splitlines()) == 3
 
     rows = tmp_path / "rows.csv"
@@ -35,8 +35,9 @@ def test_resume_from_the_command_line(tmp_path, capsys):
     arguments = ["run", "--dataset", "iris", "--run-dir", run_dir, "--search-space", TINY, "--quiet",
                  "--strategy", "random"]
     assert main(arguments + ["--max-trials", "2"]) == 0
-    assert main(arguments + ["--max-trials", "4", "--resume"]) == 0
-    assert "4 (stopped by max_trials)" in capsys.readouterr().out
+    assert main(arguments + ["--max-trials", "4", "--resume", "--no-refit"]) == 0
+    out = capsys.readouterr().out
+    assert "4 (stopped by max_trials)" in out and "(5 fold network(s) per trial)" in out
 
 
 def test_errors_are_reported_with_exit_status_1(tmp_path, capsys):

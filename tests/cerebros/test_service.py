@@ -92,13 +92,14 @@ def test_keys_and_values_in_every_beam_shape_and_both_caller_variants(tmp_path, 
     options = as_map({"run_dir": str(tmp_path / "run").encode(), "seed": 3,
                       "budget": as_map({"trials": 2, "population_size": 2}, key),
                       "parameters": as_map({"mutation_rate": 0.3, "elite_size": 1}, key), "tau": b"0.5",
-                      "ensemble_size": b"1"}, key)
+                      "ensemble_size": b"1", "refit": Atom("false")}, key)
     result = service.run_nas(spec, options)
     assert result["status"] == "success", result
     assert result["completed_trials"] == 2 and result["metadata"]["dataset_id"] == "wine"
     assert result["metadata"]["objective"] == "f1_macro" and result["best_model"]["activation"] == "relu"
     assert 1 <= len(result["best_model"]["levels"]) <= 2  # [1, 2] stayed a list of ints
     assert result["metadata"]["ensemble"] == [{"trial": result["best_trial_id"], "weight": 1}]
+    assert result["metadata"]["refit"] == []  # refit: false
     assert result["metadata"]["ga_params"] == {"population_size": 2, "mutation_rate": 0.3, "crossover_rate": 0.7,
                                                "elite_size": 1, "tau": 0.5}
     assert_plain(result)
@@ -188,6 +189,7 @@ def failure(result, error_type, field=None):
     ({"dataset_id": "iris"}, {"parameters": {"elite_size": 50}}, "invalid_field", "opts.parameters.elite_size"),
     ({"dataset_id": "iris"}, {"strategy": "grid"}, "invalid_field", "opts.strategy"),
     ({"dataset_id": "iris"}, {"ensemble_size": -2}, "invalid_field", "opts.ensemble_size"),
+    ({"dataset_id": "iris"}, {"refit": "sometimes"}, "invalid_field", "opts.refit"),
     ({"dataset_id": "iris"}, {"run_id": "../escape"}, "invalid_field", "opts.run_id"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials": 0}}, "budget_exhausted", None),
     ({"dataset_id": "iris", "data": {"X": [[1.0]] * 8, "y": [0, 1] * 4}}, {}, "invalid_field", "spec.dataset_id"),

@@ -62,7 +62,8 @@ def test_result_journal_and_run_directory(tmp_path):
     best = max(records, key=lambda r: (r["value"], -r["val_loss"]))  # ties go to the lower validation loss
     assert result.best["number"] == best["number"] == events[-1]["best_trial"]
     assert set(result.validation_metrics) == set(result.test_metrics) == {"accuracy", "f1_macro", "log_loss"}
-    # without ensembling, the saved model is the best trial's, at its best epoch
+    # without ensembling, the saved model is the best trial's: its fold network at its best epoch,
+    # then its refit network
     assert result.ensemble == [{"trial": best["number"], "weight": 1}]
     train, validation = study.splits.folds[0]
     saved = CerebrosNetwork.load(tmp_path / "best_model_0.npz")
@@ -71,16 +72,16 @@ def test_result_journal_and_run_directory(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        ".lock", "best_model_0.json", "best_model_0.npz", "config.json", "ensemble.json", "journal.jsonl",
-        "summary.json"]
+        ".lock", "best_model_0.json", "best_model_0.npz", "best_model_1.json", "best_model_1.npz", "config.json",
+        "ensemble.json", "journal.jsonl", "summary.json"]
     kept = f"trial_{best['number']:05d}"  # the one ensemble candidate, for a resumed run
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == [
-        f"{kept}_0.json", f"{kept}_0.npz", f"{kept}_oof.npy"]
+        f"{kept}_0.json", f"{kept}_0.npz", f"{kept}_oof.npy", f"{kept}_refit0.json", f"{kept}_refit0.npz"]
 
 
 def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     X, y = load_iris(return_X_y=True)
-    study = Study.prepare(config(folds=3, max_trials=2, ensemble_size=1))
+    study = Study.prepare(config(folds=3, max_trials=2, ensemble_size=1, refit=False))
     result = study.run(tmp_path)
     folds = study.splits.folds
     assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(len(study.splits.y)))
@@ -88,7 +89,7 @@ def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     correct = sum(int(np.sum(n.predict(study.splits.X[v]) == study.splits.y[v])) for n, (_, v) in zip(networks, folds))
     assert result.validation_metrics["accuracy"] == correct / len(study.splits.y)
     _, _, test = data.split_indices(y, "classification", seed=0)
-    proba = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=[1, 1, 1])
+    proba = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=[1 / 3] * 3)
     assert np.array_equal(load_model(tmp_path).predict_proba(X[test]), proba)
     assert result.test_metrics["accuracy"] == np.mean(proba.argmax(axis=1) == y[test])
     assert len(result.best["best_epoch"]) == 3 and result.split_sizes["folds"] == 3
@@ -97,7 +98,7 @@ def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
 def test_networks_never_early_stop_on_their_validation_rows(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((90, 4)), np.repeat([0, 1, 2], 30)  # no two rows alike
-    study = Study.prepare(config(dataset_id="inline", folds=3, max_trials=2), data=(X, y))
+    study = Study.prepare(config(dataset_id="inline", folds=3, max_trials=2, refit=False), data=(X, y))
     calls = []
     fit = CerebrosNetwork.fit
 
@@ -119,7 +120,7 @@ def test_networks_never_early_stop_on_their_validation_rows(tmp_path, monkeypatc
 
 def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp_path):
     X, y = load_digits(return_X_y=True)
-    study = Study.prepare(config(dataset_id="inline", folds=2, max_trials=8, ensemble_size=5,
+    study = Study.prepare(config(dataset_id="inline", folds=2, max_trials=8, ensemble_size=5, refit=False,
                                  strategy_params={"population_size": 4}), data=(X[:400], y[:400]))
     result = study.run(tmp_path)
     members = {m["trial"]: m["weight"] for m in result.ensemble}
@@ -131,7 +132,7 @@ def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp
     paths, weights = saved_model(tmp_path)
     manifest = json.loads((tmp_path / "ensemble.json").read_text())["members"]
     assert [(m["trial"], m["fold"]) for m in manifest] == [(t, fold) for t in members for fold in range(2)]
-    assert weights == [members[m["trial"]] for m in manifest]
+    assert weights == [members[m["trial"]] / 2 for m in manifest]  # a trial's weight, shared by its networks
     # the validation metrics are the saved networks' weighted out-of-fold outputs, scored
     folds = study.splits.folds
     networks = [CerebrosNetwork.load(path) for path in paths]
@@ -179,12 +180,80 @@ def test_interrupted_trials_are_neither_best_nor_members_unless_alone(tmp_path, 
 
 def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
     X, y = load_iris(return_X_y=True)
-    result = Study.prepare(config(max_trials=3)).run(tmp_path)
+    result = Study.prepare(config(max_trials=3, refit=False)).run(tmp_path)
     _, _, test = data.split_indices(y, "classification", seed=0)
     predictor = load_model(tmp_path)
     assert np.mean(predictor.predict(X[test]) == y[test]) == result.test_metrics["accuracy"]
     same = load_model(tmp_path / "best_model_0.npz").predict_proba(X[test])
     assert np.array_equal(same, predictor.predict_proba(X[test]))
+
+
+def test_refit_networks_train_on_all_search_rows_and_join_their_trials_fold_networks(tmp_path, monkeypatch):
+    X, y = load_iris(return_X_y=True)
+    settings = dict(folds=3, max_trials=5, ensemble_size=3)
+    plain = Study.prepare(config(refit=False, **settings)).run(tmp_path / "plain")
+    study = Study.prepare(config(**settings))
+    fits = []
+    fit = CerebrosNetwork.fit
+
+    def recording_fit(self, X, y, X_val=None, y_val=None, **kwargs):
+        fits.append((len(X), X_val, kwargs["epochs"], self.random_state))
+        return fit(self, X, y, X_val, y_val, **kwargs)
+
+    monkeypatch.setattr(CerebrosNetwork, "fit", recording_fit)
+    result = study.run(tmp_path / "refit")
+    # the search itself is untouched: same trials, same selection, same out-of-fold metrics
+    assert journal(tmp_path / "refit") == journal(tmp_path / "plain")
+    assert result.ensemble == plain.ensemble and result.validation_metrics == plain.validation_metrics
+    records = {r["number"]: r for r in result.records}
+    refits = fits[5 * 3:]  # after the five trials' three fold networks each
+    assert len(refits) == 3 * len(result.ensemble)
+    for member, report in zip(result.ensemble, result.refit):
+        record = records[member["trial"]]
+        epochs = max(1, int(round(float(np.median(record["best_epoch"])))))
+        assert report == {"trial": member["trial"], "epochs": epochs, "networks": 3, "status": "completed"}
+        mine = [f for f in refits if record["seed"] + 3 <= f[3] < record["seed"] + 6]
+        assert mine == [(len(study.splits.y), None, epochs, record["seed"] + 3 + i) for i in range(3)]
+    # the saved model: each member's 3 fold and 3 refit networks, sharing its weight
+    manifest = json.loads((tmp_path / "refit" / "ensemble.json").read_text())["members"]
+    weights = {m["trial"]: m["weight"] for m in result.ensemble}
+    assert [(m["trial"], m.get("fold"), m.get("refit")) for m in manifest] == [
+        (t, *which) for t in weights for which in [(0, None), (1, None), (2, None), (None, 0), (None, 1), (None, 2)]]
+    assert [m["weight"] for m in manifest] == [weights[m["trial"]] / 6 for m in manifest]
+    _, _, test = data.split_indices(y, "classification", seed=0)
+    predictor = load_model(tmp_path / "refit")
+    assert np.mean(predictor.predict(X[test]) == y[test]) == result.test_metrics["accuracy"]
+    folds_only = load_model(tmp_path / "plain").predict_proba(X[test])
+    assert not np.array_equal(predictor.predict_proba(X[test]), folds_only)
+    assert json.loads((tmp_path / "refit" / "summary.json").read_text())["ensemble"]["refit"] == result.refit
+
+
+def test_a_refit_the_deadline_cuts_short_is_left_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(cerebros.study, "_refit_epochs", lambda record: 100000)
+    started = time.monotonic()
+    result = Study.prepare(config(max_trials=3, ensemble_size=1, max_time_seconds=5,
+                                  search_space={**TINY, "patience": 100000})).run(tmp_path)
+    assert time.monotonic() - started < 30  # the endless refit stopped at the 5 s deadline
+    assert result.completed_trials == 3 and result.stopped_reason == "max_trials"
+    assert [report["status"] for report in result.refit] == ["interrupted"]
+    assert any(w.startswith("refit: 1 of 1 selected trial(s)") for w in result.warnings)
+    manifest = json.loads((tmp_path / "ensemble.json").read_text())["members"]
+    assert [m["fold"] for m in manifest] == [0] and manifest[0]["weight"] == 1
+
+
+def test_the_search_leaves_its_refit_share_of_the_deadline(tmp_path, monkeypatch):
+    deadlines = {}
+    for name in ("train_trial", "refit_trial"):
+        def recording(trial_data, payload, should_stop, name=name, real=getattr(cerebros.study, name)):
+            deadlines.setdefault(name, []).append(payload["run_deadline"])
+            return real(trial_data, payload, should_stop)
+        monkeypatch.setattr(cerebros.study, name, recording)
+    before = time.time()
+    Study.prepare(config(max_trials=2, ensemble_size=1, max_time_seconds=1000)).run(tmp_path)
+    after = time.time()
+    assert len(deadlines["train_trial"]) == 2 and len(deadlines["refit_trial"]) == 1
+    assert all(before + 900 <= d <= after + 900 for d in deadlines["train_trial"])  # REFIT_SHARE is 10%
+    assert before + 1000 <= deadlines["refit_trial"][0] <= after + 1000
 
 
 def test_search_never_sees_the_test_rows(tmp_path):
@@ -275,6 +344,7 @@ def test_cancellation_returns_the_best_so_far(tmp_path):
     result = Study.prepare(config(max_trials=50)).run(tmp_path, on_trial=on_trial, cancel=cancel)
     assert result.stopped_reason == "cancelled" and result.completed_trials == 2
     assert any("cancelled" in w for w in result.warnings)
+    assert result.refit == []  # a cancelled search trains nothing more
     cancel_first = threading.Event()
     cancel_first.set()
     with pytest.raises(SearchStopped) as info:
