@@ -14,9 +14,9 @@ their fold networks and out-of-fold outputs, and when the search ends, for whate
 greedy forward selection over those outputs (``cerebros.selection``) weights them on the
 study's objective, and is kept only if it also beats the best trial alone when the selection
 is cross-validated on those rows (seeded from ``seed``); otherwise the best trial is the model
-alone. The saved model averages every fold network of the selected trials, each with its
-trial's weight; the validation metrics reported are its out-of-fold ones (the best single
-trial's stay in ``best``). With ``refit`` (the default), each selected trial also trains as
+alone. The saved model averages the fold networks of the selected trials, a trial's networks
+sharing its weight equally; the validation metrics reported are their out-of-fold ones (the
+best single trial's stay in ``best``). With ``refit`` (the default), each selected trial also trains as
 many networks again on all the search rows, for the median of its folds' best epochs, and
 they join its fold networks in the saved model (a trial's weight is shared equally by all
 its networks): a fold network fits 64% of the search rows (80% of its fold's training rows,
