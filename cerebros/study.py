@@ -142,7 +142,9 @@ class SearchResult:
 
     ``best`` is the best trial's journal record; ``ensemble`` the saved model's members,
     ``[{"trial": number, "weight": count}]``; ``validation_metrics`` its out-of-fold metrics
-    and ``test_metrics`` its metrics on the test split.
+    and ``test_metrics`` its metrics on the test split; ``refit`` one report per member,
+    ``{"trial", "epochs", "networks", "status"}`` (empty without refitting or after a
+    cancellation).
     """
 
     config: SearchConfig
