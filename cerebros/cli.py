@@ -16,9 +16,8 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 from .artifacts import load_model
+from .data import load_features
 from .strategies import STRATEGIES
 from .study import SearchConfig, SearchStopped, Study
 
@@ -58,7 +57,8 @@ def _parser():
                           "trial alone)")
     run.add_argument("--no-refit", dest="refit", action="store_false",
                      help="save the selected trials' fold networks only, without networks refit on all search rows")
-    run.add_argument("--run-dir", required=True, help="where the journal, the saved model and the summary go")
+    run.add_argument("--run-dir", help="where the journal, the saved model and the summary go (default: a new "
+                                        "runs/<dataset>-<date>-<time> in the current directory)")
     run.add_argument("--resume", action="store_true", help="continue the search journaled in --run-dir")
     run.add_argument("--search-space", type=json.loads, default={}, metavar="JSON",
                      help='search-space overrides, e.g. \'{"levels": [1, 2], "activation": "relu"}\'')
@@ -81,19 +81,33 @@ def _run(args):
         seed=args.seed, split_seed=args.split_seed, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
         n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit)
+    if args.resume and not args.run_dir:
+        raise ValueError("--resume: give --run-dir, the directory of the search to continue")
+    run_dir = args.run_dir or _new_run_dir(args.dataset)
     study = Study.prepare(config)
     bar = None if args.quiet else _ProgressBar(study.objective.name, args.max_trials, args.max_time)
     cancel = threading.Event()
     # Ctrl-C stops the search and still reports the best so far
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        result = study.run(args.run_dir, resume=args.resume, on_trial=bar, cancel=cancel)
+        result = study.run(run_dir, resume=args.resume, on_trial=bar, cancel=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
         if bar:
             bar.close()
     _print_summary(result)
     return 0
+
+
+def _new_run_dir(dataset):
+    """A directory under ./runs that no earlier run used, named after the dataset and the time."""
+    stem = os.path.splitext(os.path.basename(dataset))[0] or "run"
+    base = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, copy = base, 1
+    while os.path.exists(path):
+        copy += 1
+        path = f"{base}-{copy}"
+    return path
 
 
 def _strategy_param(text):
@@ -174,7 +188,7 @@ def _architecture(candidate):
 
 def _predict(args):
     predictor = load_model(args.model)
-    X = _read_rows(args.input)
+    X = load_features(args.input)
     predictions = predictor.predict(X)
     if args.proba and predictor.task == "classification":
         proba = predictor.predict_proba(X)
@@ -185,18 +199,3 @@ def _predict(args):
         for label in predictions.tolist():
             print(label)
     return 0
-
-
-def _read_rows(path):
-    if os.path.splitext(path)[1].lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if "X" not in archive:
-                raise ValueError(f"--input: {path} holds no array X")
-            return archive["X"]
-    with open(path) as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
-    try:
-        float(lines[0].split(",")[0])
-    except (ValueError, IndexError):
-        lines = lines[1:]  # a header row
-    return np.array([[float(cell) for cell in line.split(",")] for line in lines])

@@ -213,66 +213,106 @@ def _checked(X, y, x_field, y_field, x_name=None, y_name=None):
     return X, y
 
 
+def load_features(path):
+    """Feature rows to predict on, from a .csv whose every column is a feature (a header row is
+    optional) or an .npz holding ``X``. ``DataError`` (field "input") names what is wrong and
+    where: the line and column of a bad .csv cell."""
+    if os.path.splitext(path)[1].lower() == ".npz":
+        [X] = _npz_arrays(path, ("X",), "input")
+    else:
+        _, names, rows = _csv_rows(path, "input")
+        X, _ = _csv_cells(path, "input", names, rows, label_column=None)
+    if X.ndim != 2 or X.dtype.kind not in "iufb":
+        raise DataError(f"input: {path}: expected a 2-d table of numbers, got {X.dtype} of shape {X.shape}",
+                        field="input")
+    return X
+
+
 def _load_npz(path):
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"dataset_id: {path} is not a readable .npz archive ({exc})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"dataset_id: {path} holds a single array, not an .npz archive of X and y")
-    with archive:
-        missing = [key for key in ("X", "y") if key not in archive]
-        if missing:
-            raise DataError(f"dataset_id: {path} lacks array(s) {', '.join(missing)} (needs X and y)")
-        try:
-            X, y = archive["X"], archive["y"]
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise DataError(f"dataset_id: {path}: X or y cannot be read ({exc})") from None
+    X, y = _npz_arrays(path, ("X", "y"), "dataset_id")
     if X.dtype.kind not in "iufb":
         raise DataError(f"dataset_id: {path}: X must be numeric, got dtype {X.dtype}")
     return _checked(X.astype(np.float64), y, "dataset_id", "dataset_id", f"dataset_id: {path}: X",
                     f"dataset_id: {path}: y")
 
 
-def _load_csv(path, target):
+def _npz_arrays(path, keys, field):
+    """The arrays ``keys`` of the .npz archive at ``path`` (never unpickled)."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [row for row in csv.reader(f) if row]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"dataset_id: {path} is not UTF-8 text (byte {exc.start})") from None
-    if not rows:
-        raise DataError(f"dataset_id: {path} is empty")
-    header = rows[0] if not all(_is_number(cell) for cell in rows[0]) else None
-    body = rows[1:] if header else rows
-    width = len(rows[0])
-    column = width - 1
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{field}: {path} is not a readable .npz archive ({exc})", field=field) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{field}: {path} holds a single array, not an .npz archive of {' and '.join(keys)}",
+                        field=field)
+    with archive:
+        missing = [key for key in keys if key not in archive]
+        if missing:
+            raise DataError(f"{field}: {path} lacks array(s) {', '.join(missing)} (needs {' and '.join(keys)})",
+                            field=field)
+        try:
+            return [archive[key] for key in keys]
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{field}: {path}: {' or '.join(keys)} cannot be read ({exc})", field=field) from None
+
+
+def _load_csv(path, target):
+    header, names, rows = _csv_rows(path, "dataset_id")
+    column = len(names) - 1
     if target is not None:
         if header is None or target not in header:
             raise DataError(f"target: column {target!r} not found in the header of {path}", field="target")
         column = header.index(target)
+    X, labels = _csv_cells(path, "dataset_id", names, rows, label_column=column)
+    y = np.array(labels)
+    if all(_is_number(v) for v in labels):
+        y = y.astype(np.float64)
+    return _checked(X, y, "dataset_id", "dataset_id", f"dataset_id: {path}: the features",
+                    f"dataset_id: {path}: the target")
+
+
+def _csv_rows(path, field):
+    """``(header, column names, [(line number, cells)])`` of a .csv. The header is None when the
+    first row is all numbers; the names are then "column 1", "column 2", .... Every row must be
+    as wide as the first."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{field}: {path} is not UTF-8 text (byte {exc.start})", field=field) from None
+    if not rows:
+        raise DataError(f"{field}: {path} is empty", field=field)
+    width = len(rows[0])
+    header = None if all(_is_number(cell) for cell in rows[0]) else rows[0]
     names = header or [f"column {i + 1}" for i in range(width)]
-    features, labels = [], []
-    for line, row in enumerate(body, start=2 if header else 1):
+    numbered = list(enumerate(rows, start=1))[0 if header is None else 1:]
+    for line, row in numbered:
         if len(row) != width:
-            raise DataError(f"dataset_id: {path} line {line} has {len(row)} cells, expected {width}")
+            raise DataError(f"{field}: {path} line {line} has {len(row)} cells, expected {width}", field=field)
+    return header, names, numbered
+
+
+def _csv_cells(path, field, names, rows, label_column):
+    """``(features, labels)`` of ``_csv_rows`` output: every column but ``label_column`` (None:
+    no labels) as a float64 table, that column's cells as text; an empty or non-numeric cell is
+    named by line and column."""
+    features, labels = [], []
+    for line, row in rows:
         values = []
         for i, cell in enumerate(cell.strip() for cell in row):
-            where = f"dataset_id: {path} line {line}, {names[i]!r}"
+            where = f"{field}: {path} line {line}, {names[i]!r}"
             if not cell:
-                raise DataError(f"{where}: missing value")
-            if i == column:
+                raise DataError(f"{where}: missing value", field=field)
+            if i == label_column:
                 labels.append(cell)
                 continue
             try:
                 values.append(float(cell))
             except ValueError:
-                raise DataError(f"{where}: expected a number, got {cell!r}") from None
+                raise DataError(f"{where}: expected a number, got {cell!r}", field=field) from None
         features.append(values)
-    y = np.array(labels)
-    if all(_is_number(v) for v in labels):
-        y = y.astype(np.float64)
-    return _checked(np.array(features, dtype=np.float64).reshape(len(body), width - 1), y, "dataset_id",
-                    "dataset_id", f"dataset_id: {path}: the features", f"dataset_id: {path}: the target")
+    width = len(names) - (label_column is not None)
+    return np.array(features, dtype=np.float64).reshape(len(rows), width), labels
 
 
 def _is_number(text):

@@ -40,11 +40,29 @@ def test_resume_from_the_command_line(tmp_path, capsys):
     assert "4 (stopped by max_trials)" in out and "(5 fold network(s) per trial)" in out
 
 
+def test_without_run_dir_each_run_gets_a_new_directory_under_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arguments = ["run", "--dataset", "iris", "--max-trials", "1", "--search-space", TINY, "--quiet"]
+    assert main(arguments) == 0 and main(arguments) == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(run.name.startswith("iris-") and (run / "journal.jsonl").exists() for run in runs)
+    out = capsys.readouterr().out
+    assert all(f"{run.name}\n" in out for run in runs)  # the summary says where each run went
+    assert main(arguments + ["--resume"]) == 1
+    assert "--resume: give --run-dir" in capsys.readouterr().err
+
+
 def test_errors_are_reported_with_exit_status_1(tmp_path, capsys):
     assert main(["run", "--dataset", "no_such", "--run-dir", str(tmp_path)]) == 1
     assert "unknown dataset 'no_such'" in capsys.readouterr().err
     assert main(["predict", "--model", str(tmp_path / "missing"), "--input", "x.csv"]) == 1
     assert "no saved model" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,\n")
+    main(["run", "--dataset", "iris", "--run-dir", str(tmp_path / "run"), "--max-trials", "1", "--quiet",
+          "--search-space", TINY])
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "bad.csv")]) == 1
+    assert "bad.csv line 3, 'b': missing value" in capsys.readouterr().err
     assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--param", "tau"]) == 1
     assert "--param: expected NAME=VALUE" in capsys.readouterr().err
     assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--param", "tau=hot"]) == 1

@@ -89,6 +89,25 @@ def test_npz_needs_X_and_y(tmp_path):
         data.load(str(bad))
 
 
+def test_rows_to_predict_on_come_from_a_csv_or_an_npz_and_bad_cells_are_named(tmp_path):
+    with_header, bare, archive = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.npz"
+    with_header.write_text("a,b\n1.5,2\n3,4\n")
+    bare.write_text("1.5,2\n3,4\n")
+    np.savez(archive, X=np.array([[1.5, 2.0], [3.0, 4.0]]))
+    for path in (with_header, bare, archive):
+        assert data.load_features(str(path)).tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    with_header.write_text("a,b\n1.5,2\n3,x\n")
+    with pytest.raises(data.DataError, match="input: .*a.csv line 3, 'b': expected a number, got 'x'") as info:
+        data.load_features(str(with_header))
+    assert info.value.field == "input"
+    bare.write_text("1.5,2\n3\n")
+    with pytest.raises(data.DataError, match="line 2 has 1 cells, expected 2"):
+        data.load_features(str(bare))
+    np.savez(archive, rows=np.ones((2, 2)))
+    with pytest.raises(data.DataError, match="lacks array\\(s\\) X"):
+        data.load_features(str(archive))
+
+
 def test_inline_arrays_are_checked():
     X, y = data.from_arrays([[1, 2], [3, 4]], [b"a", b"b"])
     assert X.dtype == np.float64 and y.tolist() == ["a", "b"]
