@@ -16,6 +16,9 @@ no test row, shape the scaling of a network that is scored on them.
 Inside a fold, ``early_stopping_split`` sets aside a share of the training rows for the
 network's early stopping, so the fold's validation rows judge a network that never chose
 its epoch on them.
+
+``load_features`` reads rows to predict on (the command line's ``predict``) with the same
+.csv and .npz readers and the same messages.
 """
 import csv
 import os
