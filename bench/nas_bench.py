@@ -12,10 +12,11 @@ rows: scikit-learn's default MLPClassifier / MLPRegressor and LogisticRegression
 each after a StandardScaler. Prints a markdown table: "engine" is the saved model,
 "best trial" the best single trial's fold networks (what was saved before ensembles; the same
 search, so the two columns compare ensembling alone), "validation" the out-of-fold score,
-"members" the number of trials in the ensemble, "refit" how many of them have networks refit
-on all search rows in the saved model (the rest were cut by the deadline). One search runs per dataset, split seed and
-search seed (``--seeds``); with more than one, a second table gives each dataset's means over
-them and in how many of them the engine met its target.
+"members" the number of trials in the ensemble, "refit" how many of them have networks
+refit on all search rows in the saved model (the rest were cut by the deadline). One search
+runs per dataset, split seed and search seed (``--seeds``); with more than one, a second
+table gives each dataset's means over them, in how many of them the engine met its target,
+and in how many it was not below either baseline.
 """
 import argparse
 import os
@@ -85,6 +86,7 @@ def bench_split(name, split_seed, args, scratch):
         run_dir = os.path.join(scratch, f"{name}-{split_seed}-{seed}")
         result, seconds = run_engine(name, split_seed, seed, args, run_dir)
         engine = result.test_metrics[metric]
+        not_below = engine >= max(mlp, linear) - 1e-9
         print(f"{name}, split seed {split_seed}, seed {seed}: engine {engine:.4f}, MLP {mlp:.4f}, "
               f"linear {linear:.4f} ({result.completed_trials} trials, {seconds:.0f} s)", file=sys.stderr, flush=True)
         rows.append({"dataset": name, "split_seed": split_seed, "seed": seed, "metric": metric, "engine": engine,
@@ -93,7 +95,7 @@ def bench_split(name, split_seed, args, scratch):
                      "best_validation": result.best["metrics"][metric], "members": len(result.ensemble),
                      "refit": sum(report["status"] == "completed" for report in result.refit),
                      "trials": result.completed_trials, "seconds": seconds, "mlp": mlp, "linear": linear,
-                     "met": engine >= TARGETS[name] - 1e-9 and engine >= max(mlp, linear) - 1e-9})
+                     "not_below": not_below, "met": engine >= TARGETS[name] - 1e-9 and not_below})
     return rows
 
 
@@ -129,13 +131,15 @@ def main(argv=None):
     if len(rows) > len(args.datasets):
         print(f"\nMeans over split seeds {', '.join(map(str, args.split_seeds))} and search seeds "
               f"{', '.join(map(str, args.seeds))}:\n")
-        print("| dataset | engine test | best trial test | default MLP | linear | runs meeting the target |")
-        print("|---|---|---|---|---|---|")
+        print("| dataset | engine test | best trial test | default MLP | linear | runs meeting the target "
+              "| runs not below either baseline |")
+        print("|---" * 7 + "|")
         for name in args.datasets:
             mine = [row for row in rows if row["dataset"] == name]
             means = [np.mean([row[key] for row in mine]) for key in ("engine", "best_trial", "mlp", "linear")]
             print(f"| {name} | " + " | ".join(f"{mean:.4f}" for mean in means)
-                  + f" | {sum(row['met'] for row in mine)} of {len(mine)} |")
+                  + f" | {sum(row['met'] for row in mine)} of {len(mine)}"
+                  + f" | {sum(row['not_below'] for row in mine)} of {len(mine)} |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_nas_bench_runs_one_search_per_split_and_seed_and_averages_them():
     [mean] = means
     engine_scores = [float(row[4]) for row in per_run]
     assert abs(float(mean[1]) - sum(engine_scores) / 4) <= 1e-4  # a mean of figures printed to 4 places
-    assert mean[5].endswith("of 4")
+    assert mean[5].endswith("of 4") and mean[6].endswith("of 4")
 
 
 def test_reference_models_prints_every_family_and_the_best_of_them():
