@@ -16,10 +16,9 @@ study's objective, and is kept only if it also beats the best trial alone when t
 is cross-validated on those rows (seeded from ``seed``); otherwise the best trial is the model
 alone. The saved model averages the fold networks of the selected trials, a trial's networks
 sharing its weight equally; the validation metrics reported are their out-of-fold ones (the
-best single trial's stay in ``best``). With ``refit`` (the default), each selected trial also trains as
-many networks again on all the search rows, for the median of its folds' best epochs, and
-they join its fold networks in the saved model (a trial's weight is shared equally by all
-its networks): a fold network fits 64% of the search rows (80% of its fold's training rows,
+best single trial's stay in ``best``). With ``refit`` (the default), each selected trial also
+trains as many networks again on all the search rows, for the median of its folds' best
+epochs, and they join its fold networks in the saved model: a fold network fits 64% of the search rows (80% of its fold's training rows,
 the rest decide its early stopping), a refit network all of them. Refit networks have no
 out-of-fold outputs, so the validation metrics stay those of the fold networks; only the
 test metrics see them. A trial cut short by the run's deadline or a
@@ -269,7 +268,7 @@ class Study:
             done, _ = futures.wait(running, timeout=_POLL_SECONDS, return_when=futures.FIRST_COMPLETED)
             for future in done:
                 trial = running.pop(future)
-                finished[trial.number] = (trial, _outcome(future))
+                finished[trial.number] = (trial, _result(future, lambda error: _failed(error, 0.0)))
             while next_to_tell in finished:
                 self._tell(*finished.pop(next_to_tell))
                 next_to_tell += 1
@@ -500,7 +499,8 @@ class Study:
             _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
             if self.cancel.is_set():
                 runner.stop()
-        return [{**report, "status": _refit_status(future)} for future, report in jobs.items()]
+        return [{**report, "status": _result(future, lambda error: f"failed: {error}")}
+                for future, report in jobs.items()]
 
     def _warnings(self, stopped_reason, refits):
         warnings = self.strategy.warnings()
@@ -607,18 +607,13 @@ def _refit_epochs(record):
     return max(1, int(round(float(np.median(record["best_epoch"])))))
 
 
-def _refit_status(future):
+def _result(future, failure):
+    """The job's result, or ``failure(error)`` if its worker process died: the job failed, the
+    search goes on."""
     try:
         return future.result()
-    except Exception as exc:  # a worker process died
-        return f"failed: {type(exc).__name__}: {exc}"
-
-
-def _outcome(future):
-    try:
-        return future.result()
-    except Exception as exc:  # a worker process died: the trial failed, the search goes on
-        return _failed(f"{type(exc).__name__}: {exc}", 0.0)
+    except Exception as exc:
+        return failure(f"{type(exc).__name__}: {exc}")
 
 
 def _failed(error, duration):
