@@ -130,8 +130,9 @@ class CerebrosNetwork:
           reductions included) and best-so-far, with the patience count restarted; without
           it, or on the first call, training starts afresh from ``random_state``, so refitting
           gives the same network as a new object would.
-        - ``deadline`` (a ``time.monotonic()`` value) and ``should_stop()`` (cancellation) are
-          checked after every batch; the epoch then ends early, is evaluated, and training stops.
+        - ``deadline`` (a ``time.monotonic()`` value) and ``should_stop()`` (the caller's stop
+          signal: a cancellation, or the end of a search; reason "cancelled") are checked after
+          every batch; the epoch then ends early, is evaluated, and training stops.
         - ``on_epoch(epoch, train_loss, val_loss)`` is called after each epoch (numbered from 1
           across warm starts).
 

@@ -27,9 +27,9 @@ only when no other trial finished: its later folds may have trained for one batc
 
 Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (running
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
-with a warning; with ``refit``, the search stops ``REFIT_SHARE`` of it earlier and leaves that
-time to the refits, and a trial whose refit does not finish in time keeps its fold networks
-alone); ``max_trial_seconds``, the same for each trial (and each refit) on its own. A
+with a warning; with ``refit``, the search stops early enough to leave the refits the time
+they are estimated to need (``_refit_reserve``), and a trial whose refit does not finish in
+time keeps its fold networks alone); ``max_trial_seconds``, the same for each trial (and each refit) on its own. A
 ``threading.Event`` given as ``cancel`` stops the search the same way.
 """
 import concurrent.futures as futures
@@ -55,8 +55,11 @@ from .space import Candidate, SearchSpace
 _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_space", "seed", "split_seed",
              "test_size", "validation_size", "folds", "target", "task")
 _POLL_SECONDS = 0.2
-# The share of max_time_seconds that the search leaves to refitting the selected trials.
-REFIT_SHARE = 0.1
+# With max_time_seconds, the search leaves the refits REFIT_MARGIN times their estimated time
+# (the estimate comes from the trials' own training under the same load; the margin absorbs the
+# machine's swings), but never more than REFIT_MAX_SHARE of the budget.
+REFIT_MARGIN = 1.5
+REFIT_MAX_SHARE = 0.5
 # A journal record's fields that resuming and reporting rely on, and their JSON types.
 _NUMBER = (int, float)
 _RECORD_TYPES = {"number": (int,), "epochs": (int,), "seed": (int,), "candidate": (dict,), "status": (str,),
@@ -182,6 +185,14 @@ class Study:
         self.kept = []  # the ensemble's candidates: the best records, best first
         self.outputs = {}  # their out-of-fold outputs, by trial number
         self.run_dir = None  # set by run, which runs once
+        validation_rows = np.concatenate([validation for _, validation in splits.folds])
+        self.oof_targets = splits.y[validation_rows]  # the rows of the out-of-fold outputs, in their order
+        self.classes = _classes(splits.task, splits.y)
+        self.reserve = ((), 0.0)  # the kept trials the refit reserve was estimated for, and the reserve
+        # a refit network trains on all search rows, a fold network on its fold's fit rows
+        fit_rows = [len(data_module.early_stopping_split(train, splits.y, splits.task, seed=0)[0])
+                    for train, _ in splits.folds]
+        self.rows_ratio = len(splits.y) / float(np.mean(fit_rows))
 
     @classmethod
     def prepare(cls, config, *, data=None):
@@ -225,9 +236,6 @@ class Study:
         self.started = started = time.monotonic()
         budget = self.config.max_time_seconds
         self.deadline = None if budget is None else started + budget
-        self.search_deadline = self.deadline
-        if budget is not None and self.config.refit:
-            self.search_deadline -= REFIT_SHARE * budget
         self._start_or_resume(resume)
         runner = (_InlineRunner if self.config.n_jobs == 1 else _PoolRunner)(
             self._processes(), self._trial_data(), self.cancel)
@@ -254,8 +262,8 @@ class Study:
         while True:
             if stopped_reason is None:
                 stopped_reason = self._interruption()
-                if stopped_reason == "cancelled":  # running trials stop at the deadline by themselves
-                    runner.stop()
+                if stopped_reason:  # stop the running trials: a trial started before the refit
+                    runner.stop()   # reserve grew would otherwise run on to its own, later deadline
             if stopped_reason is None:
                 while len(running) < self._processes() and asked < self.config.max_trials:
                     trial = self.strategy.ask()
@@ -280,9 +288,31 @@ class Study:
     def _interruption(self):
         if self.cancel.is_set():
             return "cancelled"
-        if self.search_deadline is not None and time.monotonic() >= self.search_deadline:
+        search_deadline = self._search_deadline()
+        if search_deadline is not None and time.monotonic() >= search_deadline:
             return "max_time"
         return None
+
+    def _search_deadline(self):
+        """When the search must stop: the run's deadline, less the refits' reserve."""
+        if self.deadline is None or not self.config.refit:
+            return self.deadline
+        return self.deadline - self._refit_reserve()
+
+    def _refit_reserve(self):
+        """The seconds to leave the refits: ``REFIT_MARGIN`` times the time the trial processes
+        would take to refit the ensemble selected from the kept trials now (each member's time
+        estimated by ``_refit_seconds``), at most ``REFIT_MAX_SHARE`` of the budget. Estimated
+        again whenever the kept trials change."""
+        kept = tuple(record["number"] for record in self.kept)
+        if kept != self.reserve[0]:
+            candidates = self._candidates()
+            weights = selection.select([self.outputs[r["number"]] for r in candidates], self.oof_targets,
+                                       self.objective, self.classes) if candidates else []
+            seconds = [_refit_seconds(record, self.rows_ratio) for record, weight in zip(candidates, weights) if weight]
+            self.reserve = (kept, min(REFIT_MARGIN * _makespan(seconds, self._processes()),
+                                      REFIT_MAX_SHARE * self.config.max_time_seconds))
+        return self.reserve[1]
 
     def _payload(self, trial):
         return {
@@ -292,7 +322,7 @@ class Study:
             "seed": trial_seed(self.config.seed, trial.number),
             "model_paths": [self.run_dir.trial_model(trial.number, fold)
                             for fold in range(len(self.splits.folds))],
-            "run_deadline": _wall_clock(self.search_deadline),
+            "run_deadline": _wall_clock(self._search_deadline()),
             "trial_seconds": self.config.max_trial_seconds,
         }
 
@@ -469,15 +499,19 @@ class Study:
         if not self.kept:
             raise RunDirectoryError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
                                     "run the search again in a new directory")
-        candidates = [r for r in self.kept if _not_interrupted(r)] or self.kept[:1]
-        targets = self.splits.y[np.concatenate([validation for _, validation in self.splits.folds])]
-        classes = _classes(self.splits.task, self.splits.y)
+        candidates = self._candidates()
         outputs = [self.outputs[record["number"]] for record in candidates]
-        weights, check = selection.select_checked(outputs, targets, self.objective, classes, seed=self.config.seed)
+        weights, check = selection.select_checked(outputs, self.oof_targets, self.objective, self.classes,
+                                                  seed=self.config.seed)
         ensemble = [{"trial": record["number"], "weight": int(weight)}
                     for record, weight in zip(candidates, weights) if weight]
-        validation = objectives.score_outputs(self.splits.task, targets, selection.average(outputs, weights), classes)
+        validation = objectives.score_outputs(self.splits.task, self.oof_targets, selection.average(outputs, weights),
+                                              self.classes)
         return candidates, ensemble, check, validation
+
+    def _candidates(self):
+        """The ensemble's candidates: the kept trials not cut short, or the best one if all were."""
+        return [r for r in self.kept if _not_interrupted(r)] or self.kept[:1]
 
     def _refit(self, ensemble, runner):
         """Train each member's refit networks on all search rows, in the trial processes, by the
@@ -485,6 +519,7 @@ class Study:
         ("completed", or why its networks are not used: "interrupted", "timeout", "failed: ...")."""
         records = {record["number"]: record for record in self.kept}
         folds = len(self.splits.folds)
+        runner.resume()  # the end of the search stopped the trial processes' work
         jobs = {}
         for member in ensemble:
             record = records[member["trial"]]
@@ -492,14 +527,15 @@ class Study:
                        "seed": record["seed"] + folds,  # after the fold networks' seeds
                        "model_paths": [self.run_dir.refit_model(record["number"], i) for i in range(folds)],
                        "run_deadline": _wall_clock(self.deadline), "trial_seconds": self.config.max_trial_seconds}
-            jobs[runner.submit(refit_trial, payload)] = {"trial": record["number"], "epochs": payload["epochs"],
-                                                         "networks": folds}
+            jobs[runner.submit(refit_trial, payload)] = {
+                "trial": record["number"], "epochs": payload["epochs"], "networks": folds,
+                "estimated_seconds": round(_refit_seconds(record, self.rows_ratio), 3)}
         pending = set(jobs)
         while pending:
             _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
             if self.cancel.is_set():
                 runner.stop()
-        return [{**report, "status": _result(future, lambda error: f"failed: {error}")}
+        return [{**report, **_result(future, lambda error: {"status": f"failed: {error}", "duration_seconds": None})}
                 for future, report in jobs.items()]
 
     def _warnings(self, stopped_reason, refits):
@@ -607,6 +643,23 @@ def _refit_epochs(record):
     return max(1, int(round(float(np.median(record["best_epoch"])))))
 
 
+def _refit_seconds(record, rows_ratio):
+    """How long a trial's refit should take: as many networks as it has folds, each training for
+    its refit epochs at the seconds per epoch its fold networks took, scaled by ``rows_ratio``
+    (all search rows over a fold network's fit rows)."""
+    seconds_per_epoch = record["duration_seconds"] / max(1, record["epochs_trained"])
+    return len(record["best_epoch"]) * _refit_epochs(record) * seconds_per_epoch * rows_ratio
+
+
+def _makespan(seconds, processes):
+    """How long ``processes`` workers take to run jobs of these ``seconds``, each job going in
+    order to the first worker free (as the trial processes take them)."""
+    free_at = [0.0] * processes
+    for job in seconds:
+        free_at[free_at.index(min(free_at))] += job
+    return max(free_at)
+
+
 def _result(future, failure):
     """The job's result, or ``failure(error)`` if its worker process died: the job failed, the
     search goes on."""
@@ -682,24 +735,29 @@ def refit_trial(trial_data, payload, should_stop):
     """Train one network per path in ``payload["model_paths"]`` on all the search rows, for
     ``payload["epochs"]`` epochs (seeds ``payload["seed"]`` + 0, 1, ...; with no rows held out,
     the training loss decides the learning-rate reductions and the weights kept), and save
-    them. Returns "completed", or why not: "interrupted" or "timeout" (a deadline or a
-    cancellation came first) or "failed: <error>"; then none is saved."""
+    them. Returns ``{"status", "duration_seconds"}``, the status "completed", or why not:
+    "interrupted" or "timeout" (a deadline or a cancellation came first) or "failed: <error>";
+    then none is saved."""
     X, y, _, task, _ = trial_data
-    deadline, deadline_status = _deadline(payload, time.monotonic())
+    started = time.monotonic()
+    deadline, deadline_status = _deadline(payload, started)
     candidate = Candidate.from_dict(payload["candidate"])
-    networks = []
+    status = "completed"
     try:
+        networks = []
         for index in range(len(payload["model_paths"])):
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
             network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
             if network.stopped_reason_ in ("deadline", "cancelled"):  # fewer epochs than asked: not a refit
-                return _cut_short(deadline, deadline_status, should_stop)
+                status = _cut_short(deadline, deadline_status, should_stop)
+                break
             networks.append(network)
-        for network, path in zip(networks, payload["model_paths"]):
-            network.save(path)
+        else:
+            for network, path in zip(networks, payload["model_paths"]):
+                network.save(path)
     except Exception as exc:  # one failed refit must not end the search: its fold networks remain
-        return f"failed: {type(exc).__name__}: {exc}"
-    return "completed"
+        status = f"failed: {type(exc).__name__}: {exc}"
+    return {"status": status, "duration_seconds": round(time.monotonic() - started, 3)}
 
 
 def _deadline(payload, started):
@@ -764,7 +822,10 @@ class _InlineRunner:
         return future
 
     def stop(self):
-        """Nothing to do: trials here watch the cancel event themselves."""
+        """Nothing to do: work here runs to its own deadline or the cancel event."""
+
+    def resume(self):
+        """Nothing to do (see ``stop``)."""
 
     def close(self):
         """Nothing to release."""
@@ -799,7 +860,12 @@ class _PoolRunner:
             return self.pool.submit(_run_in_worker, function, payload)
 
     def stop(self):
+        """Stop the work in the worker processes within one mini-batch."""
         self._stop.set()
+
+    def resume(self):
+        """Let new work run to its own deadline again (after ``stop``)."""
+        self._stop.clear()
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -211,7 +211,10 @@ def test_refit_networks_train_on_all_search_rows_and_join_their_trials_fold_netw
     for member, report in zip(result.ensemble, result.refit):
         record = records[member["trial"]]
         epochs = max(1, int(round(float(np.median(record["best_epoch"])))))
-        assert report == {"trial": member["trial"], "epochs": epochs, "networks": 3, "status": "completed"}
+        assert {k: report[k] for k in ("trial", "epochs", "networks", "status")} == {
+            "trial": member["trial"], "epochs": epochs, "networks": 3, "status": "completed"}
+        assert report["duration_seconds"] > 0
+        assert report["estimated_seconds"] == round(cerebros.study._refit_seconds(record, study.rows_ratio), 3) > 0
         mine = [f for f in refits if record["seed"] + 3 <= f[3] < record["seed"] + 6]
         assert mine == [(len(study.splits.y), None, epochs, record["seed"] + 3 + i) for i in range(3)]
     # the saved model: each member's 3 fold and 3 refit networks, sharing its weight
@@ -241,19 +244,58 @@ def test_a_refit_the_deadline_cuts_short_is_left_out(tmp_path, monkeypatch):
     assert [m["fold"] for m in manifest] == [0] and manifest[0]["weight"] == 1
 
 
-def test_the_search_leaves_its_refit_share_of_the_deadline(tmp_path, monkeypatch):
+def record_deadlines(monkeypatch):
+    """The run deadlines (wall clock) that train_trial and refit_trial are given, by function."""
     deadlines = {}
     for name in ("train_trial", "refit_trial"):
         def recording(trial_data, payload, should_stop, name=name, real=getattr(cerebros.study, name)):
             deadlines.setdefault(name, []).append(payload["run_deadline"])
             return real(trial_data, payload, should_stop)
         monkeypatch.setattr(cerebros.study, name, recording)
+    return deadlines
+
+
+def test_the_search_leaves_the_refits_their_estimated_time(tmp_path, monkeypatch):
+    deadlines = record_deadlines(monkeypatch)
+    study = Study.prepare(config(max_trials=2, ensemble_size=1, max_time_seconds=1000))
     before = time.time()
-    Study.prepare(config(max_trials=2, ensemble_size=1, max_time_seconds=1000)).run(tmp_path)
+    study.run(tmp_path)
     after = time.time()
     assert len(deadlines["train_trial"]) == 2 and len(deadlines["refit_trial"]) == 1
-    assert all(before + 900 <= d <= after + 900 for d in deadlines["train_trial"])  # REFIT_SHARE is 10%
     assert before + 1000 <= deadlines["refit_trial"][0] <= after + 1000
+    # trial 0 starts with nothing to refit yet; trial 1 with trial 0 selected: 1.5 times its estimate
+    first = study.records[0]
+    assert before + 1000 <= deadlines["train_trial"][0] <= after + 1000
+    reserve = cerebros.study.REFIT_MARGIN * cerebros.study._refit_seconds(first, study.rows_ratio)
+    assert 0 < reserve < 10
+    assert deadlines["refit_trial"][0] - deadlines["train_trial"][1] == pytest.approx(reserve, abs=0.05)
+
+
+def test_the_refit_reserve_is_at_most_half_the_budget_and_stops_the_running_trials(tmp_path, monkeypatch):
+    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, rows_ratio: 1e6)
+    deadlines = record_deadlines(monkeypatch)
+    calls = []
+
+    class RecordingRunner(cerebros.study._InlineRunner):
+        def stop(self):
+            calls.append("stop")
+
+        def resume(self):
+            calls.append("resume")
+
+    monkeypatch.setattr(cerebros.study, "_InlineRunner", RecordingRunner)
+    result = Study.prepare(config(max_trials=100000, ensemble_size=1, max_time_seconds=4)).run(tmp_path)
+    assert result.stopped_reason == "max_time" and calls == ["stop", "resume"]
+    refit_deadline = deadlines["refit_trial"][0]
+    assert all(d == pytest.approx(refit_deadline - 2, abs=0.05) for d in deadlines["train_trial"][1:])
+
+
+def test_refit_makespan_follows_the_trial_processes_order():
+    makespan = cerebros.study._makespan
+    assert makespan([], 2) == 0
+    assert makespan([3, 1, 1, 1], 2) == 3  # 3 on one process, the three 1s on the other
+    assert makespan([1, 1, 3], 2) == 4  # the 3 waits for the first free process
+    assert makespan([2, 2, 2], 1) == 6
 
 
 def test_search_never_sees_the_test_rows(tmp_path):
