@@ -29,8 +29,9 @@ Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (run
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
 with a warning; with ``refit``, the search stops early enough to leave the refits the time
 they are estimated to need (``_refit_reserve``), and a trial whose refit does not finish in
-time keeps its fold networks alone); ``max_trial_seconds``, the same for each trial (and each refit) on its own. A
-``threading.Event`` given as ``cancel`` stops the search the same way.
+time keeps its fold networks alone); ``max_trial_seconds``, the same for each trial (and
+each refit) on its own. A ``threading.Event`` given as ``cancel`` stops the search the same
+way.
 """
 import concurrent.futures as futures
 import math
@@ -515,8 +516,9 @@ class Study:
 
     def _refit(self, ensemble, runner):
         """Train each member's refit networks on all search rows, in the trial processes, by the
-        run's deadline. Returns one report per member: trial, epochs, networks, and status
-        ("completed", or why its networks are not used: "interrupted", "timeout", "failed: ...")."""
+        run's deadline. Returns one report per member: trial, epochs, networks, status
+        ("completed", or why its networks are not used: "interrupted", "timeout", "failed: ..."),
+        estimated_seconds (``_refit_seconds``) and duration_seconds (None if its process died)."""
         records = {record["number"]: record for record in self.kept}
         folds = len(self.splits.folds)
         runner.resume()  # the end of the search stopped the trial processes' work
