@@ -58,7 +58,7 @@ _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_s
 _POLL_SECONDS = 0.2
 # With max_time_seconds, the search leaves the refits REFIT_MARGIN times their estimated time
 # (the estimate comes from the trials' own training under the same load; the margin absorbs the
-# machine's swings), but never more than REFIT_MAX_SHARE of the budget.
+# machine's swings), but never more than REFIT_MAX_SHARE of the budget (see ``_reserve``).
 REFIT_MARGIN = 1.5
 REFIT_MAX_SHARE = 0.5
 # A journal record's fields that resuming and reporting rely on, and their JSON types.
@@ -301,18 +301,16 @@ class Study:
         return self.deadline - self._refit_reserve()
 
     def _refit_reserve(self):
-        """The seconds to leave the refits: ``REFIT_MARGIN`` times the time the trial processes
-        would take to refit the ensemble selected from the kept trials now (each member's time
-        estimated by ``_refit_seconds``), at most ``REFIT_MAX_SHARE`` of the budget. Estimated
-        again whenever the kept trials change."""
+        """The seconds to leave the refits (``_reserve``) of the ensemble selected from the kept
+        trials now, each member's time estimated by ``_refit_seconds``. Estimated again
+        whenever the kept trials change."""
         kept = tuple(record["number"] for record in self.kept)
         if kept != self.reserve[0]:
             candidates = self._candidates()
             weights = selection.select([self.outputs[r["number"]] for r in candidates], self.oof_targets,
                                        self.objective, self.classes) if candidates else []
             seconds = [_refit_seconds(record, self.rows_ratio) for record, weight in zip(candidates, weights) if weight]
-            self.reserve = (kept, min(REFIT_MARGIN * _makespan(seconds, self._processes()),
-                                      REFIT_MAX_SHARE * self.config.max_time_seconds))
+            self.reserve = (kept, _reserve(seconds, self._processes(), REFIT_MAX_SHARE * self.config.max_time_seconds))
         return self.reserve[1]
 
     def _payload(self, trial):
@@ -651,6 +649,20 @@ def _refit_seconds(record, rows_ratio):
     (all search rows over a fold network's fit rows)."""
     seconds_per_epoch = record["duration_seconds"] / max(1, record["epochs_trained"])
     return len(record["best_epoch"]) * _refit_epochs(record) * seconds_per_epoch * rows_ratio
+
+
+def _reserve(seconds, processes, limit):
+    """``REFIT_MARGIN`` times the time ``processes`` workers take to refit the ensemble's members
+    (estimated ``seconds`` each, in the order they are submitted), for as many of the first
+    members as fit within ``limit``: a refit that would not finish anyway is given no time
+    taken from the search."""
+    reserve = 0.0
+    for members in range(1, len(seconds) + 1):
+        needed = REFIT_MARGIN * _makespan(seconds[:members], processes)
+        if needed > limit:
+            break
+        reserve = needed
+    return reserve
 
 
 def _makespan(seconds, processes):

@@ -271,8 +271,8 @@ def test_the_search_leaves_the_refits_their_estimated_time(tmp_path, monkeypatch
     assert deadlines["refit_trial"][0] - deadlines["train_trial"][1] == pytest.approx(reserve, abs=0.05)
 
 
-def test_the_refit_reserve_is_at_most_half_the_budget_and_stops_the_running_trials(tmp_path, monkeypatch):
-    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, rows_ratio: 1e6)
+def test_reaching_the_refit_reserve_stops_the_running_trials(tmp_path, monkeypatch):
+    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, rows_ratio: 1.0)
     deadlines = record_deadlines(monkeypatch)
     calls = []
 
@@ -287,7 +287,24 @@ def test_the_refit_reserve_is_at_most_half_the_budget_and_stops_the_running_tria
     result = Study.prepare(config(max_trials=100000, ensemble_size=1, max_time_seconds=4)).run(tmp_path)
     assert result.stopped_reason == "max_time" and calls == ["stop", "resume"]
     refit_deadline = deadlines["refit_trial"][0]
-    assert all(d == pytest.approx(refit_deadline - 2, abs=0.05) for d in deadlines["train_trial"][1:])
+    assert all(d == pytest.approx(refit_deadline - 1.5, abs=0.05) for d in deadlines["train_trial"][1:])
+
+
+def test_the_refit_reserve_covers_the_first_members_that_fit_in_half_the_budget():
+    reserve = cerebros.study._reserve
+    assert reserve([], 2, limit=30) == 0
+    assert reserve([4, 2], 2, limit=30) == 1.5 * 4
+    assert reserve([4, 2, 3], 2, limit=30) == 1.5 * 5
+    assert reserve([4, 2, 30], 2, limit=30) == 1.5 * 4  # the third member's refit would not fit
+    assert reserve([54], 2, limit=30) == 0  # nothing fits: the search keeps the whole budget
+
+
+def test_a_refit_longer_than_half_the_budget_takes_no_time_from_the_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, rows_ratio: 1e6)
+    deadlines = record_deadlines(monkeypatch)
+    result = Study.prepare(config(max_trials=3, ensemble_size=1, max_time_seconds=1000)).run(tmp_path)
+    assert result.completed_trials == 3 and result.refit[0]["status"] == "completed"
+    assert all(d == pytest.approx(deadlines["refit_trial"][0], abs=0.05) for d in deadlines["train_trial"])
 
 
 def test_refit_makespan_follows_the_trial_processes_order():
