@@ -18,12 +18,13 @@ alone. The saved model averages the fold networks of the selected trials, a tria
 sharing its weight equally; the validation metrics reported are their out-of-fold ones (the
 best single trial's stay in ``best``). With ``refit`` (the default), each selected trial also
 trains as many networks again on all the search rows, for the median of its folds' best
-epochs, and they join its fold networks in the saved model: a fold network fits 64% of the search rows (80% of its fold's training rows,
-the rest decide its early stopping), a refit network all of them. Refit networks have no
-out-of-fold outputs, so the validation metrics stay those of the fold networks; only the
-test metrics see them. A trial cut short by the run's deadline or a
-cancellation ("interrupted") ranks below every trial that was not, and joins the ensemble
-only when no other trial finished: its later folds may have trained for one batch.
+epochs, and they join its fold networks in the saved model: a fold network fits 64% of the
+search rows (80% of its fold's training rows, the rest decide its early stopping), a refit
+network all of them. Refit networks have no out-of-fold outputs, so the validation metrics
+stay those of the fold networks; only the test metrics see them. A trial cut short by the
+run's deadline or a cancellation ("interrupted") ranks below every trial that was not, and
+joins the ensemble only when no other trial finished: its later folds may have trained for
+one batch.
 
 Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (running
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
@@ -61,6 +62,7 @@ _POLL_SECONDS = 0.2
 # machine's swings), but never more than REFIT_MAX_SHARE of the budget (see ``_reserve``).
 REFIT_MARGIN = 1.5
 REFIT_MAX_SHARE = 0.5
+_TRAINING_PASSES = 3
 # A journal record's fields that resuming and reporting rely on, and their JSON types.
 _NUMBER = (int, float)
 _RECORD_TYPES = {"number": (int,), "epochs": (int,), "seed": (int,), "candidate": (dict,), "status": (str,),
@@ -190,10 +192,7 @@ class Study:
         self.oof_targets = splits.y[validation_rows]  # the rows of the out-of-fold outputs, in their order
         self.classes = _classes(splits.task, splits.y)
         self.reserve = ((), 0.0)  # the kept trials the refit reserve was estimated for, and the reserve
-        # a refit network trains on all search rows, a fold network on its fold's fit rows
-        fit_rows = [len(data_module.early_stopping_split(train, splits.y, splits.task, seed=0)[0])
-                    for train, _ in splits.folds]
-        self.rows_ratio = len(splits.y) / float(np.mean(fit_rows))
+        self.epoch_cost_ratio = _refit_epoch_cost_ratio(splits)
 
     @classmethod
     def prepare(cls, config, *, data=None):
@@ -309,7 +308,8 @@ class Study:
             candidates = self._candidates()
             weights = selection.select([self.outputs[r["number"]] for r in candidates], self.oof_targets,
                                        self.objective, self.classes) if candidates else []
-            seconds = [_refit_seconds(record, self.rows_ratio) for record, weight in zip(candidates, weights) if weight]
+            seconds = [_refit_seconds(record, self.epoch_cost_ratio)
+                       for record, weight in zip(candidates, weights) if weight]
             self.reserve = (kept, _reserve(seconds, self._processes(), REFIT_MAX_SHARE * self.config.max_time_seconds))
         return self.reserve[1]
 
@@ -529,7 +529,7 @@ class Study:
                        "run_deadline": _wall_clock(self.deadline), "trial_seconds": self.config.max_trial_seconds}
             jobs[runner.submit(refit_trial, payload)] = {
                 "trial": record["number"], "epochs": payload["epochs"], "networks": folds,
-                "estimated_seconds": round(_refit_seconds(record, self.rows_ratio), 3)}
+                "estimated_seconds": round(_refit_seconds(record, self.epoch_cost_ratio), 3)}
         pending = set(jobs)
         while pending:
             _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
@@ -643,12 +643,23 @@ def _refit_epochs(record):
     return max(1, int(round(float(np.median(record["best_epoch"])))))
 
 
-def _refit_seconds(record, rows_ratio):
+def _refit_epoch_cost_ratio(splits):
+    """A refit epoch's cost over a fold network's. A fold network's epoch trains on its fit rows
+    and evaluates its early-stopping rows; a refit network's trains on all search rows and
+    evaluates them all (its training loss decides its best epoch). Evaluating a row is one
+    forward pass, training it about ``_TRAINING_PASSES`` (the backward pass has two products)."""
+    fit, stop = zip(*(map(len, data_module.early_stopping_split(train, splits.y, splits.task, seed=0))
+                      for train, _ in splits.folds))
+    rows = len(splits.y)
+    return (_TRAINING_PASSES + 1) * rows / (_TRAINING_PASSES * np.mean(fit) + np.mean(stop))
+
+
+def _refit_seconds(record, epoch_cost_ratio):
     """How long a trial's refit should take: as many networks as it has folds, each training for
-    its refit epochs at the seconds per epoch its fold networks took, scaled by ``rows_ratio``
-    (all search rows over a fold network's fit rows)."""
+    its refit epochs at the seconds per epoch its fold networks took, times ``epoch_cost_ratio``
+    (``_refit_epoch_cost_ratio``)."""
     seconds_per_epoch = record["duration_seconds"] / max(1, record["epochs_trained"])
-    return len(record["best_epoch"]) * _refit_epochs(record) * seconds_per_epoch * rows_ratio
+    return len(record["best_epoch"]) * _refit_epochs(record) * seconds_per_epoch * epoch_cost_ratio
 
 
 def _reserve(seconds, processes, limit):
@@ -754,24 +765,25 @@ def refit_trial(trial_data, payload, should_stop):
     then none is saved."""
     X, y, _, task, _ = trial_data
     started = time.monotonic()
+
+    def report(status):
+        return {"status": status, "duration_seconds": round(time.monotonic() - started, 3)}
+
     deadline, deadline_status = _deadline(payload, started)
     candidate = Candidate.from_dict(payload["candidate"])
-    status = "completed"
+    networks = []
     try:
-        networks = []
         for index in range(len(payload["model_paths"])):
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
             network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
             if network.stopped_reason_ in ("deadline", "cancelled"):  # fewer epochs than asked: not a refit
-                status = _cut_short(deadline, deadline_status, should_stop)
-                break
+                return report(_cut_short(deadline, deadline_status, should_stop))
             networks.append(network)
-        else:
-            for network, path in zip(networks, payload["model_paths"]):
-                network.save(path)
+        for network, path in zip(networks, payload["model_paths"]):
+            network.save(path)
     except Exception as exc:  # one failed refit must not end the search: its fold networks remain
-        status = f"failed: {type(exc).__name__}: {exc}"
-    return {"status": status, "duration_seconds": round(time.monotonic() - started, 3)}
+        return report(f"failed: {type(exc).__name__}: {exc}")
+    return report("completed")
 
 
 def _deadline(payload, started):

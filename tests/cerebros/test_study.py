@@ -214,7 +214,7 @@ def test_refit_networks_train_on_all_search_rows_and_join_their_trials_fold_netw
         assert {k: report[k] for k in ("trial", "epochs", "networks", "status")} == {
             "trial": member["trial"], "epochs": epochs, "networks": 3, "status": "completed"}
         assert report["duration_seconds"] > 0
-        assert report["estimated_seconds"] == round(cerebros.study._refit_seconds(record, study.rows_ratio), 3) > 0
+        assert report["estimated_seconds"] == round(cerebros.study._refit_seconds(record, study.epoch_cost_ratio), 3) > 0
         mine = [f for f in refits if record["seed"] + 3 <= f[3] < record["seed"] + 6]
         assert mine == [(len(study.splits.y), None, epochs, record["seed"] + 3 + i) for i in range(3)]
     # the saved model: each member's 3 fold and 3 refit networks, sharing its weight
@@ -266,13 +266,13 @@ def test_the_search_leaves_the_refits_their_estimated_time(tmp_path, monkeypatch
     # trial 0 starts with nothing to refit yet; trial 1 with trial 0 selected: 1.5 times its estimate
     first = study.records[0]
     assert before + 1000 <= deadlines["train_trial"][0] <= after + 1000
-    reserve = cerebros.study.REFIT_MARGIN * cerebros.study._refit_seconds(first, study.rows_ratio)
+    reserve = cerebros.study.REFIT_MARGIN * cerebros.study._refit_seconds(first, study.epoch_cost_ratio)
     assert 0 < reserve < 10
     assert deadlines["refit_trial"][0] - deadlines["train_trial"][1] == pytest.approx(reserve, abs=0.05)
 
 
 def test_reaching_the_refit_reserve_stops_the_running_trials(tmp_path, monkeypatch):
-    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, rows_ratio: 1.0)
+    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, epoch_cost_ratio: 1.0)
     deadlines = record_deadlines(monkeypatch)
     calls = []
 
@@ -300,7 +300,7 @@ def test_the_refit_reserve_covers_the_first_members_that_fit_in_half_the_budget(
 
 
 def test_a_refit_longer_than_half_the_budget_takes_no_time_from_the_search(tmp_path, monkeypatch):
-    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, rows_ratio: 1e6)
+    monkeypatch.setattr(cerebros.study, "_refit_seconds", lambda record, epoch_cost_ratio: 1e6)
     deadlines = record_deadlines(monkeypatch)
     result = Study.prepare(config(max_trials=3, ensemble_size=1, max_time_seconds=1000)).run(tmp_path)
     assert result.completed_trials == 3 and result.refit[0]["status"] == "completed"
