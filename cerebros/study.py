@@ -651,7 +651,7 @@ def _refit_epoch_cost_ratio(splits):
     fit, stop = zip(*(map(len, data_module.early_stopping_split(train, splits.y, splits.task, seed=0))
                       for train, _ in splits.folds))
     rows = len(splits.y)
-    return (_TRAINING_PASSES + 1) * rows / (_TRAINING_PASSES * np.mean(fit) + np.mean(stop))
+    return float((_TRAINING_PASSES + 1) * rows / (_TRAINING_PASSES * np.mean(fit) + np.mean(stop)))
 
 
 def _refit_seconds(record, epoch_cost_ratio):
