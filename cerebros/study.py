@@ -62,7 +62,7 @@ _POLL_SECONDS = 0.2
 # machine's swings), but never more than REFIT_MAX_SHARE of the budget (see ``_reserve``).
 REFIT_MARGIN = 1.5
 REFIT_MAX_SHARE = 0.5
-_TRAINING_PASSES = 3
+_TRAINING_PASSES = 3  # training a row costs about three forward passes (see _refit_epoch_cost_ratio)
 # A journal record's fields that resuming and reporting rely on, and their JSON types.
 _NUMBER = (int, float)
 _RECORD_TYPES = {"number": (int,), "epochs": (int,), "seed": (int,), "candidate": (dict,), "status": (str,),
