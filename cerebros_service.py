@@ -15,8 +15,10 @@ shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
     opts: ``run_id``, ``pulse_id`` (echoed), ``budget`` {``max_trials`` (or ``trials``,
     default 10), ``max_time_seconds``, ``max_trial_seconds``, ``population_size`` (20)},
     ``parameters`` {``mutation_rate`` (0.1), ``crossover_rate`` (0.7), ``elite_size`` (2),
-    ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``},
-    ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving), ``seed`` (0),
+    ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``; for
+    hyperband the last three; for tpe ``n_startup_trials``, ``gamma``, ``n_ei_candidates``,
+    ``in_flight``}, ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving,
+    hyperband, tpe), ``seed`` (0),
     ``split_seed`` (0), ``test_size`` (0.25), ``folds`` (validation folds; 1 is a hold-out
     split of ``validation_size``, 0.2), ``n_jobs`` (1), ``ensemble_size`` (20: the saved model
     is selected from that many best trials; 0 or 1: the best trial alone), ``refit`` (true:
@@ -54,13 +56,18 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _KEPT_RUNS = 200  # finished runs remembered for run_status and predict
 
 _GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0.7, "elite_size": 2, "tau": 1.0}
-_SH_PARAMS = {"n_configs": as_int, "min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
+_EPOCH_PARAMS = {"min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
+_STRATEGY_PARAMS = {  # each strategy's own opts.parameters (evolution's are _GA_DEFAULTS)
+    "successive_halving": {"n_configs": as_int, **_EPOCH_PARAMS},
+    "hyperband": _EPOCH_PARAMS,
+    "tpe": {"n_startup_trials": as_int, "gamma": as_float, "n_ei_candidates": as_int, "in_flight": as_int},
+}
 _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
                 "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
                 "resume", "progress_to"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "population_size"}
-_PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"} | set(_SH_PARAMS)
+_PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"}.union(*_STRATEGY_PARAMS.values())
 
 
 class _Invalid(ValueError):
@@ -167,10 +174,11 @@ def _parse(spec, opts, parsed):
     strategy_params = {}
     if strategy == "evolution":
         strategy_params = ga
-    elif strategy == "successive_halving":
+    else:
         strategy_params = {name: _optional(parameters, name, coerce, "opts.parameters")
-                           for name, coerce in _SH_PARAMS.items() if parameters.get(name) is not None}
-    ignored = sorted(set(_ga_fields_given(budget, parameters, opts)) - set(strategy_params))
+                           for name, coerce in _STRATEGY_PARAMS.get(strategy, {}).items()
+                           if parameters.get(name) is not None}
+    ignored = sorted(set(_strategy_fields_given(budget, parameters, opts)) - set(strategy_params))
     if ignored:
         warnings.append(f"the {strategy} strategy ignores {', '.join(ignored)}")
     trial_budget = 10 if max_trials is None else max_trials
@@ -218,11 +226,10 @@ def _parse(spec, opts, parsed):
         parsed["progress_to"] = None
 
 
-def _ga_fields_given(budget, parameters, opts):
-    """The genetic-algorithm fields the caller set (to warn when the strategy ignores them)."""
+def _strategy_fields_given(budget, parameters, opts):
+    """The strategy parameters the caller set (to warn when the strategy ignores them)."""
     given = [name for name in ("population_size",) if budget.get(name) is not None]
-    given += [name for name in ("mutation_rate", "crossover_rate", "elite_size", "tau")
-              if parameters.get(name) is not None]
+    given += [name for name in sorted(_PARAMETER_FIELDS) if parameters.get(name) is not None]
     return given + (["tau"] if opts.get("tau") is not None else [])
 
 

@@ -309,15 +309,25 @@ class SearchSpace:
         """Draw a valid candidate for ``n_inputs`` input features using ``rng`` (a numpy Generator)."""
         n_inputs = _as_int(n_inputs, "n_inputs", low=1)
         n_levels = _integer(rng, self.minimum_levels, self.maximum_levels)
-        draft = _Draft(n_inputs, [
-            [_DraftUnit(self._sample_neurons(rng))
-             for _ in range(_integer(rng, self.minimum_units_per_level, self.maximum_units_per_level))]
-            for _ in range(n_levels)
-        ])
+        neurons = [[self._sample_neurons(rng)
+                    for _ in range(_integer(rng, self.minimum_units_per_level, self.maximum_units_per_level))]
+                   for _ in range(n_levels)]
+        draft = self._wired(n_inputs, neurons, rng)
+        return self._finish(draft, rng, self._sample_hyper(rng))
+
+    def build(self, rng, n_inputs, neurons, hyper):
+        """A valid candidate with the given widths and hyper-parameters, wired by the space's
+        rules using ``rng``: ``neurons[k][i]`` is the width of unit ``i`` on hidden level
+        ``k + 1``; ``hyper`` holds activation, normalization, dropout, learning_rate,
+        weight_decay, batch_size and epochs (for strategies that choose these themselves)."""
+        return self._finish(self._wired(_as_int(n_inputs, "n_inputs", low=1), neurons, rng), rng, dict(hyper))
+
+    def _wired(self, n_inputs, neurons, rng):
+        draft = _Draft(n_inputs, [[_DraftUnit(int(width)) for width in level] for level in neurons])
         for k in range(1, draft.output_level + 1):
             for i in range(draft.width(k)):
                 self._wire(draft, k, i, rng)
-        return self._finish(draft, rng, self._sample_hyper(rng))
+        return draft
 
     def _sample_neurons(self, rng):
         return _integer(rng, self.minimum_neurons_per_unit, self.maximum_neurons_per_unit)

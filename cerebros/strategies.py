@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import parzen
 from .space import Candidate
 
 _STREAM = 0x5EA4C4  # keeps the strategy's random stream apart from the trials' streams
@@ -242,11 +243,15 @@ class SuccessiveHalving(Strategy):
         """The next rung's size and epochs after a rung of ``configs`` trained for ``epochs``."""
         return max(1, configs // self.eta), min(epochs * self.eta, self.max_epochs)
 
+    def _bracket_shape(self):
+        """The next bracket's first rung: how many candidates, trained for how many epochs."""
+        return self.n_configs, self.min_epochs
+
     def _start_bracket(self):
         self._bracket += 1
         self._rung = 0
-        self._epochs = self.min_epochs
-        self._queue = [self.space.sample(self.rng, self.n_inputs) for _ in range(self.n_configs)]
+        n_configs, self._epochs = self._bracket_shape()
+        self._queue = [self.space.sample(self.rng, self.n_inputs) for _ in range(n_configs)]
         self._results = []
         self._pending = 0
 
@@ -271,7 +276,146 @@ class SuccessiveHalving(Strategy):
         self._results = []
 
 
-STRATEGIES = {cls.name: cls for cls in (RandomSearch, Evolution, SuccessiveHalving)}
+class Hyperband(SuccessiveHalving):
+    """Hyperband (Li et al., 2018): successive halving in brackets that trade many short trials
+    for few long ones, so no single guess of the right starting epochs is needed.
+
+    With ``s_max`` the number of times ``eta`` fits between ``min_epochs`` and ``max_epochs``,
+    brackets ``s = s_max, s_max - 1, ..., 0`` (then again from ``s_max``) start
+    ``ceil((s_max + 1) / (s + 1) * eta ** s)`` candidates at ``max_epochs / eta ** s`` epochs
+    (rounded, at least ``min_epochs``); each bracket then goes on as successive halving does
+    (the best ``1 / eta`` again with ``eta`` times the epochs, capped at ``max_epochs``), so
+    each ends near ``max_epochs`` and costs about as many epochs as the others.
+    """
+
+    name = "hyperband"
+
+    def __init__(self, space, n_inputs, seed, *, min_epochs=5, max_epochs=None, eta=3):
+        super().__init__(space, n_inputs, seed, n_configs=1, min_epochs=min_epochs, max_epochs=max_epochs, eta=eta)
+
+    def params(self):
+        return {"strategy": self.name, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
+                "eta": self.eta}
+
+    def warnings(self):
+        return []
+
+    def _bracket_shape(self):
+        s_max = 0
+        while self.min_epochs * self.eta ** (s_max + 1) <= self.max_epochs:
+            s_max += 1
+        s = s_max - self._bracket % (s_max + 1)
+        n_configs = math.ceil((s_max + 1) / (s + 1) * self.eta ** s)
+        return n_configs, max(self.min_epochs, round(self.max_epochs / self.eta ** s))
+
+
+class Tpe(Strategy):
+    """The tree-structured Parzen estimator (Bergstra et al., 2011), as Optuna's default sampler
+    runs it: a model of which parameter values the best trials have, proposing more like them.
+
+    The first ``n_startup_trials`` are random samples. Later, the finished trials are split
+    into the best ``gamma`` share (at most ``_MAX_GOOD``, at least one) and the others, and each
+    parameter is chosen on its own (``cerebros.parzen``): the value, among ``n_ei_candidates``
+    drawn from the good trials' density ``l``, with the highest ``l / g``, ``g`` the others'
+    density. The parameters are those ``SearchSpace.sample`` draws: activation and
+    normalization (choices); learning rate, weight decay and batch size (log scale); epochs;
+    the dropout rate (learnt from the trials with dropout, used only with it); the number of
+    hidden levels, each level's units and each unit's neurons (every level and unit of a trial
+    is an observation, the trial's weight shared among them). The wiring is then drawn by the
+    space's rules (``SearchSpace.build``). Failed trials count among the others.
+
+    Trial ``n`` is proposed from the results of trials ``0 .. n - in_flight`` only: ``ask``
+    returns None until trial ``n - in_flight``'s result is told. So up to ``in_flight`` trials
+    train at once (give at least ``n_jobs``), and what is proposed does not depend on how many
+    processes run them.
+    """
+
+    name = "tpe"
+    _MAX_GOOD = 25  # Optuna's cap: with many trials, the good set stays the very best
+
+    def __init__(self, space, n_inputs, seed, *, n_startup_trials=20, gamma=0.1, n_ei_candidates=24, in_flight=8):
+        super().__init__(space, n_inputs, seed)
+        _check_int("n_startup_trials", n_startup_trials, 1)
+        _check_int("n_ei_candidates", n_ei_candidates, 1)
+        _check_int("in_flight", in_flight, 1)
+        if not (_is_real(gamma) and 0 < gamma < 1):
+            raise ValueError(f"gamma: must be a number between 0 and 1 (exclusive), got {gamma!r}")
+        self.n_startup_trials = int(n_startup_trials)
+        self.gamma = float(gamma)
+        self.n_ei_candidates = int(n_ei_candidates)
+        self.in_flight = int(in_flight)
+        self._results = {}  # trial number -> (candidate, fitness)
+
+    def params(self):
+        return {"strategy": self.name, "n_startup_trials": self.n_startup_trials, "gamma": self.gamma,
+                "n_ei_candidates": self.n_ei_candidates, "in_flight": self.in_flight}
+
+    def ask(self):
+        number = self._next_number
+        if number < self.n_startup_trials:
+            return self._trial(self.space.sample(self.rng, self.n_inputs))
+        known = number - self.in_flight  # the last trial whose result this proposal may use
+        if known >= 0 and known not in self._results:
+            return None
+        told = sorted((item for item in self._results.items() if item[0] <= known),
+                      key=lambda item: (-item[1][1], item[0]))
+        if not told:
+            return self._trial(self.space.sample(self.rng, self.n_inputs))
+        n_good = min(max(1, math.ceil(self.gamma * len(told))), self._MAX_GOOD)
+        good = [candidate for _, (candidate, _) in told[:n_good]]
+        bad = [candidate for _, (candidate, _) in told[n_good:]]
+        return self._trial(self._propose(good, bad))
+
+    def tell(self, trial, fitness):
+        self._results[trial.number] = (trial.candidate, _as_fitness(fitness))
+
+    def _propose(self, good, bad):
+        space = self.space
+
+        def choice(name, options):
+            return parzen.suggest_choice(self.rng, *(_observed(group, lambda c: [getattr(c, name)])
+                                                     for group in (good, bad)), options, self.n_ei_candidates)
+
+        def numeric(name, values_of, log=False, integer=False, groups=(good, bad)):
+            return parzen.suggest_numeric(
+                self.rng, *(_observed(group, values_of) for group in groups),
+                getattr(space, f"minimum_{name}"), getattr(space, f"maximum_{name}"),
+                log=log, integer=integer, n_candidates=self.n_ei_candidates)
+
+        def hyper(name):
+            return lambda c: [getattr(c, name)]
+
+        normalization = choice("normalization", space.normalizations)
+        with_dropout = [[c for c in group if c.normalization == "dropout"] for group in (good, bad)]
+        values = {
+            "activation": choice("activation", space.activations),
+            "normalization": normalization,
+            "dropout": numeric("dropout", hyper("dropout"), groups=with_dropout) if normalization == "dropout" else 0.0,
+            "learning_rate": numeric("learning_rate", hyper("learning_rate"), log=True),
+            "weight_decay": numeric("weight_decay", hyper("weight_decay"), log=True),
+            "batch_size": numeric("batch_size", hyper("batch_size"), log=True, integer=True),
+            "epochs": numeric("epochs", hyper("epochs"), integer=True),
+        }
+        n_levels = numeric("levels", lambda c: [len(c.levels)], integer=True)
+        units = [numeric("units_per_level", lambda c: [len(level) for level in c.levels], integer=True)
+                 for _ in range(n_levels)]
+        neurons = [[numeric("neurons_per_unit", lambda c: [u.neurons for level in c.levels for u in level],
+                            integer=True) for _ in range(count)] for count in units]
+        return space.build(self.rng, self.n_inputs, neurons, values)
+
+
+def _observed(candidates, values_of):
+    """``(values, weights)`` of one parameter over ``candidates``: each candidate's values (one,
+    or one per level or unit) sharing a weight of 1."""
+    values, weights = [], []
+    for candidate in candidates:
+        own = values_of(candidate)
+        values += own
+        weights += [1.0 / len(own)] * len(own)
+    return values, weights
+
+
+STRATEGIES = {cls.name: cls for cls in (RandomSearch, Evolution, SuccessiveHalving, Hyperband, Tpe)}
 
 
 def create(name, space, n_inputs, seed, **params):

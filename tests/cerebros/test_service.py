@@ -167,6 +167,21 @@ def test_inline_targets_with_several_columns_are_refused(tmp_path):
     assert "expected one target per row (40), got shape (40, 2)" in result["error"]
 
 
+def test_strategy_parameters_reach_their_strategy_and_others_are_reported_ignored(tmp_path):
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                             opts(tmp_path, strategy=b"tpe", budget={"max_trials": 3},
+                                  parameters={"n_startup_trials": b"2", "in_flight": 1, "gamma": 0.25, "eta": 3,
+                                              "mutation_rate": 0.2}))
+    assert result["status"] == "success", result
+    assert result["metadata"]["strategy_params"] == {"strategy": "tpe", "n_startup_trials": 2, "gamma": 0.25,
+                                                     "n_ei_candidates": 24, "in_flight": 1}
+    assert "the tpe strategy ignores eta, mutation_rate" in result["warnings"]
+    hyperband = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                                opts(tmp_path, run_dir=str(tmp_path / "hb"), strategy=Atom("hyperband"),
+                                     budget={"max_trials": 2}, parameters={"min_epochs": 2, "max_epochs": 6}))
+    assert [trial["epochs"] for trial in hyperband["trials"]] == [2, 2]  # a first bracket of 3 at 2 epochs
+
+
 def failure(result, error_type, field=None):
     assert FAILURE_KEYS <= set(result) and result["status"] == "failed", result
     assert result["metadata"]["error_type"] == error_type, result
@@ -188,6 +203,8 @@ def failure(result, error_type, field=None):
     ({"dataset_id": "iris", "search_space": {"levels": [4, 2]}}, {}, "invalid_field", "spec.search_space"),
     ({"dataset_id": "iris"}, {"parameters": {"elite_size": 50}}, "invalid_field", "opts.parameters.elite_size"),
     ({"dataset_id": "iris"}, {"strategy": "grid"}, "invalid_field", "opts.strategy"),
+    ({"dataset_id": "iris"}, {"strategy": "tpe", "parameters": {"gamma": 2}}, "invalid_field",
+     "opts.parameters.gamma"),
     ({"dataset_id": "iris"}, {"ensemble_size": -2}, "invalid_field", "opts.ensemble_size"),
     ({"dataset_id": "iris"}, {"refit": "sometimes"}, "invalid_field", "opts.refit"),
     ({"dataset_id": "iris"}, {"run_id": "../escape"}, "invalid_field", "opts.run_id"),

@@ -1,4 +1,4 @@
-"""The ask/tell strategies: random search, evolution, successive halving."""
+"""The ask/tell strategies: random search, evolution, successive halving, Hyperband, TPE."""
 import math
 
 import numpy as np
@@ -145,3 +145,96 @@ def test_create_names_the_strategy():
         strategies.create("evolution", SPACE, 4, 0, eta=3)
     with pytest.raises(ValueError, match="tau: not a parameter of the random strategy \\(its parameters: none"):
         strategies.create("random", SPACE, 4, 0, tau=1.0)
+
+
+def test_hyperband_brackets_trade_many_short_trials_for_few_long_ones():
+    hyperband = strategies.Hyperband(SPACE, 4, seed=0, min_epochs=2, max_epochs=18, eta=3)
+    shapes = []
+    while len(shapes) < 7:
+        rung = ask_all(hyperband)
+        shapes.append((rung[0].bracket, rung[0].generation, len(rung), {t.epochs for t in rung}))
+        for trial in rung:
+            hyperband.tell(trial, fitness_of(trial) + trial.number * 1e-3)
+    # s_max = 2: brackets of 9 at 2 epochs, 5 at 6, 3 at 18; each halves by eta up to 18
+    assert shapes == [(0, 0, 9, {2}), (0, 1, 3, {6}), (0, 2, 1, {18}),
+                      (1, 0, 5, {6}), (1, 1, 1, {18}),
+                      (2, 0, 3, {18}),
+                      (3, 0, 9, {2})]
+    assert hyperband.params() == {"strategy": "hyperband", "min_epochs": 2, "max_epochs": 18, "eta": 3}
+    with pytest.raises(ValueError, match="n_configs: not a parameter of the hyperband strategy"):
+        strategies.create("hyperband", SPACE, 4, 0, n_configs=9)
+
+
+def test_tpe_starts_with_the_random_search_samples():
+    tpe = strategies.Tpe(SPACE, 4, seed=3, n_startup_trials=5)
+    random = strategies.RandomSearch(SPACE, 4, seed=3)
+    assert [tpe.ask().candidate for _ in range(5)] == [random.ask().candidate for _ in range(5)]
+
+
+def test_tpe_waits_for_the_result_in_flight_trials_back():
+    tpe = strategies.Tpe(SPACE, 4, seed=0, n_startup_trials=4, in_flight=2)
+    startup = ask_all(tpe)[:4]
+    assert [t.number for t in startup] == [0, 1, 2, 3] and tpe.ask() is None  # trial 4 needs trial 2's result
+    tpe.tell(startup[0], 1.0)
+    tpe.tell(startup[1], 2.0)
+    assert tpe.ask() is None
+    tpe.tell(startup[2], 3.0)
+    assert tpe.ask().number == 4 and tpe.ask() is None  # trial 5 needs trial 3's
+
+
+def test_tpe_proposes_the_same_trials_however_many_run_at_once():
+    def run(at_once):
+        tpe, pending, trials = strategies.Tpe(SPACE, 4, seed=5, n_startup_trials=6, in_flight=3), [], []
+        while len(trials) < 30:
+            while len(pending) < at_once and (trial := tpe.ask()) is not None:
+                pending.append(trial)
+            done = pending.pop(0)  # results come back in trial-number order
+            tpe.tell(done, fitness_of(done))
+            trials.append(done)
+        return [(t.number, t.candidate) for t in trials]
+
+    assert run(1) == run(2) == run(3)
+
+
+def test_tpe_learns_where_the_fitness_is():
+    """On a made-up fitness that wants a learning rate of 3e-3 and 7 neurons in the first unit,
+    TPE's later trials score far better than random search's with the same seed."""
+    def fitness(candidate):
+        return -abs(math.log(candidate.learning_rate / 3e-3)) - abs(candidate.levels[0][0].neurons - 7) / 3
+
+    def later_median(strategy):
+        scores = []
+        for _ in range(80):
+            trial = strategy.ask()
+            strategy.tell(trial, fitness(trial.candidate))
+            scores.append(fitness(trial.candidate))
+        return np.median(scores[40:])
+
+    for seed in range(3):
+        assert later_median(strategies.Tpe(SPACE, 4, seed, in_flight=1)) > \
+            later_median(strategies.RandomSearch(SPACE, 4, seed)) + 0.5
+
+
+def test_tpe_proposals_are_valid_and_within_the_space():
+    space = SearchSpace.from_dict({"levels": [1, 3], "units_per_level": [1, 3], "neurons_per_unit": [4, 64],
+                                   "weight_decay": 0, "normalization": ["dropout", "batchnorm"],
+                                   "dropout": [0.1, 0.3], "activation": ["relu", "tanh"]})
+    tpe = strategies.Tpe(space, 6, seed=1, n_startup_trials=3, in_flight=1)
+    for _ in range(40):
+        trial = tpe.ask()
+        c = trial.candidate
+        assert 1 <= len(c.levels) <= 3 and all(1 <= len(level) <= 3 for level in c.levels)
+        assert all(4 <= u.neurons <= 64 for level in c.levels for u in level)
+        assert c.weight_decay == 0 and c.activation in ("relu", "tanh")
+        assert (0.1 <= c.dropout <= 0.3) if c.normalization == "dropout" else c.dropout == 0.0
+        tpe.tell(trial, None if trial.number % 7 == 0 else c.learning_rate)  # some trials fail
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"gamma": 1.0}, "gamma: must be a number between 0 and 1"),
+    ({"in_flight": 0}, "in_flight: must be an integer >= 1"),
+    ({"n_startup_trials": 0}, "n_startup_trials: must be an integer >= 1"),
+])
+def test_tpe_settings_are_checked(params, message):
+    with pytest.raises(ValueError, match=message):
+        strategies.create("tpe", SPACE, 4, 0, **params)

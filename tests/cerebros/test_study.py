@@ -547,11 +547,30 @@ def test_bad_settings_are_named(overrides, message):
         Study.prepare(config(**overrides))
 
 
+def test_tpe_gives_the_same_journal_whatever_n_jobs_and_resumes_exactly(tmp_path):
+    def tpe(max_trials, n_jobs=1):
+        return Study.prepare(config(strategy="tpe", max_trials=max_trials, n_jobs=n_jobs, ensemble_size=3,
+                                    strategy_params={"n_startup_trials": 3, "in_flight": 2}))
+
+    one = tpe(7).run(tmp_path / "one")
+    tpe(7, n_jobs=2).run(tmp_path / "two")
+    assert journal(tmp_path / "one") == journal(tmp_path / "two")
+    tpe(4).run(tmp_path / "resumed")
+    resumed = tpe(7).run(tmp_path / "resumed", resume=True)
+    assert journal(tmp_path / "resumed") == journal(tmp_path / "one")
+    assert resumed.test_metrics == one.test_metrics
+    assert one.strategy_params == {"strategy": "tpe", "n_startup_trials": 3, "gamma": 0.1, "n_ei_candidates": 24,
+                                   "in_flight": 2}
+
+
 def test_successive_halving_and_random_run_end_to_end(tmp_path):
     halving = Study.prepare(config(strategy="successive_halving", max_trials=5,
                                    strategy_params={"n_configs": 3, "min_epochs": 2, "max_epochs": 6})).run(tmp_path / "sh")
     assert [r["epochs"] for r in halving.records] == [2, 2, 2, 6, 2]
     assert halving.population_history == []
+    hyperband = Study.prepare(config(strategy="hyperband", max_trials=6,
+                                     strategy_params={"min_epochs": 2, "max_epochs": 6})).run(tmp_path / "hb")
+    assert [(r["bracket"], r["epochs"]) for r in hyperband.records] == [(0, 2), (0, 2), (0, 2), (0, 6), (1, 6), (1, 6)]
     digits = load_digits()
     assert Study.prepare(config(strategy="random", strategy_params={}, max_trials=2, dataset_id="inline"),
                          data=(digits.data[:300], digits.target[:300])).run(tmp_path / "r").completed_trials == 2

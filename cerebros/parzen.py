@@ -1,0 +1,114 @@
+"""Parzen estimators for the TPE strategy (Bergstra et al., 2011): one parameter's density
+fitted to weighted observations, sampled and scored to suggest the parameter's next value.
+
+A numeric parameter lives on an interval ``[low, high]`` of its own scale: the logarithm for
+log-uniform parameters, and integers widened by half a step each side, so that rounding gives
+every integer an equal share. Its estimator is a mixture of normal kernels truncated to the
+interval: one kernel per observation, with the observation's weight, and a prior kernel at the
+interval's centre, as wide as the interval, with weight ``PRIOR_WEIGHT``, so that no value
+loses all density. Each observation's kernel is as wide as the larger gap to its neighbours
+(the interval's ends bound the outermost ones), clipped to ``[width / min(100, n + 1),
+width]`` for ``n`` kernels: wide where observations are sparse, narrow where they cluster. A
+choice's estimator is the weighted count of each option, plus ``PRIOR_WEIGHT`` shared by all.
+
+``suggest_numeric`` and ``suggest_choice`` draw candidates from the good trials' estimator
+``l`` and return the one with the highest ``l / g``, ``g`` being the other trials' estimator.
+"""
+import math
+
+import numpy as np
+from scipy.special import ndtr
+
+PRIOR_WEIGHT = 1.0
+
+
+class NumericParzen:
+    """A truncated-normal mixture on ``[low, high]`` (``low < high``) fitted to ``values`` (all
+    within the interval) with ``weights``."""
+
+    def __init__(self, values, weights, low, high):
+        width = high - low
+        centres = np.append(np.asarray(values, dtype=np.float64), (low + high) / 2)
+        order = np.argsort(centres, kind="stable")
+        ordered = centres[order]
+        bounds = np.concatenate([[low], ordered, [high]])
+        gaps = np.maximum(ordered - bounds[:-2], bounds[2:] - ordered)
+        sigmas = np.empty_like(centres)
+        sigmas[order] = np.clip(gaps, width / min(100, len(centres) + 1), width)
+        sigmas[-1] = width  # the prior
+        weights = np.append(np.asarray(weights, dtype=np.float64), PRIOR_WEIGHT)
+        self.low, self.high = low, high
+        self.centres, self.sigmas = centres, sigmas
+        self.weights = weights / weights.sum()
+        # each kernel's mass inside the interval, to renormalise the truncated kernels
+        self._mass = ndtr((high - centres) / sigmas) - ndtr((low - centres) / sigmas)
+
+    def sample(self, rng, size):
+        """``size`` draws: a kernel by weight, then a normal draw, redrawn while outside the interval."""
+        kernels = rng.choice(len(self.centres), size=size, p=self.weights)
+        draws = np.full(size, np.nan)
+        outside = np.ones(size, dtype=bool)
+        while outside.any():  # every kernel keeps at least a third of its mass inside
+            draws[outside] = rng.normal(self.centres[kernels[outside]], self.sigmas[kernels[outside]])
+            outside = (draws < self.low) | (draws > self.high)
+        return draws
+
+    def log_pdf(self, x):
+        """The density's logarithm at each point of ``x`` (inside the interval)."""
+        z = (np.asarray(x, dtype=np.float64)[:, np.newaxis] - self.centres) / self.sigmas
+        log_kernels = -0.5 * z * z - np.log(self.sigmas * self._mass * math.sqrt(2 * math.pi))
+        return _log_sum_exp(log_kernels + np.log(self.weights))
+
+
+class ChoiceParzen:
+    """Probabilities of ``len(probabilities)`` options from the weighted counts of the observed
+    option indices ``indices``."""
+
+    def __init__(self, indices, weights, n_options):
+        counts = np.bincount(np.asarray(indices, dtype=np.int64), weights=np.asarray(weights, dtype=np.float64),
+                             minlength=n_options)
+        counts = counts + PRIOR_WEIGHT / n_options
+        self.probabilities = counts / counts.sum()
+
+    def sample(self, rng, size):
+        return rng.choice(len(self.probabilities), size=size, p=self.probabilities)
+
+    def log_pdf(self, indices):
+        return np.log(self.probabilities[np.asarray(indices)])
+
+
+def suggest_numeric(rng, good, bad, low, high, *, log=False, integer=False, n_candidates=24):
+    """The next value of a numeric parameter in ``[low, high]``: of ``n_candidates`` draws from the
+    estimator of ``good`` observations, the one most likely under it relative to ``bad``'s.
+    ``good`` and ``bad`` are ``(values, weights)`` pairs; ``log`` works on the logarithm
+    (``low`` > 0); ``integer`` returns an int."""
+    if low == high:
+        return low
+    lo, hi = (low - 0.5, high + 0.5) if integer else (low, high)
+    scale = np.log if log else np.asarray  # an integer range starts at 1 or more: low - 0.5 > 0
+    lo, hi = scale([lo, hi])
+    estimators = [NumericParzen(np.clip(scale(np.asarray(values, dtype=np.float64)), lo, hi), weights, lo, hi)
+                  for values, weights in (good, bad)]
+    value = _most_promising(rng, *estimators, n_candidates)
+    value = math.exp(value) if log else float(value)
+    if integer:
+        return int(min(max(round(value), low), high))
+    return float(min(max(value, low), high))
+
+
+def suggest_choice(rng, good, bad, options, n_candidates=24):
+    """The next option of a choice parameter (``good``/``bad`` as in ``suggest_numeric``, values
+    being options)."""
+    index = {option: i for i, option in enumerate(options)}
+    estimators = [ChoiceParzen([index[v] for v in values], weights, len(options)) for values, weights in (good, bad)]
+    return options[int(_most_promising(rng, *estimators, n_candidates))]
+
+
+def _most_promising(rng, good, bad, n_candidates):
+    draws = good.sample(rng, n_candidates)
+    return draws[int(np.argmax(good.log_pdf(draws) - bad.log_pdf(draws)))]
+
+
+def _log_sum_exp(values):
+    top = values.max(axis=1)
+    return top + np.log(np.exp(values - top[:, np.newaxis]).sum(axis=1))
