@@ -4,15 +4,16 @@ fitted to weighted observations, sampled and scored to suggest the parameter's n
 A numeric parameter lives on an interval ``[low, high]`` of its own scale: the logarithm for
 log-uniform parameters, and integers widened by half a step each side, so that rounding gives
 every integer an equal share. Its estimator is a mixture of normal kernels truncated to the
-interval: one kernel per observation, with the observation's weight, and a prior kernel at the
-interval's centre, as wide as the interval, with weight ``PRIOR_WEIGHT``, so that no value
-loses all density. Each observation's kernel is as wide as the larger gap to its neighbours
+interval: one kernel per observed value, weighted by its observations, and a prior kernel at
+the interval's centre, as wide as the interval, with weight ``PRIOR_WEIGHT``, so that no
+value loses all density. Each value's kernel is as wide as the larger gap to its neighbours
 (the interval's ends bound the outermost ones), clipped to ``[width / min(100, n + 1),
 width]`` for ``n`` kernels: wide where observations are sparse, narrow where they cluster. A
 choice's estimator is the weighted count of each option, plus ``PRIOR_WEIGHT`` shared by all.
 
-``suggest_numeric`` and ``suggest_choice`` draw candidates from the good trials' estimator
-``l`` and return the one with the highest ``l / g``, ``g`` being the other trials' estimator.
+``NumericParameter`` and ``ChoiceParameter`` fit both estimators of one parameter, ``l`` to
+the good trials' values and ``g`` to the others'; each ``suggest`` draws candidates from ``l``
+and returns the one with the highest ``l / g``.
 """
 import math
 
@@ -28,7 +29,11 @@ class NumericParzen:
 
     def __init__(self, values, weights, low, high):
         width = high - low
-        centres = np.append(np.asarray(values, dtype=np.float64), (low + high) / 2)
+        # one kernel per distinct value, with their weights summed: integer parameters repeat
+        # values often, and the kernels' cost grows with their number
+        values, repeats = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
+        weights = np.bincount(repeats.ravel(), weights=np.asarray(weights, dtype=np.float64), minlength=len(values))
+        centres = np.append(values, (low + high) / 2)
         order = np.argsort(centres, kind="stable")
         ordered = centres[order]
         bounds = np.concatenate([[low], ordered, [high]])
@@ -36,7 +41,7 @@ class NumericParzen:
         sigmas = np.empty_like(centres)
         sigmas[order] = np.clip(gaps, width / min(100, len(centres) + 1), width)
         sigmas[-1] = width  # the prior
-        weights = np.append(np.asarray(weights, dtype=np.float64), PRIOR_WEIGHT)
+        weights = np.append(weights, PRIOR_WEIGHT)
         self.low, self.high = low, high
         self.centres, self.sigmas = centres, sigmas
         self.weights = weights / weights.sum()
@@ -77,31 +82,46 @@ class ChoiceParzen:
         return np.log(self.probabilities[np.asarray(indices)])
 
 
-def suggest_numeric(rng, good, bad, low, high, *, log=False, integer=False, n_candidates=24):
-    """The next value of a numeric parameter in ``[low, high]``: of ``n_candidates`` draws from the
-    estimator of ``good`` observations, the one most likely under it relative to ``bad``'s.
-    ``good`` and ``bad`` are ``(values, weights)`` pairs; ``log`` works on the logarithm
-    (``low`` > 0); ``integer`` returns an int."""
-    if low == high:
-        return low
-    lo, hi = (low - 0.5, high + 0.5) if integer else (low, high)
-    scale = np.log if log else np.asarray  # an integer range starts at 1 or more: low - 0.5 > 0
-    lo, hi = scale([lo, hi])
-    estimators = [NumericParzen(np.clip(scale(np.asarray(values, dtype=np.float64)), lo, hi), weights, lo, hi)
-                  for values, weights in (good, bad)]
-    value = _most_promising(rng, *estimators, n_candidates)
-    value = math.exp(value) if log else float(value)
-    if integer:
-        return int(min(max(round(value), low), high))
-    return float(min(max(value, low), high))
+class NumericParameter:
+    """A numeric parameter in ``[low, high]``, its two estimators fitted once to the ``good`` and
+    ``bad`` observations (each a ``(values, weights)`` pair). ``log`` works on the logarithm
+    (``low`` > 0); ``integer`` suggests ints."""
+
+    def __init__(self, good, bad, low, high, *, log=False, integer=False):
+        self.low, self.high, self.log, self.integer = low, high, log, integer
+        if low == high:
+            return
+        lo, hi = (low - 0.5, high + 0.5) if integer else (low, high)
+        scale = np.log if log else np.asarray  # an integer range starts at 1 or more: low - 0.5 > 0
+        lo, hi = scale([lo, hi])
+        self.good, self.bad = (NumericParzen(np.clip(scale(np.asarray(values, dtype=np.float64)), lo, hi),
+                                             weights, lo, hi) for values, weights in (good, bad))
+
+    def suggest(self, rng, n_candidates=24):
+        """Of ``n_candidates`` draws from the good observations' estimator, the one most likely
+        under it relative to the bad ones'."""
+        if self.low == self.high:
+            return self.low
+        value = _most_promising(rng, self.good, self.bad, n_candidates)
+        value = math.exp(value) if self.log else float(value)
+        if self.integer:
+            return int(min(max(round(value), self.low), self.high))
+        return float(min(max(value, self.low), self.high))
 
 
-def suggest_choice(rng, good, bad, options, n_candidates=24):
-    """The next option of a choice parameter (``good``/``bad`` as in ``suggest_numeric``, values
-    being options)."""
-    index = {option: i for i, option in enumerate(options)}
-    estimators = [ChoiceParzen([index[v] for v in values], weights, len(options)) for values, weights in (good, bad)]
-    return options[int(_most_promising(rng, *estimators, n_candidates))]
+class ChoiceParameter:
+    """A choice among ``options``, its two estimators fitted once to the ``good`` and ``bad``
+    observations (``(values, weights)`` pairs, values being options)."""
+
+    def __init__(self, good, bad, options):
+        index = {option: i for i, option in enumerate(options)}
+        self.options = options
+        self.good, self.bad = (ChoiceParzen([index[v] for v in values], weights, len(options))
+                               for values, weights in (good, bad))
+
+    def suggest(self, rng, n_candidates=24):
+        """As ``NumericParameter.suggest``."""
+        return self.options[int(_most_promising(rng, self.good, self.bad, n_candidates))]
 
 
 def _most_promising(rng, good, bad, n_candidates):

@@ -362,54 +362,63 @@ class Tpe(Strategy):
         if not told:
             return self._trial(self.space.sample(self.rng, self.n_inputs))
         n_good = min(max(1, math.ceil(self.gamma * len(told))), self._MAX_GOOD)
-        good = [candidate for _, (candidate, _) in told[:n_good]]
-        bad = [candidate for _, (candidate, _) in told[n_good:]]
+        good = [values for _, (values, _) in told[:n_good]]
+        bad = [values for _, (values, _) in told[n_good:]]
         return self._trial(self._propose(good, bad))
 
     def tell(self, trial, fitness):
-        self._results[trial.number] = (trial.candidate, _as_fitness(fitness))
+        self._results[trial.number] = (_parameter_values(trial.candidate), _as_fitness(fitness))
 
     def _propose(self, good, bad):
-        space = self.space
+        """A candidate from the ``_parameter_values`` of the good and the bad trials."""
+        space, rng, n = self.space, self.rng, self.n_ei_candidates
+
+        def numeric(name, log=False, integer=False, groups=(good, bad)):
+            return parzen.NumericParameter(*(_observed(group, name) for group in groups),
+                                           getattr(space, f"minimum_{name}"), getattr(space, f"maximum_{name}"),
+                                           log=log, integer=integer).suggest(rng, n)
 
         def choice(name, options):
-            return parzen.suggest_choice(self.rng, *(_observed(group, lambda c: [getattr(c, name)])
-                                                     for group in (good, bad)), options, self.n_ei_candidates)
-
-        def numeric(name, values_of, log=False, integer=False, groups=(good, bad)):
-            return parzen.suggest_numeric(
-                self.rng, *(_observed(group, values_of) for group in groups),
-                getattr(space, f"minimum_{name}"), getattr(space, f"maximum_{name}"),
-                log=log, integer=integer, n_candidates=self.n_ei_candidates)
-
-        def hyper(name):
-            return lambda c: [getattr(c, name)]
+            return parzen.ChoiceParameter(*(_observed(group, name) for group in (good, bad)), options).suggest(rng, n)
 
         normalization = choice("normalization", space.normalizations)
-        with_dropout = [[c for c in group if c.normalization == "dropout"] for group in (good, bad)]
-        values = {
+        with_dropout = [[values for values in group if values["normalization"] == ["dropout"]] for group in (good, bad)]
+        hyper = {
             "activation": choice("activation", space.activations),
             "normalization": normalization,
-            "dropout": numeric("dropout", hyper("dropout"), groups=with_dropout) if normalization == "dropout" else 0.0,
-            "learning_rate": numeric("learning_rate", hyper("learning_rate"), log=True),
-            "weight_decay": numeric("weight_decay", hyper("weight_decay"), log=True),
-            "batch_size": numeric("batch_size", hyper("batch_size"), log=True, integer=True),
-            "epochs": numeric("epochs", hyper("epochs"), integer=True),
+            "dropout": numeric("dropout", groups=with_dropout) if normalization == "dropout" else 0.0,
+            "learning_rate": numeric("learning_rate", log=True),
+            "weight_decay": numeric("weight_decay", log=True),
+            "batch_size": numeric("batch_size", log=True, integer=True),
+            "epochs": numeric("epochs", integer=True),
         }
-        n_levels = numeric("levels", lambda c: [len(c.levels)], integer=True)
-        units = [numeric("units_per_level", lambda c: [len(level) for level in c.levels], integer=True)
-                 for _ in range(n_levels)]
-        neurons = [[numeric("neurons_per_unit", lambda c: [u.neurons for level in c.levels for u in level],
-                            integer=True) for _ in range(count)] for count in units]
-        return space.build(self.rng, self.n_inputs, neurons, values)
+        units = parzen.NumericParameter(*(_observed(group, "units_per_level") for group in (good, bad)),
+                                        space.minimum_units_per_level, space.maximum_units_per_level, integer=True)
+        neurons = parzen.NumericParameter(*(_observed(group, "neurons_per_unit") for group in (good, bad)),
+                                          space.minimum_neurons_per_unit, space.maximum_neurons_per_unit,
+                                          integer=True)
+        widths = [[neurons.suggest(rng, n) for _ in range(units.suggest(rng, n))]
+                  for _ in range(numeric("levels", integer=True))]
+        return space.build(rng, self.n_inputs, widths, hyper)
 
 
-def _observed(candidates, values_of):
-    """``(values, weights)`` of one parameter over ``candidates``: each candidate's values (one,
-    or one per level or unit) sharing a weight of 1."""
+def _parameter_values(candidate):
+    """What TPE learns from of one candidate: each parameter's values, one per level for
+    ``units_per_level`` and one per unit for ``neurons_per_unit``, one otherwise."""
+    values = {name: [getattr(candidate, name)] for name in
+              ("activation", "normalization", "dropout", "learning_rate", "weight_decay", "batch_size", "epochs")}
+    values["levels"] = [len(candidate.levels)]
+    values["units_per_level"] = [len(level) for level in candidate.levels]
+    values["neurons_per_unit"] = [unit.neurons for level in candidate.levels for unit in level]
+    return values
+
+
+def _observed(group, name):
+    """``(values, weights)`` of parameter ``name`` over a group of trials' ``_parameter_values``:
+    each trial's values sharing a weight of 1."""
     values, weights = [], []
-    for candidate in candidates:
-        own = values_of(candidate)
+    for trial in group:
+        own = trial[name]
         values += own
         weights += [1.0 / len(own)] * len(own)
     return values, weights

@@ -543,6 +543,11 @@ class Study:
         if self._processes() < self.config.n_jobs:
             warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {_available_cores()} core(s) are available; "
                             f"{self._processes()} trial processes ran")
+        in_flight = self.strategy.params().get("in_flight")
+        if in_flight is not None and in_flight < self._processes():
+            warnings.append(f"in_flight: the {self.strategy.name} strategy proposes at most {in_flight} trial(s) "
+                            f"ahead of their predecessors' results, so at most {in_flight} of the "
+                            f"{self._processes()} trial processes were busy at once")
         if stopped_reason == "max_time":
             warnings.append(f"max_time_seconds: the {self.config.max_time_seconds} s deadline stopped the "
                             f"search after {len(self.records)} trials; the result is the best so far")

@@ -22,6 +22,14 @@ def test_numeric_samples_stay_inside_and_follow_the_density():
     assert draws.mean() == pytest.approx(mean, abs=0.005)
 
 
+def test_repeated_values_share_one_kernel():
+    repeated = parzen.NumericParzen([3.0, 3.0, 5.0], [1.0, 0.5, 1.0], 0.0, 10.0)
+    merged = parzen.NumericParzen([3.0, 5.0], [1.5, 1.0], 0.0, 10.0)
+    np.testing.assert_array_equal(repeated.centres, merged.centres)
+    points = np.linspace(0.0, 10.0, 11)
+    np.testing.assert_allclose(repeated.log_pdf(points), merged.log_pdf(points))
+
+
 def test_kernels_narrow_where_observations_cluster():
     estimator = parzen.NumericParzen([0.50, 0.51, 0.52, 0.9], [1.0] * 4, 0.0, 1.0)
     sigmas = dict(zip(estimator.centres[:-1], estimator.sigmas[:-1]))
@@ -41,19 +49,21 @@ def test_choice_probabilities_are_weighted_counts_plus_the_prior():
 def test_suggestions_go_where_the_good_are_and_the_bad_are_not(seed):
     rng = np.random.default_rng(seed)
     good, bad = ([0.10, 0.12, 0.15], [1.0] * 3), ([0.11, 0.5, 0.6, 0.7, 0.8, 0.9], [1.0] * 6)
-    assert parzen.suggest_numeric(rng, good, bad, 0.0, 1.0) < 0.3
-    assert parzen.suggest_choice(rng, (["relu", "relu"], [1.0, 1.0]), (["tanh", "elu"], [1.0, 1.0]),
-                                 ("elu", "relu", "tanh")) == "relu"
+    assert parzen.NumericParameter(good, bad, 0.0, 1.0).suggest(rng) < 0.3
+    assert parzen.ChoiceParameter((["relu", "relu"], [1.0, 1.0]), (["tanh", "elu"], [1.0, 1.0]),
+                                  ("elu", "relu", "tanh")).suggest(rng) == "relu"
 
 
 def test_integer_and_log_suggestions_respect_their_ranges():
     rng = np.random.default_rng(0)
-    values = [parzen.suggest_numeric(rng, ([16, 20], [1.0, 1.0]), ([200], [1.0]), 16, 256, log=True, integer=True)
-              for _ in range(200)]
+    batch_size = parzen.NumericParameter(([16, 20], [1.0, 1.0]), ([200], [1.0]), 16, 256, log=True, integer=True)
+    values = [batch_size.suggest(rng) for _ in range(200)]
     assert all(isinstance(v, int) and 16 <= v <= 256 for v in values)
     assert np.median(values) < 40
-    rates = [parzen.suggest_numeric(rng, ([1e-3], [1.0]), ([], []), 1e-4, 1e-1, log=True) for _ in range(200)]
+    learning_rate = parzen.NumericParameter(([1e-3], [1.0]), ([], []), 1e-4, 1e-1, log=True)
+    rates = [learning_rate.suggest(rng) for _ in range(200)]
     assert all(1e-4 <= r <= 1e-1 for r in rates)
-    assert parzen.suggest_numeric(rng, ([], []), ([], []), 7, 7, integer=True) == 7  # a fixed range
+    assert parzen.NumericParameter(([], []), ([], []), 7, 7, integer=True).suggest(rng) == 7  # a fixed range
     # no observations: the prior alone, every integer of the range reachable
-    assert set(parzen.suggest_numeric(rng, ([], []), ([], []), 1, 3, integer=True) for _ in range(200)) == {1, 2, 3}
+    prior = parzen.NumericParameter(([], []), ([], []), 1, 3, integer=True)
+    assert {prior.suggest(rng) for _ in range(200)} == {1, 2, 3}

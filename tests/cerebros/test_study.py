@@ -441,6 +441,15 @@ def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, m
     assert "n_jobs: 64 asked, but 2 core(s) are available; 2 trial processes ran" in result.warnings
 
 
+def test_fewer_trials_in_flight_than_processes_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(cerebros.study, "_available_cores", lambda: 2)
+    result = Study.prepare(config(strategy="tpe", strategy_params={"n_startup_trials": 1, "in_flight": 1},
+                                  max_trials=3, n_jobs=2)).run(tmp_path)
+    assert result.completed_trials == 3
+    assert ("in_flight: the tpe strategy proposes at most 1 trial(s) ahead of their predecessors' results, so at "
+            "most 1 of the 2 trial processes were busy at once") in result.warnings
+
+
 def test_a_study_runs_once(tmp_path):
     study = Study.prepare(config(max_trials=1))
     study.run(tmp_path / "first")
@@ -561,6 +570,7 @@ def test_tpe_gives_the_same_journal_whatever_n_jobs_and_resumes_exactly(tmp_path
     assert resumed.test_metrics == one.test_metrics
     assert one.strategy_params == {"strategy": "tpe", "n_startup_trials": 3, "gamma": 0.1, "n_ei_candidates": 24,
                                    "in_flight": 2}
+    assert not any("in_flight" in warning for warning in one.warnings)
 
 
 def test_successive_halving_and_random_run_end_to_end(tmp_path):
