@@ -344,7 +344,7 @@ class Tpe(Strategy):
         self.gamma = float(gamma)
         self.n_ei_candidates = int(n_ei_candidates)
         self.in_flight = int(in_flight)
-        self._results = {}  # trial number -> (candidate, fitness)
+        self._results = {}  # trial number -> (its _parameter_values, fitness)
 
     def params(self):
         return {"strategy": self.name, "n_startup_trials": self.n_startup_trials, "gamma": self.gamma,
@@ -376,34 +376,30 @@ class Tpe(Strategy):
         def numeric(name, log=False, integer=False, groups=(good, bad)):
             return parzen.NumericParameter(*(_observed(group, name) for group in groups),
                                            getattr(space, f"minimum_{name}"), getattr(space, f"maximum_{name}"),
-                                           log=log, integer=integer).suggest(rng, n)
+                                           log=log, integer=integer)
 
         def choice(name, options):
-            return parzen.ChoiceParameter(*(_observed(group, name) for group in (good, bad)), options).suggest(rng, n)
+            return parzen.ChoiceParameter(*(_observed(group, name) for group in (good, bad)), options)
 
-        normalization = choice("normalization", space.normalizations)
+        normalization = choice("normalization", space.normalizations).suggest(rng, n)
         with_dropout = [[values for values in group if values["normalization"] == ["dropout"]] for group in (good, bad)]
         hyper = {
-            "activation": choice("activation", space.activations),
+            "activation": choice("activation", space.activations).suggest(rng, n),
             "normalization": normalization,
-            "dropout": numeric("dropout", groups=with_dropout) if normalization == "dropout" else 0.0,
-            "learning_rate": numeric("learning_rate", log=True),
-            "weight_decay": numeric("weight_decay", log=True),
-            "batch_size": numeric("batch_size", log=True, integer=True),
-            "epochs": numeric("epochs", integer=True),
+            "dropout": numeric("dropout", groups=with_dropout).suggest(rng, n) if normalization == "dropout" else 0.0,
+            "learning_rate": numeric("learning_rate", log=True).suggest(rng, n),
+            "weight_decay": numeric("weight_decay", log=True).suggest(rng, n),
+            "batch_size": numeric("batch_size", log=True, integer=True).suggest(rng, n),
+            "epochs": numeric("epochs", integer=True).suggest(rng, n),
         }
-        units = parzen.NumericParameter(*(_observed(group, "units_per_level") for group in (good, bad)),
-                                        space.minimum_units_per_level, space.maximum_units_per_level, integer=True)
-        neurons = parzen.NumericParameter(*(_observed(group, "neurons_per_unit") for group in (good, bad)),
-                                          space.minimum_neurons_per_unit, space.maximum_neurons_per_unit,
-                                          integer=True)
+        units, neurons = numeric("units_per_level", integer=True), numeric("neurons_per_unit", integer=True)
         widths = [[neurons.suggest(rng, n) for _ in range(units.suggest(rng, n))]
-                  for _ in range(numeric("levels", integer=True))]
+                  for _ in range(numeric("levels", integer=True).suggest(rng, n))]
         return space.build(rng, self.n_inputs, widths, hyper)
 
 
 def _parameter_values(candidate):
-    """What TPE learns from of one candidate: each parameter's values, one per level for
+    """What TPE learns from one candidate: each parameter's values, one per level for
     ``units_per_level`` and one per unit for ``neurons_per_unit``, one otherwise."""
     values = {name: [getattr(candidate, name)] for name in
               ("activation", "normalization", "dropout", "learning_rate", "weight_decay", "batch_size", "epochs")}
