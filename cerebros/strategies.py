@@ -1,10 +1,14 @@
 """Search strategies, all behind one ask/tell interface (the style of Optuna's).
 
+The strategies: ``random``, ``evolution``, ``successive_halving``, ``hyperband`` and ``tpe``
+(Bayesian; its Parzen estimators are in ``cerebros.parzen``).
+
 ``strategy.ask()`` returns the next ``Trial`` to train, or None while the strategy needs
-the results of trials it has handed out (a generation or rung is not finished yet);
-``strategy.tell(trial, fitness)`` reports one result, higher is better; ``-inf``, None or
-NaN for a failed trial, which is never an elite, never promoted, and never a parent while
-any trial of its generation succeeded. A strategy never decides when to stop: the study's
+the results of trials it has handed out (a generation or rung is not finished yet, or, for
+TPE, the result ``in_flight`` trials back); ``strategy.tell(trial, fitness)`` reports one
+result, higher is better; ``-inf``, None or NaN for a failed trial, which is never an
+elite, never promoted, never a parent while any trial of its generation succeeded, and
+for TPE one of the worse trials. A strategy never decides when to stop: the study's
 budgets do.
 
 Reproducibility: a strategy draws from its own generator seeded from ``seed`` and only in
