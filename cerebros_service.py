@@ -171,7 +171,6 @@ def _parse(spec, opts, parsed):
                        "opts.strategy")
     ga = _ga_params(budget, parameters, opts)
     parsed["ga_params"] = ga
-    strategy_params = {}
     if strategy == "evolution":
         strategy_params = ga
     else:
