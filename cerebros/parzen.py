@@ -45,8 +45,10 @@ class NumericParzen:
         self.low, self.high = low, high
         self.centres, self.sigmas = centres, sigmas
         self.weights = weights / weights.sum()
-        # each kernel's mass inside the interval, to renormalise the truncated kernels
-        self._mass = ndtr((high - centres) / sigmas) - ndtr((low - centres) / sigmas)
+        # each truncated kernel's normalising constant: its mass inside the interval
+        mass = ndtr((high - centres) / sigmas) - ndtr((low - centres) / sigmas)
+        self._log_norms = -np.log(sigmas * mass * math.sqrt(2 * math.pi))
+        self._log_weights = np.log(self.weights)
 
     def sample(self, rng, size):
         """``size`` draws: a kernel by weight, then a normal draw, redrawn while outside the interval."""
@@ -61,13 +63,12 @@ class NumericParzen:
     def log_pdf(self, x):
         """The density's logarithm at each point of ``x`` (inside the interval)."""
         z = (np.asarray(x, dtype=np.float64)[:, np.newaxis] - self.centres) / self.sigmas
-        log_kernels = -0.5 * z * z - np.log(self.sigmas * self._mass * math.sqrt(2 * math.pi))
-        return _log_sum_exp(log_kernels + np.log(self.weights))
+        return _log_sum_exp(-0.5 * z * z + self._log_norms + self._log_weights)
 
 
 class ChoiceParzen:
-    """Probabilities of ``len(probabilities)`` options from the weighted counts of the observed
-    option indices ``indices``."""
+    """Probabilities of ``n_options`` options: the weighted counts of the observed option
+    indices ``indices``, plus the prior."""
 
     def __init__(self, indices, weights, n_options):
         counts = np.bincount(np.asarray(indices, dtype=np.int64), weights=np.asarray(weights, dtype=np.float64),
