@@ -13,7 +13,8 @@ shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
     r2; default accuracy, or r2 for regression); ``search_space`` (see
     ``cerebros.space.SearchSpace.from_dict``); ``target`` (a .csv column); ``task``.
     opts: ``run_id``, ``pulse_id`` (echoed), ``budget`` {``max_trials`` (or ``trials``,
-    default 10), ``max_time_seconds``, ``max_trial_seconds``, ``population_size`` (20)},
+    default 10), ``max_time_seconds``, ``max_trial_seconds``, ``max_trials_without_improvement``
+    and ``min_improvement`` (the search's early stopping), ``population_size`` (20)},
     ``parameters`` {``mutation_rate`` (0.1), ``crossover_rate`` (0.7), ``elite_size`` (2),
     ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``; for
     hyperband the last three; for tpe ``n_startup_trials``, ``gamma``, ``n_ei_candidates``,
@@ -66,7 +67,8 @@ _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "t
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
                 "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
                 "resume", "progress_to"}
-_BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "population_size"}
+_BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "max_trials_without_improvement",
+                  "min_improvement", "population_size"}
 _PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"}.union(*_STRATEGY_PARAMS.values())
 
 
@@ -205,6 +207,8 @@ def _parse(spec, opts, parsed):
         max_trials=trial_budget,
         max_time_seconds=_optional(budget, "max_time_seconds", as_float, "opts.budget"),
         max_trial_seconds=_optional(budget, "max_trial_seconds", as_float, "opts.budget"),
+        max_trials_without_improvement=_optional(budget, "max_trials_without_improvement", as_int, "opts.budget"),
+        min_improvement=_optional(budget, "min_improvement", as_float, "opts.budget") or 0.0,
         n_jobs=option("n_jobs", as_int, 1),
         ensemble_size=option("ensemble_size", as_int, SearchConfig.ensemble_size),
         refit=option("refit", as_bool, SearchConfig.refit),
@@ -213,7 +217,7 @@ def _parse(spec, opts, parsed):
         config.check()
     except ValueError as exc:
         name = str(exc).split(":")[0]
-        where = "opts.budget" if name.startswith("max_") else "opts"
+        where = "opts.budget" if name in _BUDGET_FIELDS else "opts"
         raise _Invalid(f"{where}.{exc}", f"{where}.{name}") from None
     parsed["config"] = config
     run_dir = _optional(opts, "run_dir", as_text, "opts")
@@ -404,9 +408,9 @@ def _success(request, result, duration):
             "folds": result.config.folds,
             "ensemble": result.ensemble,
             "refit": result.refit,
-            "budget": {"max_trials": result.config.max_trials,
-                       "max_time_seconds": result.config.max_time_seconds,
-                       "max_trial_seconds": result.config.max_trial_seconds},
+            "budget": {name: getattr(result.config, name) for name in (
+                "max_trials", "max_time_seconds", "max_trial_seconds", "max_trials_without_improvement",
+                "min_improvement")},
             "n_jobs": result.config.n_jobs,
             "stopped_reason": result.stopped_reason,
             "run_dir": result.run_dir,

@@ -47,6 +47,10 @@ def _parser():
     run.add_argument("--max-trials", type=int, default=30)
     run.add_argument("--max-time", type=float, help="hard deadline for the whole search, in seconds")
     run.add_argument("--max-trial-time", type=float, help="limit for each trial, in seconds")
+    run.add_argument("--max-trials-without-improvement", type=int, metavar="N",
+                     help="stop the search once N trials in a row have not improved the best validation score")
+    run.add_argument("--min-improvement", type=float, default=0.0,
+                     help="the least gain, in the objective's units, that counts as an improvement (default 0)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     run.add_argument("--folds", type=int, default=SearchConfig.folds,
@@ -80,6 +84,7 @@ def _run(args):
         strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
         seed=args.seed, split_seed=args.split_seed, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
+        max_trials_without_improvement=args.max_trials_without_improvement, min_improvement=args.min_improvement,
         n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit)
     if args.resume and not args.run_dir:
         raise ValueError("--resume: give --run-dir, the directory of the search to continue")

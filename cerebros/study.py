@@ -26,7 +26,10 @@ run's deadline or a cancellation ("interrupted") ranks below every trial that wa
 joins the ensemble only when no other trial finished: its later folds may have trained for
 one batch.
 
-Budgets: ``max_trials``; ``max_time_seconds``, a hard deadline for training (running
+Budgets: ``max_trials``; ``max_trials_without_improvement``, the search's own early stopping
+(it ends once that many trials in a row, in trial order, have not raised the best validation
+score by more than ``min_improvement``; trials still running then are stopped and left out of
+the journal, so it ends where a one-process search would); ``max_time_seconds``, a hard deadline for training (running
 trials stop within one mini-batch, no new trial starts, and the best so far is returned
 with a warning; with ``refit``, the search stops early enough to leave the refits the time
 they are estimated to need (``_refit_reserve``), and a trial whose refit does not finish in
@@ -85,6 +88,8 @@ class SearchConfig:
     It is not part of what is searched: a resumed run may change it, and then ensembles the
     best trials whose networks the earlier run still kept. ``refit``: the selected trials also
     train networks on all search rows for the saved model (see the module docstring).
+    ``max_trials_without_improvement`` (None: no limit) and ``min_improvement`` (in the
+    objective's units) are the search's early stopping (see the module docstring).
     """
 
     dataset_id: str
@@ -102,6 +107,8 @@ class SearchConfig:
     max_trials: int = 10
     max_time_seconds: Optional[float] = None
     max_trial_seconds: Optional[float] = None
+    max_trials_without_improvement: Optional[int] = None
+    min_improvement: float = 0.0
     n_jobs: int = 1
     ensemble_size: int = 20
     refit: bool = True
@@ -115,6 +122,12 @@ class SearchConfig:
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                           and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name}: must be a finite number of seconds >= 0, got {value!r}")
+        patience = self.max_trials_without_improvement
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"max_trials_without_improvement: must be an integer >= 1, got {patience!r}")
+        if not (isinstance(self.min_improvement, (int, float)) and not isinstance(self.min_improvement, bool)
+                and self.min_improvement >= 0 and math.isfinite(self.min_improvement)):
+            raise ValueError(f"min_improvement: must be a finite number >= 0, got {self.min_improvement!r}")
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise ValueError(f"n_jobs: must be an integer >= 1, got {self.n_jobs!r}")
         for name in ("seed", "split_seed", "ensemble_size"):
@@ -185,6 +198,9 @@ class Study:
         self.strategy = strategy
         self.records = []
         self.best = None
+        # The last trial that raised the best fitness by more than min_improvement, and that
+        # fitness: the search's early stopping counts the trials after it.
+        self.last_improvement = (-1, -math.inf)
         self.kept = []  # the ensemble's candidates: the best records, best first
         self.outputs = {}  # their out-of-fold outputs, by trial number
         self.run_dir = None  # set by run, which runs once
@@ -277,9 +293,11 @@ class Study:
             for future in done:
                 trial = running.pop(future)
                 finished[trial.number] = (trial, _result(future, lambda error: _failed(error, 0.0)))
-            while next_to_tell in finished:
+            while next_to_tell in finished and not self._stalled():
                 self._tell(*finished.pop(next_to_tell))
                 next_to_tell += 1
+        for number in finished:  # trials after the one that stalled the search: a one-process search never ran them
+            self.run_dir.discard(number)
         return stopped_reason or ("max_trials" if asked >= self.config.max_trials else "exhausted")
 
     def _processes(self):
@@ -291,7 +309,14 @@ class Study:
         search_deadline = self._search_deadline()
         if search_deadline is not None and time.monotonic() >= search_deadline:
             return "max_time"
+        if self._stalled():
+            return "no_improvement"
         return None
+
+    def _stalled(self):
+        """Whether the last ``max_trials_without_improvement`` trials told all failed to improve."""
+        patience = self.config.max_trials_without_improvement
+        return patience is not None and len(self.records) - 1 - self.last_improvement[0] >= patience
 
     def _search_deadline(self):
         """When the search must stop: the run's deadline, less the refits' reserve."""
@@ -336,8 +361,6 @@ class Study:
             "candidate": trial.candidate.to_dict(),
             **fields,
         }
-        if self._improves(record):
-            self.best = record
         self._keep_if_among_best(record, outputs)
         self._accept(trial, record)
         self.run_dir.append_journal(record)
@@ -345,7 +368,12 @@ class Study:
             self.on_trial(self._event(record))
 
     def _accept(self, trial, record):
-        self.strategy.tell(trial, self.objective.fitness(record["value"]))
+        fitness = self.objective.fitness(record["value"])
+        if self._improves(record):
+            self.best = record
+        if fitness > self.last_improvement[1] + self.config.min_improvement:
+            self.last_improvement = (record["number"], fitness)
+        self.strategy.tell(trial, fitness)
         self.records.append(record)
 
     def _keep_if_among_best(self, record, outputs):
@@ -421,8 +449,6 @@ class Study:
                     trial.candidate.key() != Candidate.from_dict(record["candidate"]).key():
                 raise RunDirectoryError(f"run_dir: journal trial {record['number']} is not what this search "
                                         "proposes at that point; the journal does not match")
-            if self._improves(record):
-                self.best = record
             self._accept(trial, record)
         self._keep_saved_candidates(records)
 

@@ -40,6 +40,12 @@ def test_resume_from_the_command_line(tmp_path, capsys):
     assert "4 (stopped by max_trials)" in out and "(5 fold network(s) per trial)" in out
 
 
+def test_the_search_stops_on_no_improvement_from_the_command_line(tmp_path, capsys):
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--search-space", TINY, "--quiet",
+                 "--max-trials", "50", "--max-trials-without-improvement", "2", "--min-improvement", "1"]) == 0
+    assert "3 (stopped by no_improvement)" in capsys.readouterr().out
+
+
 def test_without_run_dir_each_run_gets_a_new_directory_under_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     arguments = ["run", "--dataset", "iris", "--max-trials", "1", "--search-space", TINY, "--quiet"]

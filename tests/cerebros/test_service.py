@@ -90,7 +90,8 @@ def test_keys_and_values_in_every_beam_shape_and_both_caller_variants(tmp_path, 
     space = as_map({"levels": [1, 2], "activation": Atom("relu"), "neurons_per_unit": [4, 8], "epochs": [3, 5]}, key)
     spec = as_map({"dataset": b"wine", "objective": charlist("f1_macro"), "search_space": space}, key)
     options = as_map({"run_dir": str(tmp_path / "run").encode(), "seed": 3,
-                      "budget": as_map({"trials": 2, "population_size": 2}, key),
+                      "budget": as_map({"trials": 2, "population_size": 2, "max_trials_without_improvement": b"5",
+                                        "min_improvement": charlist("0.01")}, key),
                       "parameters": as_map({"mutation_rate": 0.3, "elite_size": 1}, key), "tau": b"0.5",
                       "ensemble_size": b"1", "refit": Atom("false")}, key)
     result = service.run_nas(spec, options)
@@ -100,6 +101,8 @@ def test_keys_and_values_in_every_beam_shape_and_both_caller_variants(tmp_path, 
     assert 1 <= len(result["best_model"]["levels"]) <= 2  # [1, 2] stayed a list of ints
     assert result["metadata"]["ensemble"] == [{"trial": result["best_trial_id"], "weight": 1}]
     assert result["metadata"]["refit"] == []  # refit: false
+    assert result["metadata"]["budget"] == {"max_trials": 2, "max_time_seconds": None, "max_trial_seconds": None,
+                                            "max_trials_without_improvement": 5, "min_improvement": 0.01}
     assert result["metadata"]["ga_params"] == {"population_size": 2, "mutation_rate": 0.3, "crossover_rate": 0.7,
                                                "elite_size": 1, "tau": 0.5}
     assert_plain(result)
@@ -199,6 +202,9 @@ def failure(result, error_type, field=None):
     ({"dataset_id": "iris"}, {"budget": {"max_trials": "many"}}, "invalid_field", "opts.budget.max_trials"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials": 2, "trials": 3}}, "invalid_field", "opts.budget.max_trials"),
     ({"dataset_id": "iris"}, {"budget": {"max_time_seconds": -1}}, "invalid_field", "opts.budget.max_time_seconds"),
+    ({"dataset_id": "iris"}, {"budget": {"max_trials_without_improvement": 0}}, "invalid_field",
+     "opts.budget.max_trials_without_improvement"),
+    ({"dataset_id": "iris"}, {"budget": {"min_improvement": "-1"}}, "invalid_field", "opts.budget.min_improvement"),
     ({"dataset_id": "iris", "objective": "rmse"}, {}, "invalid_field", "spec.objective"),
     ({"dataset_id": "iris", "search_space": {"levels": [4, 2]}}, {}, "invalid_field", "spec.search_space"),
     ({"dataset_id": "iris"}, {"parameters": {"elite_size": 50}}, "invalid_field", "opts.parameters.elite_size"),

@@ -497,6 +497,48 @@ def test_resume_trains_again_what_a_stop_cut_short_and_a_crash_left_half_written
     assert Study.prepare(config(max_trials=7)).run(tmp_path / "crashed", resume=True).completed_trials == 7
 
 
+def trials_until_stalled(values, patience, min_improvement):
+    """How many trials a search stopped after ``patience`` trials without improvement runs,
+    worked out from the trials' values (accuracy: higher is better; None: failed)."""
+    reference, last_improvement = -np.inf, -1
+    for number, value in enumerate(values):
+        if value is not None and value > reference + min_improvement:
+            reference, last_improvement = value, number
+        if number - last_improvement >= patience:
+            return number + 1
+    return None
+
+
+def test_the_search_stops_after_trials_without_improvement_where_one_process_would(tmp_path):
+    def stalling(n_jobs):
+        return Study.prepare(config(strategy="random", strategy_params={}, max_trials=60,
+                                    max_trials_without_improvement=3, n_jobs=n_jobs, ensemble_size=3))
+
+    one = stalling(1).run(tmp_path / "one")
+    values = [r["value"] for r in one.records]
+    assert one.stopped_reason == "no_improvement" and len(values) < 60
+    assert trials_until_stalled(values, 3, 0.0) == len(values)
+    two = stalling(2).run(tmp_path / "two")
+    assert journal(tmp_path / "two") == journal(tmp_path / "one") and two.test_metrics == one.test_metrics
+    # the trial the stop cut short in the second process left no files behind
+    files_of = {int(path.name.split("_")[1]) for path in (tmp_path / "two" / "trials").iterdir()}
+    assert files_of <= {r["number"] for r in two.records}
+
+
+def test_only_gains_above_min_improvement_count_and_a_stalled_search_resumes(tmp_path):
+    def stalling(patience):  # no accuracy can gain more than 1.0 on the first successful trial's
+        return Study.prepare(config(max_trials=20, max_trials_without_improvement=patience, min_improvement=1.0))
+
+    first = stalling(2).run(tmp_path / "resumed")
+    assert first.completed_trials == 3 and first.stopped_reason == "no_improvement"
+    again = stalling(2).run(tmp_path / "resumed", resume=True)
+    assert again.completed_trials == 3 and again.stopped_reason == "no_improvement"
+    longer = stalling(5).run(tmp_path / "resumed", resume=True)
+    straight = stalling(5).run(tmp_path / "straight")
+    assert longer.completed_trials == straight.completed_trials == 6
+    assert journal(tmp_path / "resumed") == journal(tmp_path / "straight")
+
+
 def test_resume_accepts_the_same_settings_written_differently(tmp_path):
     Study.prepare(config(search_space={"levels": (1, 2), "epochs": [3, 8], "neurons_per_unit": 8},
                          max_trials=2)).run(tmp_path)
@@ -548,6 +590,9 @@ def test_every_trial_failing_is_trials_failed(tmp_path, monkeypatch):
 @pytest.mark.parametrize("overrides,message", [({"max_trials": -1}, "max_trials"), ({"n_jobs": 0}, "n_jobs"),
                                                ({"ensemble_size": -1}, "ensemble_size"),
                                                ({"max_time_seconds": float("inf")}, "max_time_seconds"),
+                                               ({"max_trials_without_improvement": 0},
+                                                "max_trials_without_improvement"),
+                                               ({"min_improvement": -0.1}, "min_improvement"),
                                                ({"objective": "rmse"}, "objective"),
                                                ({"strategy": "grid"}, "strategy"),
                                                ({"search_space": {"levels": [3, 1]}}, "levels")])
