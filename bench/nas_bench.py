@@ -2,6 +2,7 @@
 
     python bench/nas_bench.py [--datasets iris wine ...] [--budget 60] [--max-trials N] [--n-jobs 2] [--seeds 0 1 ...]
                               [--split-seeds 0 1 ...] [--strategy evolution] [--folds 5] [--ensemble-size 20]
+                              [--max-trials-without-improvement N]
 
 For each bundled dataset and split seed: the test split is 25% (stratified for classification,
 ``random_state`` = the split seed), exactly as ``cerebros.data.split_indices`` makes it.
@@ -60,7 +61,8 @@ def baselines(X_rest, y_rest, X_test, y_test, task):
 def run_engine(name, split_seed, seed, args, run_dir):
     config = SearchConfig(dataset_id=name, strategy=args.strategy, seed=seed, split_seed=split_seed,
                           folds=args.folds, max_trials=args.max_trials, max_time_seconds=args.budget,
-                          n_jobs=args.n_jobs, ensemble_size=args.ensemble_size)
+                          n_jobs=args.n_jobs, ensemble_size=args.ensemble_size,
+                          max_trials_without_improvement=args.max_trials_without_improvement)
     started = time.monotonic()
     result = Study.prepare(config).run(run_dir)
     return result, time.monotonic() - started
@@ -104,6 +106,8 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per search")
     parser.add_argument("--max-trials", type=int, default=100000, help="also stop a search after this many trials")
+    parser.add_argument("--max-trials-without-improvement", type=int,
+                        help="also stop a search once this many trials in a row did not improve its best")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one search per seed")
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0], help="one test split per seed")
@@ -119,7 +123,9 @@ def main(argv=None):
                 rows.extend(bench_split(name, split_seed, args, scratch))
 
     print(f"\nstrategy {args.strategy}, {args.folds} fold(s), ensemble size {args.ensemble_size}, "
-          f"{args.budget:g} s per search, n_jobs {args.n_jobs}\n")
+          f"{args.budget:g} s per search, n_jobs {args.n_jobs}"
+          + (f", stopped after {args.max_trials_without_improvement} trials without improvement"
+             if args.max_trials_without_improvement else "") + "\n")
     print("| dataset | split seed | seed | metric | engine test | best trial test | engine validation "
           "| best trial validation | members | refit | trials | seconds | default MLP | linear | target | verdict |")
     print("|---" * 16 + "|")
