@@ -131,7 +131,7 @@ class CerebrosNetwork:
           it, or on the first call, training starts afresh from ``random_state``, so refitting
           gives the same network as a new object would.
         - ``deadline`` (a ``time.monotonic()`` value) and ``should_stop()`` (the caller's stop
-          signal: a cancellation, or the end of a search; reason "cancelled") are checked after
+          signal: a cancellation, or the end of a search; reason "stopped") are checked after
           every batch; the epoch then ends early, is evaluated, and training stops.
         - ``on_epoch(epoch, train_loss, val_loss)`` is called after each epoch (numbered from 1
           across warm starts).
@@ -139,7 +139,7 @@ class CerebrosNetwork:
         Afterwards: ``history_`` (one dict per epoch: epoch, train_loss, val_loss),
         ``best_epoch_``, ``best_val_loss_`` (inf and ``best_epoch_`` 0 if no epoch gave a finite
         loss: the initial weights are kept), ``n_epochs_trained_`` (all calls),
-        ``stopped_reason_`` ("completed", "early_stopping", "deadline", "cancelled", "diverged").
+        ``stopped_reason_`` ("completed", "early_stopping", "deadline", "stopped", "diverged").
         """
         X = self._check_X(X, "X", min_rows=1)
         if not (warm_start and self._layers is not None):
@@ -177,7 +177,7 @@ class CerebrosNetwork:
                 if deadline is not None and time.monotonic() >= deadline:
                     reason = "deadline"
                 elif should_stop is not None and should_stop():
-                    reason = "cancelled"
+                    reason = "stopped"
                 if reason:
                     break
             self.n_epochs_trained_ += 1

@@ -776,7 +776,7 @@ def train_trial(trial_data, payload, should_stop):
         return _failed(f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     reasons = [network.stopped_reason_ for network in networks]
     status = "completed"
-    if "cancelled" in reasons:
+    if "stopped" in reasons:
         status = "interrupted"
     elif "deadline" in reasons:
         status = deadline_status
@@ -807,7 +807,7 @@ def refit_trial(trial_data, payload, should_stop):
         for index in range(len(payload["model_paths"])):
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
             network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
-            if network.stopped_reason_ in ("deadline", "cancelled"):  # fewer epochs than asked: not a refit
+            if network.stopped_reason_ in ("deadline", "stopped"):  # fewer epochs than asked: not a refit
                 return report(_cut_short(deadline, deadline_status, should_stop))
             networks.append(network)
         for network, path in zip(networks, payload["model_paths"]):

@@ -176,7 +176,7 @@ def test_deadline_and_cancellation_stop_after_the_current_batch():
     calls = []
     net = CerebrosNetwork(candidate, random_state=0).fit(
         X, y, X, y, should_stop=lambda: calls.append(1) or len(calls) >= 25)
-    assert net.stopped_reason_ == "cancelled"
+    assert net.stopped_reason_ == "stopped"
     assert len(calls) == 25 and net.n_epochs_trained_ == 3   # 10 batches per epoch
     assert net.predict(X).shape == (200,)
 
