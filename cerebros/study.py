@@ -1,12 +1,11 @@
 """Running a search: a strategy's trials trained on the data, under budgets, into a run directory.
 
 ``Study.prepare(config).run(run_dir)`` is the one entry point (the command line and
-``cerebros_service`` both use it). Trials run in this process (``n_jobs`` 1) or in
-``n_jobs`` worker processes, at most one per available core (more would only slow each
-trial down), started with 'forkserver' or 'spawn' (never 'fork': the caller
-may be multi-threaded). Each trial's networks are seeded from ``(seed, trial number)`` and
-results are told to the strategy in trial-number order, so the journal is the same
-whatever ``n_jobs`` is, timings aside. Only the search rows (training and validation
+``cerebros_service`` both use it). Trials (``cerebros.trials``) run in this process
+(``n_jobs`` 1) or in ``n_jobs`` worker processes (``cerebros.runners``), at most one per
+available core (more would only slow each trial down). Each trial's networks are seeded
+from ``(seed, trial number)`` and results are told to the strategy in trial-number order, so
+the journal is the same whatever ``n_jobs`` is, timings aside. Only the search rows (training and validation
 folds) reach the trials; the test split scores the final model once, at the end.
 
 The final model is an ensemble (Caruana et al., 2004): the ``ensemble_size`` best trials keep
@@ -39,12 +38,9 @@ way.
 """
 import concurrent.futures as futures
 import math
-import multiprocessing
 import os
-import signal
 import threading
 import time
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -53,8 +49,9 @@ import numpy as np
 from . import data as data_module
 from . import objectives, selection, strategies
 from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, saved_model
-from .network import CerebrosNetwork
+from .runners import InlineRunner, PoolRunner, available_cores, result_or_failure
 from .space import Candidate, SearchSpace
+from .trials import class_labels, failed_trial, refit_trial, train_trial
 
 # Settings that define what is searched: a resumed run must agree on all of them.
 _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_space", "seed", "split_seed",
@@ -206,7 +203,7 @@ class Study:
         self.run_dir = None  # set by run, which runs once
         validation_rows = np.concatenate([validation for _, validation in splits.folds])
         self.oof_targets = splits.y[validation_rows]  # the rows of the out-of-fold outputs, in their order
-        self.classes = _classes(splits.task, splits.y)
+        self.classes = class_labels(splits.task, splits.y)
         self.reserve = ((), 0.0)  # the kept trials the refit reserve was estimated for, and the reserve
         self.epoch_cost_ratio = _refit_epoch_cost_ratio(splits)
 
@@ -253,7 +250,7 @@ class Study:
         budget = self.config.max_time_seconds
         self.deadline = None if budget is None else started + budget
         self._start_or_resume(resume)
-        runner = (_InlineRunner if self.config.n_jobs == 1 else _PoolRunner)(
+        runner = (InlineRunner if self.config.n_jobs == 1 else PoolRunner)(
             self._processes(), self._trial_data(), self.cancel)
         try:
             stopped_reason = self._loop(runner)
@@ -292,7 +289,7 @@ class Study:
             done, _ = futures.wait(running, timeout=_POLL_SECONDS, return_when=futures.FIRST_COMPLETED)
             for future in done:
                 trial = running.pop(future)
-                finished[trial.number] = (trial, _result(future, lambda error: _failed(error, 0.0)))
+                finished[trial.number] = (trial, result_or_failure(future, lambda error: failed_trial(error, 0.0)))
             while next_to_tell in finished and not self._stalled():
                 self._tell(*finished.pop(next_to_tell))
                 next_to_tell += 1
@@ -301,7 +298,7 @@ class Study:
         return stopped_reason or ("max_trials" if asked >= self.config.max_trials else "exhausted")
 
     def _processes(self):
-        return min(self.config.n_jobs, _available_cores())
+        return min(self.config.n_jobs, available_cores())
 
     def _interruption(self):
         if self.cancel.is_set():
@@ -561,13 +558,13 @@ class Study:
             _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
             if self.cancel.is_set():
                 runner.stop()
-        return [{**report, **_result(future, lambda error: {"status": f"failed: {error}", "duration_seconds": None})}
+        return [{**report, **result_or_failure(future, lambda error: {"status": f"failed: {error}", "duration_seconds": None})}
                 for future, report in jobs.items()]
 
     def _warnings(self, stopped_reason, refits):
         warnings = self.strategy.warnings()
         if self._processes() < self.config.n_jobs:
-            warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {_available_cores()} core(s) are available; "
+            warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {available_cores()} core(s) are available; "
                             f"{self._processes()} trial processes ran")
         in_flight = self.strategy.params().get("in_flight")
         if in_flight is not None and in_flight < self._processes():
@@ -591,13 +588,6 @@ class Study:
             warnings.append(f"refit: {len(not_refit)} of {len(refits)} selected trial(s) have no networks trained "
                             f"on all search rows and keep their fold networks alone: {', '.join(not_refit)}")
         return warnings
-
-
-def _available_cores():
-    """The cores this process may run on (its affinity, under a container's or taskset's limit)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _open_run_directory(path):
@@ -654,15 +644,6 @@ def _not_interrupted(record):
     return record["status"] != "interrupted"
 
 
-def _classes(task, y):
-    """The class labels, sorted (as every network's ``classes_``), or None for regression."""
-    return np.unique(y) if task == "classification" else None
-
-
-def _finite_or_none(value):
-    return float(value) if math.isfinite(value) else None
-
-
 def _wall_clock(deadline):
     """A ``time.monotonic()`` deadline (or None) as a ``time.time()`` one, for a worker process:
     it does not share this process's monotonic clock."""
@@ -714,232 +695,3 @@ def _makespan(seconds, processes):
     for job in seconds:
         free_at[free_at.index(min(free_at))] += job
     return max(free_at)
-
-
-def _result(future, failure):
-    """The job's result, or ``failure(error)`` if its worker process died: the job failed, the
-    search goes on."""
-    try:
-        return future.result()
-    except Exception as exc:
-        return failure(f"{type(exc).__name__}: {exc}")
-
-
-def _failed(error, duration):
-    fields = {"status": "failed", "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
-              "best_epoch": [], "epochs_trained": 0, "duration_seconds": duration, "error": error}
-    return fields, None
-
-
-# ---- training one trial (in this process or a worker process) -------------------------------
-
-def train_trial(trial_data, payload, should_stop):
-    """Train one network per validation fold and score the trial on the validation rows.
-
-    With one fold this is a hold-out validation; with several, every search row is predicted
-    once, by the network that did not train on it, and the trial is scored on all of those
-    out-of-fold predictions. Each network early-stops on a share of its fold's training rows
-    (``data.early_stopping_split``, seeded from the trial's seed and the fold), never on its
-    validation rows, so its outputs there are not chosen on them. The networks go to
-    ``payload["model_paths"]`` (one per fold). A deadline or cancellation stops the fold in
-    training within one mini-batch (the trial is still scored), and no later fold starts (the
-    trial then has no value). Returns ``(fields, outputs)``: the out-of-fold
-    outputs (see ``_out_of_fold_outputs``; None for a failed trial) and the journal fields:
-    status ("completed", "timeout" at the per-trial limit, "interrupted" by the run deadline or
-    cancellation, "failed"), stopped_reason and best_epoch (one per fold), value (the
-    objective), metrics (all of the task's), val_loss (mean over folds of the networks' best
-    loss on their early-stopping rows), epochs_trained (all folds), duration_seconds, error.
-    """
-    X, y, folds, task, objective_name = trial_data
-    started = time.monotonic()
-    deadline, deadline_status = _deadline(payload, started)
-    candidate = Candidate.from_dict(payload["candidate"])
-    networks = []
-    try:
-        for fold, ((train, _), path) in enumerate(zip(folds, payload["model_paths"])):
-            cut = _cut_short(deadline, deadline_status, should_stop)
-            if cut:  # a fold not started has no network to score its rows: the trial has no value
-                return _cut_before_fold(networks, cut, fold, len(folds), time.monotonic() - started)
-            # the network stops on rows of its own training share: its validation rows' outputs
-            # must come from a network that did not pick its epoch on them
-            fit, stop = data_module.early_stopping_split(train, y, task, seed=[payload["seed"], fold])
-            stopping = (X[stop], y[stop]) if len(stop) else (None, None)
-            network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
-            network.fit(X[fit], y[fit], *stopping, epochs=payload["epochs"],
-                        deadline=deadline, should_stop=should_stop)
-            network.save(path)
-            networks.append(network)
-        outputs = _out_of_fold_outputs(networks, X, y, folds, task)
-        validation_rows = np.concatenate([validation for _, validation in folds])
-        metrics = objectives.score_outputs(task, y[validation_rows], outputs, _classes(task, y))
-    except Exception as exc:  # one bad candidate (diverged, degenerate) must not end the search
-        return _failed(f"{type(exc).__name__}: {exc}", time.monotonic() - started)
-    reasons = [network.stopped_reason_ for network in networks]
-    status = "completed"
-    if "stopped" in reasons:
-        status = "interrupted"
-    elif "deadline" in reasons:
-        status = deadline_status
-    losses = [network.best_val_loss_ for network in networks]
-    fields = {"status": status, "value": metrics[objective_name], "metrics": metrics,
-              "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
-              "duration_seconds": round(time.monotonic() - started, 3), "error": None}
-    return fields, outputs
-
-
-def refit_trial(trial_data, payload, should_stop):
-    """Train one network per path in ``payload["model_paths"]`` on all the search rows, for
-    ``payload["epochs"]`` epochs (seeds ``payload["seed"]`` + 0, 1, ...; with no rows held out,
-    the training loss decides the learning-rate reductions and the weights kept), and save
-    them. Returns ``{"status", "duration_seconds"}``, the status "completed", or why not:
-    "interrupted" or "timeout" (a deadline or a cancellation came first) or "failed: <error>";
-    then none is saved."""
-    X, y, _, task, _ = trial_data
-    started = time.monotonic()
-
-    def report(status):
-        return {"status": status, "duration_seconds": round(time.monotonic() - started, 3)}
-
-    deadline, deadline_status = _deadline(payload, started)
-    candidate = Candidate.from_dict(payload["candidate"])
-    networks = []
-    try:
-        for index in range(len(payload["model_paths"])):
-            network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
-            network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
-            if network.stopped_reason_ in ("deadline", "stopped"):  # fewer epochs than asked: not a refit
-                return report(_cut_short(deadline, deadline_status, should_stop))
-            networks.append(network)
-        for network, path in zip(networks, payload["model_paths"]):
-            network.save(path)
-    except Exception as exc:  # one failed refit must not end the search: its fold networks remain
-        return report(f"failed: {type(exc).__name__}: {exc}")
-    return report("completed")
-
-
-def _deadline(payload, started):
-    """The earlier of the run's deadline and the per-trial limit, as a ``time.monotonic()`` value,
-    with the status that work cut short by it gets ("interrupted", "timeout"); (None, None)
-    without either."""
-    limits = []
-    if payload["run_deadline"] is not None:
-        limits.append((started + payload["run_deadline"] - time.time(), "interrupted"))
-    if payload["trial_seconds"] is not None:
-        limits.append((started + payload["trial_seconds"], "timeout"))
-    return min(limits) if limits else (None, None)
-
-
-def _training_fields(networks):
-    """The journal fields that describe how the trial's networks trained, one entry per fold."""
-    return {"stopped_reason": [network.stopped_reason_ for network in networks],
-            "best_epoch": [network.best_epoch_ for network in networks],
-            "epochs_trained": sum(network.n_epochs_trained_ for network in networks)}
-
-
-def _cut_short(deadline, deadline_status, should_stop):
-    """The trial's status if it must stop now ("interrupted", "timeout"), else None."""
-    if should_stop():
-        return "interrupted"
-    if deadline is not None and time.monotonic() >= deadline:
-        return deadline_status
-    return None
-
-
-def _cut_before_fold(networks, status, fold, folds, duration):
-    """The journal fields of a trial stopped before fold ``fold`` started, and no outputs."""
-    fields = {"status": status, "value": None, "metrics": {}, "val_loss": None, **_training_fields(networks),
-              "duration_seconds": round(duration, 3),
-              "error": f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score"}
-    return fields, None
-
-
-def _out_of_fold_outputs(networks, X, y, folds, task):
-    """Every validation row's output from the network of its fold, rows in fold order: class
-    probabilities (columns: the classes of ``y``, which every fold's network must know), or
-    predicted values."""
-    X_val = [X[validation] for _, validation in folds]
-    if task != "classification":
-        return np.concatenate([network.predict(rows) for network, rows in zip(networks, X_val)])
-    if any(not np.array_equal(network.classes_, _classes(task, y)) for network in networks):
-        raise ValueError("a fold's training rows lack some of the classes")
-    return np.concatenate([network.predict_proba(rows) for network, rows in zip(networks, X_val)])
-
-
-class _InlineRunner:
-    """Runs each trial at once, in this process."""
-
-    def __init__(self, n_jobs, trial_data, cancel):
-        self.trial_data = trial_data
-        self.cancel = cancel
-
-    def submit(self, function, payload):
-        """Run ``function(trial_data, payload, should_stop)`` (``train_trial``, ``refit_trial``)."""
-        future = futures.Future()
-        future.set_result(function(self.trial_data, payload, self.cancel.is_set))
-        return future
-
-    def stop(self):
-        """Nothing to do: work here runs to its own deadline or the cancel event."""
-
-    def resume(self):
-        """Nothing to do (see ``stop``)."""
-
-    def close(self):
-        """Nothing to release."""
-
-
-class _PoolRunner:
-    """Runs trials in worker processes that receive the data once, at start-up. A worker process
-    that dies (killed, out of memory) fails the trials in flight, not the search: the next
-    submission starts a fresh pool."""
-
-    def __init__(self, n_jobs, trial_data, cancel):
-        methods = multiprocessing.get_all_start_methods()
-        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self._stop = self._context.Event()
-        if cancel.is_set():
-            self._stop.set()
-        self._n_jobs = n_jobs
-        self._trial_data = trial_data
-        self.pool = self._new_pool()
-
-    def _new_pool(self):
-        return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
-                                           initargs=(self._trial_data, self._stop))
-
-    def submit(self, function, payload):
-        """Run ``function(trial_data, payload, should_stop)`` in a worker process."""
-        try:
-            return self.pool.submit(_run_in_worker, function, payload)
-        except BrokenProcessPool:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = self._new_pool()
-            return self.pool.submit(_run_in_worker, function, payload)
-
-    def stop(self):
-        """Stop the work in the worker processes within one mini-batch."""
-        self._stop.set()
-
-    def resume(self):
-        """Let new work run to its own deadline again (after ``stop``)."""
-        self._stop.clear()
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-_worker_state = {}
-
-
-def _init_worker(trial_data, stop):
-    # Ctrl-C reaches the whole process group: the parent turns it into a cancellation that stops
-    # these workers through ``stop``; an interrupt here would only lose the trial's result
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # one BLAS thread per process: n_jobs processes already fill the cores
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(1)
-    _worker_state.update(trial_data=trial_data, stop=stop)
-
-
-def _run_in_worker(function, payload):
-    return function(_worker_state["trial_data"], payload, _worker_state["stop"].is_set)

@@ -278,14 +278,14 @@ def test_reaching_the_refit_reserve_stops_the_running_trials(tmp_path, monkeypat
     deadlines = record_deadlines(monkeypatch)
     calls = []
 
-    class RecordingRunner(cerebros.study._InlineRunner):
+    class RecordingRunner(cerebros.study.InlineRunner):
         def stop(self):
             calls.append("stop")
 
         def resume(self):
             calls.append("resume")
 
-    monkeypatch.setattr(cerebros.study, "_InlineRunner", RecordingRunner)
+    monkeypatch.setattr(cerebros.study, "InlineRunner", RecordingRunner)
     result = Study.prepare(config(max_trials=100000, ensemble_size=1, max_time_seconds=4)).run(tmp_path)
     assert result.stopped_reason == "max_time" and calls == ["stop", "resume"]
     refit_deadline = deadlines["refit_trial"][0]
@@ -433,7 +433,7 @@ def test_a_worker_process_that_dies_fails_its_trials_not_the_search(tmp_path):
 
 
 def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, monkeypatch):
-    monkeypatch.setattr(cerebros.study, "_available_cores", lambda: 2)
+    monkeypatch.setattr(cerebros.study, "available_cores", lambda: 2)
     processes = []
     result = Study.prepare(config(max_trials=4, n_jobs=64)).run(
         tmp_path, on_trial=lambda event: processes.append(len(multiprocessing.active_children())))
@@ -442,7 +442,7 @@ def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, m
 
 
 def test_fewer_trials_in_flight_than_processes_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(cerebros.study, "_available_cores", lambda: 2)
+    monkeypatch.setattr(cerebros.study, "available_cores", lambda: 2)
     result = Study.prepare(config(strategy="tpe", strategy_params={"n_startup_trials": 1, "in_flight": 1},
                                   max_trials=3, n_jobs=2)).run(tmp_path)
     assert result.completed_trials == 3

@@ -1,0 +1,109 @@
+"""Where trials run: at once in the search's process (``InlineRunner``, for ``n_jobs`` 1), or in
+worker processes (``PoolRunner``), started with 'forkserver' or 'spawn', never 'fork': the
+caller may be multi-threaded.
+
+Both take ``function(trial_data, payload, should_stop)`` jobs (``cerebros.trials``) and
+return futures. ``stop()`` makes the jobs running see ``should_stop()`` true, so they stop
+within one mini-batch (an inline job has finished by then); ``resume()`` lets new jobs run.
+"""
+import concurrent.futures as futures
+import multiprocessing
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+
+
+class InlineRunner:
+    """Runs each trial at once, in this process."""
+
+    def __init__(self, n_jobs, trial_data, cancel):
+        self.trial_data = trial_data
+        self.cancel = cancel
+
+    def submit(self, function, payload):
+        """Run ``function(trial_data, payload, should_stop)`` (``train_trial``, ``refit_trial``)."""
+        future = futures.Future()
+        future.set_result(function(self.trial_data, payload, self.cancel.is_set))
+        return future
+
+    def stop(self):
+        """Nothing to do: work here runs to its own deadline or the cancel event."""
+
+    def resume(self):
+        """Nothing to do (see ``stop``)."""
+
+    def close(self):
+        """Nothing to release."""
+
+
+class PoolRunner:
+    """Runs trials in worker processes that receive the data once, at start-up. A worker process
+    that dies (killed, out of memory) fails the trials in flight, not the search: the next
+    submission starts a fresh pool."""
+
+    def __init__(self, n_jobs, trial_data, cancel):
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self._stop = self._context.Event()
+        if cancel.is_set():
+            self._stop.set()
+        self._n_jobs = n_jobs
+        self._trial_data = trial_data
+        self.pool = self._new_pool()
+
+    def _new_pool(self):
+        return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
+                                           initargs=(self._trial_data, self._stop))
+
+    def submit(self, function, payload):
+        """Run ``function(trial_data, payload, should_stop)`` in a worker process."""
+        try:
+            return self.pool.submit(_run_in_worker, function, payload)
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+            return self.pool.submit(_run_in_worker, function, payload)
+
+    def stop(self):
+        """Stop the work in the worker processes within one mini-batch."""
+        self._stop.set()
+
+    def resume(self):
+        """Let new work run to its own deadline again (after ``stop``)."""
+        self._stop.clear()
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_worker_state = {}
+
+
+def _init_worker(trial_data, stop):
+    # Ctrl-C reaches the whole process group: the parent turns it into a cancellation that stops
+    # these workers through ``stop``; an interrupt here would only lose the trial's result
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # one BLAS thread per process: n_jobs processes already fill the cores
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+    _worker_state.update(trial_data=trial_data, stop=stop)
+
+
+def _run_in_worker(function, payload):
+    return function(_worker_state["trial_data"], payload, _worker_state["stop"].is_set)
+
+
+def available_cores():
+    """The cores this process may run on (its affinity, under a container's or taskset's limit)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def result_or_failure(future, failure):
+    """The job's result, or ``failure(error)`` if its worker process died: the job failed, the
+    search goes on."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return failure(f"{type(exc).__name__}: {exc}")

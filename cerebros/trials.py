@@ -1,0 +1,164 @@
+"""Training one trial: a network per validation fold, scored out of fold; and refitting a
+selected trial on all the search rows.
+
+Both run in the search's process or in a worker process (``cerebros.runners``), so they take
+plain values only: the data as ``(X, y, folds, task, objective name)``, a payload dict, and a
+``should_stop()`` callable, and return plain journal fields.
+"""
+import math
+import time
+
+import numpy as np
+
+from . import data as data_module
+from . import objectives
+from .network import CerebrosNetwork
+from .space import Candidate
+
+
+def train_trial(trial_data, payload, should_stop):
+    """Train one network per validation fold and score the trial on the validation rows.
+
+    With one fold this is a hold-out validation; with several, every search row is predicted
+    once, by the network that did not train on it, and the trial is scored on all of those
+    out-of-fold predictions. Each network early-stops on a share of its fold's training rows
+    (``data.early_stopping_split``, seeded from the trial's seed and the fold), never on its
+    validation rows, so its outputs there are not chosen on them. The networks go to
+    ``payload["model_paths"]`` (one per fold). A deadline or cancellation stops the fold in
+    training within one mini-batch (the trial is still scored), and no later fold starts (the
+    trial then has no value). Returns ``(fields, outputs)``: the out-of-fold
+    outputs (see ``_out_of_fold_outputs``; None for a failed trial) and the journal fields:
+    status ("completed", "timeout" at the per-trial limit, "interrupted" by the run deadline or
+    cancellation, "failed"), stopped_reason and best_epoch (one per fold), value (the
+    objective), metrics (all of the task's), val_loss (mean over folds of the networks' best
+    loss on their early-stopping rows), epochs_trained (all folds), duration_seconds, error.
+    """
+    X, y, folds, task, objective_name = trial_data
+    started = time.monotonic()
+    deadline, deadline_status = _deadline(payload, started)
+    candidate = Candidate.from_dict(payload["candidate"])
+    networks = []
+    try:
+        for fold, ((train, _), path) in enumerate(zip(folds, payload["model_paths"])):
+            cut = _cut_short(deadline, deadline_status, should_stop)
+            if cut:  # a fold not started has no network to score its rows: the trial has no value
+                return _cut_before_fold(networks, cut, fold, len(folds), time.monotonic() - started)
+            # the network stops on rows of its own training share: its validation rows' outputs
+            # must come from a network that did not pick its epoch on them
+            fit, stop = data_module.early_stopping_split(train, y, task, seed=[payload["seed"], fold])
+            stopping = (X[stop], y[stop]) if len(stop) else (None, None)
+            network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
+            network.fit(X[fit], y[fit], *stopping, epochs=payload["epochs"],
+                        deadline=deadline, should_stop=should_stop)
+            network.save(path)
+            networks.append(network)
+        outputs = _out_of_fold_outputs(networks, X, y, folds, task)
+        validation_rows = np.concatenate([validation for _, validation in folds])
+        metrics = objectives.score_outputs(task, y[validation_rows], outputs, class_labels(task, y))
+    except Exception as exc:  # one bad candidate (diverged, degenerate) must not end the search
+        return failed_trial(f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+    reasons = [network.stopped_reason_ for network in networks]
+    status = "completed"
+    if "stopped" in reasons:
+        status = "interrupted"
+    elif "deadline" in reasons:
+        status = deadline_status
+    losses = [network.best_val_loss_ for network in networks]
+    fields = {"status": status, "value": metrics[objective_name], "metrics": metrics,
+              "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
+              "duration_seconds": round(time.monotonic() - started, 3), "error": None}
+    return fields, outputs
+
+
+def refit_trial(trial_data, payload, should_stop):
+    """Train one network per path in ``payload["model_paths"]`` on all the search rows, for
+    ``payload["epochs"]`` epochs (seeds ``payload["seed"]`` + 0, 1, ...; with no rows held out,
+    the training loss decides the learning-rate reductions and the weights kept), and save
+    them. Returns ``{"status", "duration_seconds"}``, the status "completed", or why not:
+    "interrupted" or "timeout" (a deadline or a cancellation came first) or "failed: <error>";
+    then none is saved."""
+    X, y, _, task, _ = trial_data
+    started = time.monotonic()
+
+    def report(status):
+        return {"status": status, "duration_seconds": round(time.monotonic() - started, 3)}
+
+    deadline, deadline_status = _deadline(payload, started)
+    candidate = Candidate.from_dict(payload["candidate"])
+    networks = []
+    try:
+        for index in range(len(payload["model_paths"])):
+            network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
+            network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
+            if network.stopped_reason_ in ("deadline", "stopped"):  # fewer epochs than asked: not a refit
+                return report(_cut_short(deadline, deadline_status, should_stop))
+            networks.append(network)
+        for network, path in zip(networks, payload["model_paths"]):
+            network.save(path)
+    except Exception as exc:  # one failed refit must not end the search: its fold networks remain
+        return report(f"failed: {type(exc).__name__}: {exc}")
+    return report("completed")
+
+
+def _deadline(payload, started):
+    """The earlier of the run's deadline and the per-trial limit, as a ``time.monotonic()`` value,
+    with the status that work cut short by it gets ("interrupted", "timeout"); (None, None)
+    without either."""
+    limits = []
+    if payload["run_deadline"] is not None:
+        limits.append((started + payload["run_deadline"] - time.time(), "interrupted"))
+    if payload["trial_seconds"] is not None:
+        limits.append((started + payload["trial_seconds"], "timeout"))
+    return min(limits) if limits else (None, None)
+
+
+def _training_fields(networks):
+    """The journal fields that describe how the trial's networks trained, one entry per fold."""
+    return {"stopped_reason": [network.stopped_reason_ for network in networks],
+            "best_epoch": [network.best_epoch_ for network in networks],
+            "epochs_trained": sum(network.n_epochs_trained_ for network in networks)}
+
+
+def _cut_short(deadline, deadline_status, should_stop):
+    """The trial's status if it must stop now ("interrupted", "timeout"), else None."""
+    if should_stop():
+        return "interrupted"
+    if deadline is not None and time.monotonic() >= deadline:
+        return deadline_status
+    return None
+
+
+def _cut_before_fold(networks, status, fold, folds, duration):
+    """The journal fields of a trial stopped before fold ``fold`` started, and no outputs."""
+    fields = {"status": status, "value": None, "metrics": {}, "val_loss": None, **_training_fields(networks),
+              "duration_seconds": round(duration, 3),
+              "error": f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score"}
+    return fields, None
+
+
+def _out_of_fold_outputs(networks, X, y, folds, task):
+    """Every validation row's output from the network of its fold, rows in fold order: class
+    probabilities (columns: the classes of ``y``, which every fold's network must know), or
+    predicted values."""
+    X_val = [X[validation] for _, validation in folds]
+    if task != "classification":
+        return np.concatenate([network.predict(rows) for network, rows in zip(networks, X_val)])
+    if any(not np.array_equal(network.classes_, class_labels(task, y)) for network in networks):
+        raise ValueError("a fold's training rows lack some of the classes")
+    return np.concatenate([network.predict_proba(rows) for network, rows in zip(networks, X_val)])
+
+
+def failed_trial(error, duration):
+    """The journal fields of a trial that failed with ``error``, and no outputs."""
+    fields = {"status": "failed", "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
+              "best_epoch": [], "epochs_trained": 0, "duration_seconds": duration, "error": error}
+    return fields, None
+
+
+def class_labels(task, y):
+    """The class labels, sorted (as every network's ``classes_``), or None for regression."""
+    return np.unique(y) if task == "classification" else None
+
+
+def _finite_or_none(value):
+    return float(value) if math.isfinite(value) else None
