@@ -10,6 +10,7 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures.process import BrokenProcessPool
 
 
@@ -39,7 +40,8 @@ class InlineRunner:
 class PoolRunner:
     """Runs trials in worker processes that receive the data once, at start-up. A worker process
     that dies (killed, out of memory) fails the trials in flight, not the search: the next
-    submission starts a fresh pool."""
+    submission starts a fresh pool. The worker processes exit when this process is gone,
+    however it ended (``_exit_with_parent``)."""
 
     def __init__(self, n_jobs, trial_data, cancel):
         methods = multiprocessing.get_all_start_methods()
@@ -47,13 +49,16 @@ class PoolRunner:
         self._stop = self._context.Event()
         if cancel.is_set():
             self._stop.set()
+        # Only this process holds the lifeline's write end: the workers see its read end close
+        # when this process is gone, even after a SIGKILL or an os._exit.
+        self._lifeline, self._lifeline_holder = self._context.Pipe(duplex=False)
         self._n_jobs = n_jobs
         self._trial_data = trial_data
         self.pool = self._new_pool()
 
     def _new_pool(self):
         return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
-                                           initargs=(self._trial_data, self._stop))
+                                           initargs=(self._trial_data, self._stop, self._lifeline))
 
     def submit(self, function, payload):
         """Run ``function(trial_data, payload, should_stop)`` in a worker process."""
@@ -74,12 +79,14 @@ class PoolRunner:
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self._lifeline_holder.close()
+        self._lifeline.close()
 
 
 _worker_state = {}
 
 
-def _init_worker(trial_data, stop):
+def _init_worker(trial_data, stop, lifeline):
     # Ctrl-C reaches the whole process group: the parent turns it into a cancellation that stops
     # these workers through ``stop``; an interrupt here would only lose the trial's result
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -87,6 +94,18 @@ def _init_worker(trial_data, stop):
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
     _worker_state.update(trial_data=trial_data, stop=stop)
+    threading.Thread(target=_exit_with_parent, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+def _exit_with_parent(lifeline):
+    """Wait for the end of the lifeline (the search process gone), then end this process. Without
+    this, a worker whose search was killed would wait for work for ever, and keep the
+    forkserver alive with it."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
 
 
 def _run_in_worker(function, payload):

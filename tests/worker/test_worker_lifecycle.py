@@ -1,4 +1,5 @@
 """Start-up, stdout hygiene, shutdown and malformed input, driven through pipes."""
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import codec
 from codec import Atom
 
 from erlport_worker.server import EXIT_PROTOCOL
+from process_tree import survivors, wait_for_busy_descendants
 from worker_harness import C, P, TIMEOUT, PortClosed, worker_env
 
 T = "worker_targets"
@@ -52,6 +54,18 @@ def test_port_close_ends_the_worker_during_a_long_call(worker):
     assert worker.close() == 0
     # The requirement is one second; the bound is loose for a loaded CI machine.
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the process tree from Linux's /proc")
+def test_port_close_during_a_parallel_search_ends_its_trial_processes(worker, tmp_path):
+    endless = {"levels": 2, "units_per_level": 2, "neurons_per_unit": 64, "epochs": 100000, "patience": 100000}
+    worker.send_call("cerebros_service", "run_nas", [
+        {"dataset_id": "digits", "search_space": endless},
+        {"n_jobs": 2, "folds": 1, "budget": {"max_trials": 100, "max_time_seconds": 600},
+         "run_dir": str(tmp_path / "run")}])
+    started = wait_for_busy_descendants(worker.proc.pid, 2)  # both trial processes are training
+    assert worker.close() == 0
+    assert survivors(started) == set()
 
 
 def test_sigterm_exits_cleanly(worker):
