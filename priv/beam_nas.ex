@@ -73,6 +73,56 @@ defmodule BeamNas do
     end
   end
 
+  @doc """
+  Asks the search `run_id` to stop; it then returns its best so far. Returns
+  `{:ok, %{"status" => "cancelling" | "not_running" | "unknown", ...}}`. With
+  `{:pool, pool}` every worker is asked, and the one running the search answers.
+  """
+  def cancel_run(server \\ __MODULE__, run_id), do: ask_about_run(server, :cancel_run, run_id)
+
+  @doc """
+  The state (`"running"`, `"success"`, `"failed"`, `"cancelled"` or `"unknown"`),
+  progress and run directory of the search `run_id`; `server` as for `cancel_run/2`.
+  """
+  def run_status(server \\ __MODULE__, run_id), do: ask_about_run(server, :run_status, run_id)
+
+  @doc """
+  Predictions of a search's saved model for `rows` (a list of rows of numbers).
+  `run_id_or_path` is a run id (found through `run_status/2`, so any worker of a
+  pool can answer) or a run directory. Returns `{:ok, result}` (`"predictions"`,
+  and `"probabilities"` and `"classes"` for a classifier) or
+  `{:error, {:predict_failed, result}}`.
+  """
+  def predict(server \\ __MODULE__, run_id_or_path, rows) do
+    model =
+      case run_status(server, run_id_or_path) do
+        {:ok, %{"run_dir" => run_dir}} when is_binary(run_dir) -> run_dir
+        _ -> run_id_or_path
+      end
+
+    case call(server, :cerebros_service, :predict, [model, rows]) do
+      {:ok, %{"status" => "success"} = result} -> {:ok, result}
+      {:ok, %{"status" => _} = result} -> {:error, {:predict_failed, result}}
+      {:ok, other} -> {:error, {:unexpected_result, other}}
+      {:error, _} = error -> error
+    end
+  end
+
+  # A pool's workers each know only their own searches: ask them all and keep
+  # the answer of the one that knows the run, else an "unknown", else an error.
+  defp ask_about_run({:pool, pool}, function, run_id) do
+    :beam_nas_pool.call_all(pool, :cerebros_service, function, [run_id], :default)
+    |> Enum.map(fn {_worker, answer} -> answer end)
+    |> Enum.sort_by(fn
+      {:ok, %{"status" => "unknown"}} -> 1
+      {:ok, _} -> 0
+      {:error, _} -> 2
+    end)
+    |> List.first({:error, {:pool_down, :no_workers}})
+  end
+
+  defp ask_about_run(server, function, run_id), do: call(server, :cerebros_service, function, [run_id])
+
   defp pop(opts, key, default) when is_map(opts), do: Map.pop(opts, key, default)
   defp pop(opts, key, default) when is_list(opts), do: Keyword.pop(opts, key, default)
 

@@ -4,7 +4,7 @@
 -module(beam_nas_pool).
 -behaviour(supervisor).
 
--export([start_link/1, child_spec/1, call/4, call/5, workers/1]).
+-export([start_link/1, child_spec/1, call/4, call/5, call_all/5, workers/1]).
 -export([init/1]).
 
 %% @doc Options: `size' (workers, default: the number of schedulers),
@@ -40,6 +40,19 @@ call(Pool, Module, Function, Args, Timeout) ->
         {error, _} = Error ->
             Error
     end.
+
+%% @doc Calls `Module.Function(*Args)' on every running worker of `Pool' at
+%% once, for what only one of them can answer: `cerebros_service:run_status'
+%% and `cancel_run' act on the searches of the worker they reach. Returns
+%% `[{Worker, Result}]', each `Result' as `beam_nas_worker:call/5' returns it.
+call_all(Pool, Module, Function, Args, Timeout) ->
+    Calls = [{Worker, spawn_monitor(fun() ->
+                  exit({result, beam_nas_worker:call(Worker, Module, Function, Args, Timeout)})
+              end)} || Worker <- workers(Pool)],
+    [{Worker, receive
+                  {'DOWN', Ref, process, Pid, {result, Result}} -> Result;
+                  {'DOWN', Ref, process, Pid, Reason} -> {error, {call_crashed, Reason}}
+              end} || {Worker, {Pid, Ref}} <- Calls].
 
 %% @doc The pids of the workers that are running now.
 workers(Pool) ->

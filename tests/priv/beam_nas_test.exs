@@ -96,6 +96,24 @@ defmodule BeamNasTest do
     assert is_binary(result["error"])
   end
 
+  test "run_status, cancel_run and predict reach a search whichever worker of a pool runs it" do
+    pool = {:pool, start_supervised!(:beam_nas_pool.child_spec(%{size: 2, worker: Map.new(@worker)}))}
+    run_dir = Path.join(File.cwd!(), "pooled")
+    opts = [server: pool, run_id: "pooled", run_dir: run_dir, progress_to: self(),
+            budget: [max_trials: 100_000, max_time_seconds: 300]]
+    search = Task.async(fn -> BeamNas.run_nas(%{dataset_id: "iris"}, opts, 300_000) end)
+    assert_receive {:nas_progress, %{"run_id" => "pooled"}}, 60_000
+    # the idle worker is asked too, and answers "unknown"; the answer is the busy one's
+    assert {:ok, %{"status" => "running", "run_dir" => ^run_dir}} = BeamNas.run_status(pool, "pooled")
+    assert {:ok, %{"status" => "cancelling"}} = BeamNas.cancel_run(pool, "pooled")
+    assert {:ok, %{"metadata" => %{"stopped_reason" => "cancelled"}}} = Task.await(search, 120_000)
+    assert {:ok, %{"status" => "cancelled"}} = BeamNas.run_status(pool, "pooled")
+    assert {:ok, %{"status" => "unknown"}} = BeamNas.run_status(pool, "no-such-run")
+    assert {:ok, %{"predictions" => [_, _], "classes" => [0, 1, 2]}} =
+             BeamNas.predict(pool, "pooled", [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    assert {:error, {:predict_failed, %{"status" => "failed"}}} = BeamNas.predict(pool, "no-such-run", [[1.0]])
+  end
+
   # Polls the test supervisor (for up to 10 s) until it runs a new worker.
   defp wait_for_restart(old, tries \\ 200) do
     {:ok, sup} = ExUnit.fetch_test_supervisor()

@@ -223,6 +223,17 @@ pool_spreads_calls_test_() ->
         wait_until(fun() -> not lists:any(fun os_alive/1, OsPids) end, 10000)
     end}.
 
+pool_call_all_asks_every_worker_test_() ->
+    {timeout, 60, fun() ->
+        {ok, Pool} = beam_nas_pool:start_link(#{size => 2, worker => options()}),
+        Workers = beam_nas_pool:workers(Pool),
+        Answers = beam_nas_pool:call_all(Pool, os, getpid, [], 10000),
+        ?assertEqual(lists:sort(Workers), lists:sort([W || {W, _} <- Answers])),
+        [?assertEqual({ok, beam_nas_worker:os_pid(W)}, Answer) || {W, Answer} <- Answers],
+        unlink(Pool),
+        exit(Pool, shutdown)
+    end}.
+
 %%% Failures
 
 worker_killed_mid_call_test_() ->
