@@ -41,7 +41,8 @@ import uuid
 
 import numpy as np
 
-from cerebros.artifacts import load_model
+from cerebros import objectives
+from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, load_model
 from cerebros.data import names_a_dataset
 from cerebros.space import SpaceError, field_kind
 from cerebros.strategies import STRATEGIES
@@ -504,17 +505,50 @@ def cancel_run(run_id):
 
 
 def run_status(run_id):
-    """A run's state (running, success, failed, cancelled, or unknown) and progress."""
+    """A run's state (running, success, failed, cancelled, incomplete, unreadable or unknown) and progress.
+
+    A run this process did not start, or no longer remembers (another worker's, one from
+    before a restart), is read from its directory under the runs root (``_status_on_disk``).
+    """
     run_id = _text_or_none(run_id)
     with _runs_lock:
         run = _runs.get(run_id)
-        if run is None:
-            return {"run_id": run_id, "status": "unknown", "completed_trials": 0, "best_metric": None,
-                    "elapsed_seconds": None, "run_dir": None}
-        end = run.finished if run.finished is not None else time.monotonic()
-        return {"run_id": run_id, "status": run.state, "completed_trials": run.completed_trials,
-                "best_metric": run.best_metric, "elapsed_seconds": round(end - run.started, 3),
-                "run_dir": run.run_dir}
+        if run is not None:
+            end = run.finished if run.finished is not None else time.monotonic()
+            return {"run_id": run_id, "status": run.state, "completed_trials": run.completed_trials,
+                    "best_metric": run.best_metric, "elapsed_seconds": round(end - run.started, 3),
+                    "run_dir": run.run_dir}
+    status = {"run_id": run_id, "status": "unknown", "completed_trials": 0, "best_metric": None,
+              "elapsed_seconds": None, "run_dir": None}
+    path = os.path.join(_runs_root(), run_id) if run_id and _RUN_ID.fullmatch(run_id) else None
+    if path is not None and os.path.isfile(os.path.join(path, JOURNAL)):
+        try:
+            status.update(_status_on_disk(RunDirectory(path)))
+        except (OSError, ValueError, KeyError, TypeError):  # a damaged directory: say what we cannot read
+            status.update(status="unreadable", run_dir=path)
+    return status
+
+
+def _status_on_disk(run_dir):
+    """The status fields of a run from its directory: "running" while a search (in any process)
+    holds it; "success" or "cancelled" once its summary covers its whole journal; otherwise
+    "incomplete": it stopped before it finished (a crash, a killed worker) or no trial of it
+    succeeded, and ``opts.resume`` continues it."""
+    records = run_dir.read_journal()
+    config = run_dir.read_json(CONFIG)
+    objective = objectives.get(config["objective"], config["task"])
+    values = [r["value"] for r in records if r.get("value") is not None]
+    fields = {"run_dir": run_dir.path, "completed_trials": len(records),
+              "best_metric": max(values, key=objective.fitness) if values else None}
+    if run_dir.in_use():
+        return {**fields, "status": "running"}
+    if os.path.isfile(run_dir.file(SUMMARY)):
+        summary = run_dir.read_json(SUMMARY)
+        if summary["completed_trials"] == len(records):
+            return {**fields, "status": "cancelled" if summary["stopped_reason"] == "cancelled" else "success",
+                    "best_metric": summary["best_trial"]["value"],
+                    "elapsed_seconds": round(summary["duration_seconds"], 3)}
+    return {**fields, "status": "incomplete"}
 
 
 def _text_or_none(value):

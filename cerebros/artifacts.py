@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 
@@ -38,16 +39,34 @@ class RunDirectory:
         os.makedirs(os.path.join(self.path, TRIALS), exist_ok=True)
         self._lock = None
 
-    def lock(self):
+    def lock(self, patience=1.0):
         """Take the directory for this process until ``unlock``; ``BlockingIOError`` if a search
-        (in this process or another) holds it. The lock dies with its process."""
+        (in this process or another) still holds it after ``patience`` seconds (``in_use``
+        takes it for an instant). The lock dies with its process."""
         handle = open(self.file(_LOCK), "a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise
+                time.sleep(0.01)
+            except OSError:
+                handle.close()
+                raise
         self._lock = handle
+
+    def in_use(self):
+        """Whether a search holds the directory now (it holds ``lock``), from any process."""
+        with open(self.file(_LOCK), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False  # closing the file released the shared lock
 
     def unlock(self):
         if self._lock is not None:

@@ -81,8 +81,10 @@ defmodule BeamNas do
   def cancel_run(server \\ __MODULE__, run_id), do: ask_about_run(server, :cancel_run, run_id)
 
   @doc """
-  The state (`"running"`, `"success"`, `"failed"`, `"cancelled"` or `"unknown"`),
-  progress and run directory of the search `run_id`; `server` as for `cancel_run/2`.
+  The state (`"running"`, `"success"`, `"failed"`, `"cancelled"`, `"incomplete"`
+  or `"unknown"`), progress and run directory of the search `run_id`; `server`
+  as for `cancel_run/2`. A worker also reads runs it does not know (another
+  worker's, or from before a restart) from their directory under the runs root.
   """
   def run_status(server \\ __MODULE__, run_id), do: ask_about_run(server, :run_status, run_id)
 

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 import cerebros_service as service
+from cerebros.artifacts import RunDirectory
+from cerebros.study import SearchConfig, Study
 from codec import Atom
 from codec.tensor import to_term
 
@@ -262,6 +264,27 @@ def test_cancel_run_returns_the_best_so_far(tmp_path):
     assert service.cancel_run("to-cancel")["status"] == "not_running"
     assert service.cancel_run(b"never-ran") == {"run_id": "never-ran", "status": "unknown"}
     assert service.run_status(Atom("never-ran"))["status"] == "unknown"
+
+
+def test_run_status_of_a_run_this_process_does_not_know_is_read_from_its_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv(service.RUNS_DIR_ENV, str(tmp_path))
+    # a run of another worker, or of this one before a restart: its directory only
+    finished = Study.prepare(SearchConfig(dataset_id="iris", search_space=TINY, max_trials=3, folds=2,
+                                          strategy_params={"population_size": 3})).run(tmp_path / "elsewhere")
+    status = service.run_status("elsewhere")
+    assert status == {"run_id": "elsewhere", "status": "success", "completed_trials": 3,
+                      "best_metric": finished.best["value"], "run_dir": str(tmp_path / "elsewhere"),
+                      "elapsed_seconds": round(finished.duration_seconds, 3)}
+    holder = RunDirectory(tmp_path / "elsewhere")
+    holder.lock()  # a search resumed it, in some process
+    assert service.run_status("elsewhere")["status"] == "running"
+    holder.unlock()
+    (tmp_path / "elsewhere" / "summary.json").unlink()  # stopped before its end, as by a SIGKILL
+    status = service.run_status("elsewhere")
+    assert status["status"] == "incomplete" and status["best_metric"] == finished.best["value"]
+    (tmp_path / "elsewhere" / "config.json").write_text("{")
+    assert service.run_status("elsewhere")["status"] == "unreadable"
+    assert service.run_status("../elsewhere")["status"] == "unknown"
 
 
 def test_a_failing_progress_destination_does_not_stop_the_search(tmp_path):

@@ -1,4 +1,5 @@
 """Running searches: determinism, budgets, cancellation, resume, artifacts, no test-split leakage."""
+import fcntl
 import json
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits, load_iris
 
+import cerebros.artifacts
 import cerebros.study
 from cerebros import data, objectives
 from cerebros.artifacts import load_model, saved_model
@@ -575,6 +577,36 @@ def test_a_run_directory_in_use_or_unwritable_is_refused(tmp_path):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(RunDirectoryError, match="cannot write to"):
         Study.prepare(config(max_trials=1)).run(tmp_path / "a-file" / "run")
+
+
+def test_a_search_waits_out_a_status_probe_of_its_directory(tmp_path, monkeypatch):
+    probed = cerebros.study.RunDirectory(tmp_path / "probed")
+    probe = open(tmp_path / "probed" / ".lock", "a")  # in_use's shared lock, held for as long as we like
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    assert probed.in_use() is False  # another shared probe is no search
+    refused = threading.Event()
+
+    class RecordingFcntl:
+        def __getattr__(self, name):
+            return getattr(fcntl, name)
+
+        def flock(self, handle, operation):
+            try:
+                fcntl.flock(handle, operation)
+            except BlockingIOError:
+                refused.set()
+                raise
+
+    monkeypatch.setattr(cerebros.artifacts, "fcntl", RecordingFcntl())
+    taken = []
+    taker = threading.Thread(target=lambda: taken.append(probed.lock(patience=60)))
+    taker.start()
+    assert refused.wait(60)  # the search found the directory held, and waits
+    probe.close()
+    taker.join(60)
+    assert taken == [None] and probed.in_use() is True
+    probed.unlock()
+    assert probed.in_use() is False
 
 
 def test_every_trial_failing_is_trials_failed(tmp_path, monkeypatch):
