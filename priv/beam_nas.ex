@@ -65,12 +65,8 @@ defmodule BeamNas do
     {progress_to, opts} = pop(opts, :progress_to, self())
     wire_opts = opts |> Map.new() |> to_wire() |> Map.put("progress_to", progress_to)
 
-    case call(server, :cerebros_service, :run_nas, [to_wire(spec), wire_opts], timeout) do
-      {:ok, %{"status" => "success"} = result} -> {:ok, result}
-      {:ok, %{"status" => _} = result} -> {:error, {:nas_failed, result}}
-      {:ok, other} -> {:error, {:unexpected_result, other}}
-      {:error, _} = error -> error
-    end
+    call(server, :cerebros_service, :run_nas, [to_wire(spec), wire_opts], timeout)
+    |> succeeded(:nas_failed)
   end
 
   @doc """
@@ -102,13 +98,14 @@ defmodule BeamNas do
         _ -> run_id_or_path
       end
 
-    case call(server, :cerebros_service, :predict, [model, rows]) do
-      {:ok, %{"status" => "success"} = result} -> {:ok, result}
-      {:ok, %{"status" => _} = result} -> {:error, {:predict_failed, result}}
-      {:ok, other} -> {:error, {:unexpected_result, other}}
-      {:error, _} = error -> error
-    end
+    call(server, :cerebros_service, :predict, [model, rows]) |> succeeded(:predict_failed)
   end
+
+  # The service's answers say "status": "success", or hold the failure's details.
+  defp succeeded({:ok, %{"status" => "success"} = result}, _failed), do: {:ok, result}
+  defp succeeded({:ok, %{"status" => _} = result}, failed), do: {:error, {failed, result}}
+  defp succeeded({:ok, other}, _failed), do: {:error, {:unexpected_result, other}}
+  defp succeeded({:error, _} = error, _failed), do: error
 
   # A pool's workers each know only their own searches: ask them all and keep
   # the answer of the one that knows the run, else an "unknown", else an error.
