@@ -5,8 +5,9 @@
 (``n_jobs`` 1) or in ``n_jobs`` worker processes (``cerebros.runners``), at most one per
 available core (more would only slow each trial down). Each trial's networks are seeded
 from ``(seed, trial number)`` and results are told to the strategy in trial-number order, so
-the journal is the same whatever ``n_jobs`` is, timings aside. Only the search rows (training and validation
-folds) reach the trials; the test split scores the final model once, at the end.
+the journal is the same whatever ``n_jobs`` is, timings aside. Only the search rows
+(training and validation folds) reach the trials; the test split scores the final model
+once, at the end.
 
 The final model is an ensemble (Caruana et al., 2004): the ``ensemble_size`` best trials keep
 their fold networks and out-of-fold outputs, and when the search ends, for whatever reason,
@@ -28,12 +29,12 @@ one batch.
 Budgets: ``max_trials``; ``max_trials_without_improvement``, the search's own early stopping
 (it ends once that many trials in a row, in trial order, have not raised the best validation
 score by more than ``min_improvement``; trials still running then are stopped and left out of
-the journal, so it ends where a one-process search would); ``max_time_seconds``, a hard deadline for training (running
-trials stop within one mini-batch, no new trial starts, and the best so far is returned
-with a warning; with ``refit``, the search stops early enough to leave the refits the time
-they are estimated to need (``_refit_reserve``), and a trial whose refit does not finish in
-time keeps its fold networks alone); ``max_trial_seconds``, the same for each trial (and
-each refit) on its own. A ``threading.Event`` given as ``cancel`` stops the search the same
+the journal, so it ends where a one-process search would); ``max_time_seconds``, a hard
+deadline for training (running trials stop within one mini-batch, no new trial starts, and
+the best so far is returned with a warning; with ``refit``, the search stops early enough to
+leave the refits the time they are estimated to need (``_refit_reserve``), and a trial whose
+refit does not finish in time keeps its fold networks alone); ``max_trial_seconds``, the same
+for each trial (and each refit) on its own. A ``threading.Event`` given as ``cancel`` stops the search the same
 way.
 """
 import concurrent.futures as futures
@@ -558,8 +559,7 @@ class Study:
             _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
             if self.cancel.is_set():
                 runner.stop()
-        return [{**report, **result_or_failure(future, lambda error: {"status": f"failed: {error}", "duration_seconds": None})}
-                for future, report in jobs.items()]
+        return [{**report, **result_or_failure(future, _failed_refit)} for future, report in jobs.items()]
 
     def _warnings(self, stopped_reason, refits):
         warnings = self.strategy.warnings()
@@ -648,6 +648,11 @@ def _wall_clock(deadline):
     """A ``time.monotonic()`` deadline (or None) as a ``time.time()`` one, for a worker process:
     it does not share this process's monotonic clock."""
     return None if deadline is None else time.time() + deadline - time.monotonic()
+
+
+def _failed_refit(error):
+    """A refit's report fields when its worker process died."""
+    return {"status": f"failed: {error}", "duration_seconds": None}
 
 
 def _refit_epochs(record):
