@@ -113,27 +113,26 @@ class SearchConfig:
 
     def check(self):
         """Raise ``ValueError`` naming the first budget field out of range."""
-        if isinstance(self.max_trials, bool) or not isinstance(self.max_trials, int) or self.max_trials < 0:
-            raise ValueError(f"max_trials: must be an integer >= 0, got {self.max_trials!r}")
-        for name in ("max_time_seconds", "max_trial_seconds"):
+        integers = {"max_trials": 0, "max_trials_without_improvement": 1, "n_jobs": 1, "seed": 0, "split_seed": 0,
+                    "ensemble_size": 0}  # each field's least value
+        optional = ("max_trials_without_improvement", "max_time_seconds", "max_trial_seconds")
+        for name, least in integers.items():
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                          and value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name}: must be a finite number of seconds >= 0, got {value!r}")
-        patience = self.max_trials_without_improvement
-        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-            raise ValueError(f"max_trials_without_improvement: must be an integer >= 1, got {patience!r}")
-        if not (isinstance(self.min_improvement, (int, float)) and not isinstance(self.min_improvement, bool)
-                and self.min_improvement >= 0 and math.isfinite(self.min_improvement)):
-            raise ValueError(f"min_improvement: must be a finite number >= 0, got {self.min_improvement!r}")
-        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
-            raise ValueError(f"n_jobs: must be an integer >= 1, got {self.n_jobs!r}")
-        for name in ("seed", "split_seed", "ensemble_size"):
+            if (value is not None or name not in optional) and not (_is_number(value, int) and value >= least):
+                raise ValueError(f"{name}: must be an integer >= {least}, got {value!r}")
+        for name, unit in (("max_time_seconds", " of seconds"), ("max_trial_seconds", " of seconds"),
+                           ("min_improvement", "")):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
+            if (value is not None or name not in optional) and not (
+                    _is_number(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name}: must be a finite number{unit} >= 0, got {value!r}")
         if not isinstance(self.refit, bool):
             raise ValueError(f"refit: must be true or false, got {self.refit!r}")
+
+
+def _is_number(value, types):
+    """Whether ``value`` is an instance of ``types`` and not a bool (which Python counts as an int)."""
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 class SearchStopped(Exception):
