@@ -125,6 +125,11 @@ def run_nas(spec, opts=None):
         return _finish(run, _failure(request, exc, exc.kind, completed=len(study.records)))
     except Exception as exc:
         return _finish(run, _failure(request, exc, "internal_error", completed=len(study.records)))
+    except BaseException:
+        # the caller cancelled the call itself (the port worker raises JobCancelled in this
+        # thread): the cancellation goes on up, and the run is over
+        _close(run, "cancelled", len(study.records))
+        raise
 
 
 def _parse(spec, opts, parsed):
@@ -483,12 +488,16 @@ def _register(run_id, run_dir):
 
 def _finish(run, result):
     if run is not None:
-        with _runs_lock:
-            cancelled = result["status"] == "failed" and result["metadata"]["error_type"] == "cancelled"
-            run.state = "cancelled" if cancelled or run.cancel.is_set() else result["status"]
-            run.completed_trials = result["completed_trials"]
-            run.finished = time.monotonic()
+        cancelled = result["status"] == "failed" and result["metadata"]["error_type"] == "cancelled"
+        _close(run, "cancelled" if cancelled or run.cancel.is_set() else result["status"], result["completed_trials"])
     return result
+
+
+def _close(run, state, completed_trials):
+    with _runs_lock:
+        run.state = state
+        run.completed_trials = completed_trials
+        run.finished = time.monotonic()
 
 
 def cancel_run(run_id):

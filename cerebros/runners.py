@@ -78,6 +78,9 @@ class PoolRunner:
         self._stop.clear()
 
     def close(self):
+        """End the worker processes. Work still running is stopped first: a search cut short by an
+        exception (the port worker's cancellation raises one in its thread) must not wait for it."""
+        self._stop.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._lifeline_holder.close()
         self._lifeline.close()

@@ -249,6 +249,24 @@ def test_an_unexpected_error_is_internal_error(tmp_path, monkeypatch):
     assert "disk on fire" in result["error"]
 
 
+def test_a_call_cancelled_from_outside_ends_its_run(tmp_path, monkeypatch):
+    class CallCancelled(BaseException):  # as the port worker's JobCancelled, raised in the call's thread
+        pass
+
+    def cancelled(*args, **kwargs):
+        raise CallCancelled()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(service.Study, "run", cancelled)
+        with pytest.raises(CallCancelled):
+            service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path, run_id="cut-off"))
+    assert service.run_status("cut-off")["status"] == "cancelled"
+    assert service.cancel_run("cut-off")["status"] == "not_running"
+    again = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                            opts(tmp_path, run_id="cut-off", run_dir=str(tmp_path / "again")))
+    assert again["status"] == "success"  # the id is free again
+
+
 def test_cancel_run_returns_the_best_so_far(tmp_path):
     class CancelAfterFirst(Mailbox):
         def send(self, message):

@@ -11,7 +11,7 @@ import codec
 from codec import Atom
 
 from erlport_worker.server import EXIT_PROTOCOL
-from process_tree import survivors, wait_for_busy_descendants
+from process_tree import cpu_seconds, survivors, wait_for_busy_descendants
 from worker_harness import C, P, TIMEOUT, PortClosed, worker_env
 
 T = "worker_targets"
@@ -56,16 +56,37 @@ def test_port_close_ends_the_worker_during_a_long_call(worker):
     assert time.monotonic() - started < 5
 
 
+ENDLESS = {"levels": 2, "units_per_level": 2, "neurons_per_unit": 64, "epochs": 100000, "patience": 100000}
+
+
+def start_parallel_search(worker, run_dir):
+    """A run_nas call whose two trial processes train far longer than any test; its call id
+    and the worker's processes, once both trial processes are busy."""
+    call_id = worker.send_call("cerebros_service", "run_nas", [
+        {"dataset_id": "digits", "search_space": ENDLESS},
+        {"run_id": "endless", "run_dir": run_dir, "n_jobs": 2, "folds": 1,
+         "budget": {"max_trials": 100, "max_time_seconds": 600}}])
+    return call_id, wait_for_busy_descendants(worker.proc.pid, 2)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the process tree from Linux's /proc")
 def test_port_close_during_a_parallel_search_ends_its_trial_processes(worker, tmp_path):
-    endless = {"levels": 2, "units_per_level": 2, "neurons_per_unit": 64, "epochs": 100000, "patience": 100000}
-    worker.send_call("cerebros_service", "run_nas", [
-        {"dataset_id": "digits", "search_space": endless},
-        {"n_jobs": 2, "folds": 1, "budget": {"max_trials": 100, "max_time_seconds": 600},
-         "run_dir": str(tmp_path / "run")}])
-    started = wait_for_busy_descendants(worker.proc.pid, 2)  # both trial processes are training
+    _, started = start_parallel_search(worker, str(tmp_path / "run"))
     assert worker.close() == 0
     assert survivors(started) == set()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the process tree from Linux's /proc")
+def test_cancelling_a_parallel_search_call_stops_its_trials_at_once(worker, tmp_path):
+    call_id, started = start_parallel_search(worker, str(tmp_path / "run"))
+    trial_processes = {pid for pid in started if cpu_seconds(pid) >= 1.0}
+    assert worker.call("erlport_worker.jobs", "cancel", call_id) == Atom("true")
+    # the search had 600 s left: its reply comes now only if its trials were stopped, not awaited
+    reply = worker.reply_to(call_id, timeout=60)
+    assert reply[0] == Atom("e") and "JobCancelled" in str(reply[2][1])
+    assert survivors(trial_processes) == set()
+    assert worker.call("cerebros_service", "run_status", "endless")["status"] == b"cancelled"
+    assert worker.call("math", "sqrt", 4.0) == 2.0  # the worker lives on
 
 
 def test_sigterm_exits_cleanly(worker):
