@@ -21,7 +21,7 @@ shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
     ``in_flight``}, ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving,
     hyperband, tpe), ``seed`` (0),
     ``split_seed`` (0), ``test_size`` (0.25), ``folds`` (validation folds; 1 is a hold-out
-    split of ``validation_size``, 0.2), ``n_jobs`` (1), ``ensemble_size`` (20: the saved model
+    split of ``validation_size``, 0.2), ``n_jobs`` (1; -1: every core), ``ensemble_size`` (20: the saved model
     is selected from that many best trials; 0 or 1: the best trial alone), ``refit`` (true:
     the selected trials also train networks on all search rows for the saved model),
     ``run_dir``, ``resume``, ``progress_to``.

@@ -55,7 +55,8 @@ def _parser():
     run.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     run.add_argument("--folds", type=int, default=SearchConfig.folds,
                      help="cross-validation folds per trial (1: one hold-out validation split)")
-    run.add_argument("--n-jobs", type=int, default=1, help="trials trained at once, each in its own process")
+    run.add_argument("--n-jobs", type=int, default=1,
+                     help="trials trained at once, each in its own process (-1: one per available core)")
     run.add_argument("--ensemble-size", type=int, default=SearchConfig.ensemble_size,
                      help="how many of the best trials the saved ensemble is selected from (0 or 1: the best "
                           "trial alone)")

@@ -87,7 +87,8 @@ class SearchConfig:
     best trials whose networks the earlier run still kept. ``refit``: the selected trials also
     train networks on all search rows for the saved model (see the module docstring).
     ``max_trials_without_improvement`` (None: no limit) and ``min_improvement`` (in the
-    objective's units) are the search's early stopping (see the module docstring).
+    objective's units) are the search's early stopping (see the module docstring). ``n_jobs``
+    -1 means one trial process per available core, as in scikit-learn.
     """
 
     dataset_id: str
@@ -113,7 +114,7 @@ class SearchConfig:
 
     def check(self):
         """Raise ``ValueError`` naming the first budget field out of range."""
-        integers = {"max_trials": 0, "max_trials_without_improvement": 1, "n_jobs": 1, "seed": 0, "split_seed": 0,
+        integers = {"max_trials": 0, "max_trials_without_improvement": 1, "seed": 0, "split_seed": 0,
                     "ensemble_size": 0}  # each field's least value
         optional = ("max_trials_without_improvement", "max_time_seconds", "max_trial_seconds")
         for name, least in integers.items():
@@ -126,6 +127,8 @@ class SearchConfig:
             if (value is not None or name not in optional) and not (
                     _is_number(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name}: must be a finite number{unit} >= 0, got {value!r}")
+        if not (_is_number(self.n_jobs, int) and (self.n_jobs >= 1 or self.n_jobs == -1)):
+            raise ValueError(f"n_jobs: must be an integer >= 1, or -1 for every available core, got {self.n_jobs!r}")
         if not isinstance(self.refit, bool):
             raise ValueError(f"refit: must be true or false, got {self.refit!r}")
 
@@ -298,7 +301,8 @@ class Study:
         return stopped_reason or ("max_trials" if asked >= self.config.max_trials else "exhausted")
 
     def _processes(self):
-        return min(self.config.n_jobs, available_cores())
+        cores = available_cores()
+        return cores if self.config.n_jobs == -1 else min(self.config.n_jobs, cores)
 
     def _interruption(self):
         if self.cancel.is_set():

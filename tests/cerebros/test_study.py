@@ -441,6 +441,11 @@ def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, m
         tmp_path, on_trial=lambda event: processes.append(len(multiprocessing.active_children())))
     assert result.completed_trials == 4 and 1 <= max(processes) <= 2
     assert "n_jobs: 64 asked, but 2 core(s) are available; 2 trial processes ran" in result.warnings
+    processes.clear()
+    every_core = Study.prepare(config(max_trials=4, n_jobs=-1)).run(
+        tmp_path / "every-core", on_trial=lambda event: processes.append(len(multiprocessing.active_children())))
+    assert every_core.completed_trials == 4 and 1 <= max(processes) <= 2
+    assert not any("n_jobs" in warning for warning in every_core.warnings)
 
 
 def test_fewer_trials_in_flight_than_processes_is_reported(tmp_path, monkeypatch):
@@ -620,6 +625,7 @@ def test_every_trial_failing_is_trials_failed(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overrides,message", [({"max_trials": -1}, "max_trials"), ({"n_jobs": 0}, "n_jobs"),
+                                               ({"n_jobs": -2}, "n_jobs"),
                                                ({"ensemble_size": -1}, "ensemble_size"),
                                                ({"max_time_seconds": float("inf")}, "max_time_seconds"),
                                                ({"max_trials_without_improvement": 0},
