@@ -15,7 +15,8 @@ shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
     opts: ``run_id``, ``pulse_id`` (echoed), ``budget`` {``max_trials`` (or ``trials``,
     default 10), ``max_time_seconds``, ``max_trial_seconds``, ``max_trials_without_improvement``
     and ``min_improvement`` (the search's early stopping), ``population_size`` (20)},
-    ``parameters`` {``mutation_rate`` (0.1), ``crossover_rate`` (0.7), ``elite_size`` (2),
+    ``parameters`` {``mutation_rate`` (0.1), ``crossover_rate`` (0.7), ``elite_size`` (2, or
+    population_size - 1 if smaller),
     ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``; for
     hyperband the last three; for tpe ``n_startup_trials``, ``gamma``, ``n_ei_candidates``,
     ``in_flight``}, ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving,
@@ -45,7 +46,7 @@ from cerebros import objectives
 from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, load_model
 from cerebros.data import names_a_dataset
 from cerebros.space import SpaceError, field_kind
-from cerebros.strategies import STRATEGIES
+from cerebros.strategies import STRATEGIES, default_elite_size
 from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
 from codec import Atom
 from codec.coerce import (CoercionError, as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys,
@@ -57,7 +58,7 @@ PROGRESS_TAG = Atom("nas_progress")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _KEPT_RUNS = 200  # finished runs remembered for run_status and predict
 
-_GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0.7, "elite_size": 2, "tau": 1.0}
+_GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0.7, "elite_size": None, "tau": 1.0}
 _EPOCH_PARAMS = {"min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
 _STRATEGY_PARAMS = {  # each strategy's own opts.parameters (evolution's are _GA_DEFAULTS)
     "successive_halving": {"n_configs": as_int, **_EPOCH_PARAMS},
@@ -259,7 +260,10 @@ def _ga_params(budget, parameters, opts):
         "elite_size": _optional(parameters, "elite_size", as_int, "opts.parameters"),
         "tau": tau if tau is not None else tau_parameter,
     }
-    return {name: _GA_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    ga = {name: _GA_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    if ga["elite_size"] is None:
+        ga["elite_size"] = default_elite_size(ga["population_size"])
+    return ga
 
 
 def _field_of(exc):

@@ -94,7 +94,8 @@ class Evolution(Strategy):
     """A generational genetic algorithm.
 
     Generation 0 is ``population_size`` random samples. Each later generation keeps the
-    ``elite_size`` fittest members (not retrained) and fills the rest with children: a
+    ``elite_size`` fittest members (not retrained; default ``default_elite_size``) and fills
+    the rest with children: a
     parent chosen by softmax tournament, crossed with a second one with probability
     ``crossover_rate``, then mutated with per-gene rate ``mutation_rate``. The tournament
     picks member ``i`` with probability proportional to ``exp(z_i / tau)``, ``z`` being the
@@ -107,9 +108,11 @@ class Evolution(Strategy):
     _MAX_DUPLICATE_TRIES = 5
 
     def __init__(self, space, n_inputs, seed, *, population_size=20, tau=1.0, crossover_rate=0.7,
-                 mutation_rate=0.1, elite_size=2):
+                 mutation_rate=0.1, elite_size=None):
         super().__init__(space, n_inputs, seed)
         _check_int("population_size", population_size, 2)
+        if elite_size is None:
+            elite_size = default_elite_size(population_size)
         _check_int("elite_size", elite_size, 0)
         if elite_size >= population_size:
             raise ValueError(f"elite_size: must be smaller than population_size ({population_size}), "
@@ -450,6 +453,12 @@ def _as_fitness(value):
 def _is_real(value):
     """A real number (numpy's included), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def default_elite_size(population_size):
+    """Evolution's elites when none are asked for: two, or one fewer than the population when
+    that is smaller, so every valid population size works with the defaults."""
+    return min(2, population_size - 1)
 
 
 def _check_int(name, value, low):

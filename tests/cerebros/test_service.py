@@ -197,6 +197,13 @@ def failure(result, error_type, field=None):
     return result
 
 
+def test_a_population_of_two_runs_with_the_default_elites(tmp_path):
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                             opts(tmp_path, budget={"max_trials": 4, "population_size": 2}))
+    assert result["status"] == "success" and result["completed_trials"] == 4
+    assert result["metadata"]["ga_params"]["elite_size"] == 1
+
+
 @pytest.mark.parametrize("spec,options,error_type,field", [
     ({"dataset_id": "no_such_dataset"}, {}, "unknown_dataset", "spec.dataset_id"),
     ({}, {}, "invalid_field", "spec.dataset_id"),

@@ -86,6 +86,18 @@ def test_evolution_parameters_are_checked(params, message):
         strategies.Evolution(SPACE, 4, seed=0, **params)
 
 
+def test_the_default_elites_fit_every_valid_population():
+    assert [strategies.Evolution(SPACE, 4, seed=0, population_size=size).params()["elite_size"]
+            for size in (2, 3, 20)] == [1, 2, 2]
+    pair = strategies.Evolution(SPACE, 4, seed=0, population_size=2)
+    for _ in range(6):  # after the first generation of two, one elite is kept and one child asked
+        trial = pair.ask()
+        pair.tell(trial, -float(trial.number))  # the first trial stays the fittest
+    history = pair.population_history
+    assert len(history) == 5 and all(entry["population_size"] == 2 for entry in history)
+    assert all(entry["best_fitness"] == 0.0 for entry in history)  # the elite survives every generation
+
+
 def test_numpy_numbers_are_parameters_too():
     evolution = strategies.Evolution(SPACE, 4, seed=0, population_size=np.int64(4), tau=np.float32(0.5))
     assert evolution.params()["population_size"] == 4 and type(evolution.params()["tau"]) is float
