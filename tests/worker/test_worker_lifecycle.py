@@ -1,4 +1,5 @@
 """Start-up, stdout hygiene, shutdown and malformed input, driven through pipes."""
+import json
 import os
 import signal
 import subprocess
@@ -87,6 +88,30 @@ def test_cancelling_a_parallel_search_call_stops_its_trials_at_once(worker, tmp_
     assert survivors(trial_processes) == set()
     assert worker.call("cerebros_service", "run_status", "endless")["status"] == b"cancelled"
     assert worker.call("math", "sqrt", 4.0) == 2.0  # the worker lives on
+
+
+def test_a_search_whose_worker_was_killed_resumes_in_a_new_one_and_ends_as_if_never_stopped(
+        start_worker, tmp_path, monkeypatch):
+    monkeypatch.setenv("CEREBROS_RUNS_DIR", str(tmp_path))  # the workers inherit it
+    spec = {"dataset_id": "iris", "search_space": {"levels": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]}}
+    opts = {"run_id": "nightly", "n_jobs": 2, "folds": 2, "seed": 3,
+            "budget": {"max_trials": 30, "population_size": 4}}
+    journal = tmp_path / "nightly" / "journal.jsonl"
+    first = start_worker()
+    first.send_call("cerebros_service", "run_nas", [spec, opts])
+    wait_until(lambda: journal.exists() and len(journal.read_text().splitlines()) >= 4, timeout=120)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(TIMEOUT)
+    second = start_worker()
+    assert second.call("cerebros_service", "run_status", "nightly")["status"] == b"incomplete"
+    resumed = second.call("cerebros_service", "run_nas", spec, {**opts, "resume": True})
+    straight = second.call("cerebros_service", "run_nas", spec, {**opts, "run_id": "straight"})
+    assert resumed["status"] == straight["status"] == b"success"
+    assert resumed["completed_trials"] == straight["completed_trials"] == 30
+    assert resumed["test_metric"] == straight["test_metric"]
+    untimed = [{key: value for key, value in json.loads(line).items() if key != "duration_seconds"}
+               for path in (journal, tmp_path / "straight" / "journal.jsonl") for line in path.read_text().splitlines()]
+    assert untimed[:30] == untimed[30:]
 
 
 def test_sigterm_exits_cleanly(worker):
