@@ -19,12 +19,13 @@ defmodule Demo do
     printer = spawn_link(&print_progress/0)
     say("searching #{dataset} for up to #{seconds} s ...")
     spec = %{dataset_id: dataset, objective: "accuracy"}
-    opts = [progress_to: printer, seed: 42, budget: [max_time_seconds: seconds, max_trials: 1000]]
+    # n_jobs -1: one trial process per core, each started by the worker and ended with it
+    opts = [progress_to: printer, seed: 42, n_jobs: -1, budget: [max_time_seconds: seconds, max_trials: 1000]]
     result = BeamNas.run_nas(spec, opts, (seconds + 120) * 1000)
     flush(printer)
     report(result)
 
-    processes = [os_pid | children(os_pid)]
+    processes = [os_pid | descendants(os_pid)]
     say("stopping the supervisor (worker processes: #{Enum.join(processes, ", ")})")
     :ok = Supervisor.stop(sup)
     left = Enum.filter(processes, &still_running?(&1, 5_000))
@@ -83,12 +84,15 @@ defmodule Demo do
 
   defp report({:error, reason}), do: say("search FAILED: " <> inspect(reason, pretty: true))
 
-  # The OS processes whose parent is `os_pid` (trial processes, for instance).
-  defp children(os_pid) do
-    for dir <- Path.wildcard("/proc/[0-9]*"),
-        {_state, ppid} <- [proc_stat(dir)],
-        ppid == os_pid,
-        do: dir |> Path.basename() |> String.to_integer()
+  # The OS processes below `os_pid` (the trial processes' forkserver, for instance).
+  defp descendants(os_pid) do
+    children =
+      for dir <- Path.wildcard("/proc/[0-9]*"),
+          {_state, ppid} <- [proc_stat(dir)],
+          ppid == os_pid,
+          do: dir |> Path.basename() |> String.to_integer()
+
+    children ++ Enum.flat_map(children, &descendants/1)
   end
 
   # {state, parent pid} from /proc/PID/stat, or nil once the process is gone.
