@@ -13,6 +13,8 @@ import signal
 import threading
 from concurrent.futures.process import BrokenProcessPool
 
+import joblib
+
 
 class InlineRunner:
     """Runs each trial at once, in this process."""
@@ -116,10 +118,10 @@ def _run_in_worker(function, payload):
 
 
 def available_cores():
-    """The cores this process may run on (its affinity, under a container's or taskset's limit)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The cores this process may use: its CPU affinity (taskset), capped by a container's CPU
+    quota (cgroups) and by ``$LOKY_MAX_CPU_COUNT``, as joblib (scikit-learn's) counts them. A pod
+    limited to 2 CPUs on a 64-core host gets 2 trial processes, not 64."""
+    return joblib.cpu_count()
 
 
 def result_or_failure(future, failure):

@@ -1,4 +1,4 @@
-"""Where trials run: the worker processes never outlive the search that started them."""
+"""Where trials run: no more processes than the CPU limits allow, and none outliving its search."""
 import os
 import signal
 import subprocess
@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from cerebros.runners import available_cores
 from process_tree import survivors, wait_for_busy_descendants
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,3 +36,9 @@ def test_trial_processes_end_when_the_search_process_is_killed(tmp_path):
         search.send_signal(signal.SIGKILL)
         search.wait()
     assert survivors(started) == set()
+
+
+def test_available_cores_follow_a_cpu_limit(monkeypatch):
+    assert available_cores() >= 1
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")  # read by joblib beside a container's CPU quota
+    assert available_cores() == 1
