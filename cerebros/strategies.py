@@ -95,12 +95,11 @@ class Evolution(Strategy):
 
     Generation 0 is ``population_size`` random samples. Each later generation keeps the
     ``elite_size`` fittest members (not retrained; default ``default_elite_size``) and fills
-    the rest with children: a
-    parent chosen by softmax tournament, crossed with a second one with probability
-    ``crossover_rate``, then mutated with per-gene rate ``mutation_rate``. The tournament
-    picks member ``i`` with probability proportional to ``exp(z_i / tau)``, ``z`` being the
-    fitness standardised over the population (so ``tau`` does not depend on the metric's
-    scale; small ``tau`` is greedy, large ``tau`` uniform). Children already evaluated are
+    the rest with children: a parent chosen by softmax tournament, crossed with a second one
+    with probability ``crossover_rate``, then mutated with per-gene rate ``mutation_rate``.
+    The tournament picks member ``i`` with probability proportional to ``exp(z_i / tau)``,
+    ``z`` being the fitness standardised over the population (so ``tau`` does not depend on
+    the metric's scale; small ``tau`` is greedy, large ``tau`` uniform). Children already evaluated are
     re-mutated, a few times at most, so trials are not spent twice on one candidate.
     """
 
