@@ -1,16 +1,8 @@
 """Schema-driven coercion: turn what a field MEANT into the Python type it needs.
 
-On the wire a charlist and a list of small ints are the same term (``[32, 64]``
-is ``" @"``), an Elixir string is a binary and an Erlang string is a list, so
-only the receiver's schema can say what a value is. These helpers take every
-shape a BEAM value can arrive in: ``str`` and ``codec.Atom``; ``bytes``,
-``bytearray`` and ``memoryview``; charlists and chardata (nested lists of code
-points and UTF-8 binaries, improper tails included); numpy scalars and arrays;
-and stock ErlPort's own runtime types (a ``bytes`` subclass ``Atom`` holding
-Latin-1 text, a ``list`` subclass ``List``, a ``dict`` subclass ``Map`` and an
-``ImproperList`` list subclass with a ``tail``), so module code runs under
-either runtime. Anything else raises ``CoercionError`` naming the field and
-showing what arrived.
+Only the receiver's schema can say what a BEAM value is (``[32, 64]`` and ``" @"`` are one
+term), so each helper takes every shape a value can arrive in, stock ErlPort's runtime
+types included, and raises ``CoercionError`` naming the field (docs/codec.md).
 """
 from __future__ import annotations
 

@@ -1,27 +1,8 @@
 """``python -m codec.fuzz``: a fuzzing campaign against this codec, or another ETF codec.
 
-Properties, drawn and shrunk by Hypothesis within a time or example budget:
-
-- ``roundtrip``: every generated term encodes, decodes to the same term and
-  re-encodes to the same bytes;
-- ``plain``: every plain Python value survives ``codec.plain`` unchanged;
-- ``mutate``: valid frames cut, bit-flipped, spliced and given bogus length
-  words; the decoders must return a term or raise ``DecodeError``, never
-  anything else, and a decoded term must survive re-encoding.
-
-``--oracle erl`` also checks every generated frame against a live Erlang node
-(it must re-encode our bytes to the same bytes, and accept or refuse each
-mutant exactly as we do), and mutates frames that Erlang built too.
-
-``--target CMD`` fuzzes another implementation instead: CMD reads
-{packet,4}-framed terms (4-byte big-endian length, then the ETF bytes) on
-stdin and writes each one back the same way, re-encoded, or an empty frame
-(length 0) for input it refuses. Valid terms must come back equal; mutants
-must be refused exactly when the reference (Erlang with ``--oracle erl``, else
-this codec) refuses them.
-
-On a finding the minimal failing input is written to ``--out`` and the exit
-status is 1.
+Hypothesis draws and shrinks the ``roundtrip``, ``plain`` and ``mutate`` properties, checked
+against this codec, a live ``erl`` (``--oracle erl``) or another implementation
+(``--target CMD``). The properties and the target protocol are in docs/codec.md.
 """
 from __future__ import annotations
 

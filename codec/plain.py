@@ -1,22 +1,7 @@
 """BEAM terms <-> plain Python values, as hooks on the codec's single pass.
 
-- binary: ``str`` if valid UTF-8, else ``bytes`` (a read-only memoryview
-  with ``zero_copy``);
-- ``true``/``false``: bool; ``nil``/``undefined``: None (encoded back as
-  ``nil``, or ``undefined`` by option);
-- other atoms: ``codec.Atom``, a ``str`` subclass, so it compares, hashes
-  and prints as ``str`` and still goes back as an atom;
-- map: ``dict`` (an Elixir struct keeps its ``__struct__`` key), or a
-  ``codec.Map`` when a key cannot be a dict key (a list, a map);
-- tuple, list: tuple, list (a charlist stays a list of ints: see ``codec.coerce``);
-- ``{tensor, Type, Shape, Data}``: a read-only ``numpy.ndarray`` (``codec.tensor``);
-- ``{'$erlport.opaque', L, B}``: ``codec.Opaque``;
-- pid, reference, port, fun, bitstring, improper list: the ``codec.terms``
-  types, re-encoded exactly.
-
-Encoding takes all of the above plus numpy scalars and arrays, and
-``datetime``/``date``/``time`` (ISO 8601 text). Anything else raises
-``EncodeError`` naming its type and its path inside the value.
+The mapping (binaries to ``str``, ``nil`` to None, tensors to numpy arrays, ...) is the
+table in docs/codec.md.
 """
 from __future__ import annotations
 
