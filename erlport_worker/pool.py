@@ -1,22 +1,6 @@
 """Leader/follower threads: the thread that reads a call runs it, and reading is handed on
-only when the call turns out to take a while.
-
-One thread at a time is the reader. When it reads a call and a slot is free,
-it runs the call itself: no queue hop and no thread wake-up, so a short call
-costs one read and one write. Meanwhile the reading waits; a monitor thread
-hands it on (to an idle thread, or a new one) once the call has run for
-``handoff_delay`` seconds, as Go's runtime retakes a processor from a thread
-stuck in a system call. A call that blocks on Erlang
-(``with pool.waiting_on_erlang():``) hands the reading on at once and frees
-its slot, so nested calls that Erlang makes meanwhile can run: 50 levels of
-Python -> Erlang -> Python nesting work even with ``size == 1``. With all
-``size`` slots busy, calls wait in a queue and the next thread to free a
-slot runs them.
-
-The monitor polls every ``handoff_delay`` while calls keep arriving and sleeps
-for good after a quiet second, so an idle worker does not wake at all and a
-busy one does not pay a wake-up per call. Threads are daemons and are kept
-once started.
+only when the call turns out to take a while (after ``handoff_delay`` seconds, or at once
+when it waits on Erlang). Why, and what it costs: docs/worker.md.
 """
 from __future__ import annotations
 
