@@ -1,36 +1,10 @@
-"""The entry point the BEAM calls: ``run_nas(spec, opts)`` and its companions.
+"""The entry point the BEAM calls: ``run_nas(spec, opts)`` and its companions ``cancel_run``,
+``run_status`` and ``predict``.
 
-Callers reach this module through the port worker (or any ErlPort-style bridge), so
-keys and text may arrive as ``str``, bytes, atoms or charlists; every known field is
-coerced by its meaning with ``codec.coerce`` (a list of ints stays a list of ints where a
-list is meant). Nothing here raises: a failure is RETURNED as the contract's failure
-shape. Strings in results are ``str`` and absent values are ``None`` (``nil``).
-
-``run_nas(spec, opts)``
-    spec: ``dataset_id`` (or ``dataset``): a bundled dataset (iris, wine, breast_cancer,
-    digits, diabetes), a .csv/.npz path, or a name for ``data``; ``data``: inline
-    ``{X, y}`` (lists or tensors); ``objective`` (accuracy, f1_macro, log_loss, rmse, mae,
-    r2; default accuracy, or r2 for regression); ``search_space`` (see
-    ``cerebros.space.SearchSpace.from_dict``); ``target`` (a .csv column); ``task``.
-    opts: ``run_id``, ``pulse_id`` (echoed), ``budget`` {``max_trials`` (or ``trials``,
-    default 10), ``max_time_seconds``, ``max_trial_seconds``, ``max_trials_without_improvement``
-    and ``min_improvement`` (the search's early stopping), ``population_size`` (20)},
-    ``parameters`` {``mutation_rate`` (0.1), ``crossover_rate`` (0.7), ``elite_size`` (2, or
-    population_size - 1 if smaller),
-    ``tau``; for successive halving ``n_configs``, ``min_epochs``, ``max_epochs``, ``eta``; for
-    hyperband the last three; for tpe ``n_startup_trials``, ``gamma``, ``n_ei_candidates``,
-    ``in_flight``}, ``tau`` (1.0), ``strategy`` (evolution, random, successive_halving,
-    hyperband, tpe), ``seed`` (0),
-    ``split_seed`` (0), ``test_size`` (0.25), ``folds`` (validation folds; 1 is a hold-out
-    split of ``validation_size``, 0.2), ``n_jobs`` (1; -1: every core), ``ensemble_size`` (20: the saved model
-    is selected from that many best trials; 0 or 1: the best trial alone), ``refit`` (true:
-    the selected trials also train networks on all search rows for the saved model),
-    ``run_dir``, ``resume``, ``progress_to``.
-
-Progress: when ``opts["progress_to"]`` has a ``send`` method (the worker gives pids one),
-each finished trial sends ``(nas_progress, Event)``, i.e. ``{nas_progress, #{...}}`` in
-Erlang, Event holding: run_id, pulse_id, trial, completed, max_trials, status, metric,
-best_metric, best_trial, generation, objective, duration_seconds, elapsed_seconds.
+Every known field is coerced by its meaning with ``codec.coerce``, since keys and text may
+arrive as ``str``, bytes, atoms or charlists. Nothing here raises: a failure is RETURNED as
+the contract's failure shape (docs/nas-contract.md). The options and their defaults are the
+table in README.md; the result, progress events and run states are in docs/engine.md.
 """
 import datetime
 import os

@@ -1,24 +1,10 @@
 """The data a search runs on: load it, split it train / validation / test, scale it.
 
-A dataset comes from one of three places: a scikit-learn bundled dataset by name
-(``BUNDLED``), a ``.csv`` file (a header row is optional; the target is the last column
-unless named) or ``.npz`` file (arrays ``X`` and ``y``), or arrays given inline (lists or
-numpy arrays).
-
-``prepare`` splits off the test rows first (stratified for classification). The rest, the
-search rows, are divided into validation folds: one hold-out split (``folds=1``: a
-``validation_size`` share of them) or ``folds``-fold cross-validation (stratified for
-classification). The search sees the search rows only; the test split is for the final
-report. Nothing is scaled here: every network standardises its features (and regression
-targets) with the statistics of the rows it is fitted on, so no fold's validation rows, and
-no test row, shape the scaling of a network that is scored on them.
-
-Inside a fold, ``early_stopping_split`` sets aside a share of the training rows for the
-network's early stopping, so the fold's validation rows judge a network that never chose
-its epoch on them.
-
-``load_features`` reads rows to predict on (the command line's ``predict``) with the same
-.csv and .npz readers and the same messages.
+``prepare`` loads a bundled dataset, a .csv/.npz file or inline arrays and splits off the
+test rows, then divides the search rows into validation folds; ``early_stopping_split`` sets
+aside a fold's rows for its network's early stopping; ``load_features`` reads rows to
+predict on with the same readers and messages. Nothing is scaled here (each network
+standardises with its own training rows). The rules: docs/engine.md.
 """
 import csv
 import os

@@ -1,21 +1,13 @@
 """Ensemble selection (Caruana et al., 2004): which trials' models to average, and how often.
 
-Greedy forward selection with replacement over the trials' out-of-fold outputs (class
-probabilities, or predicted values): start from the best trial alone; every round, add the
-candidate (one already in counts again) whose addition makes the running average score best
-on the study's objective; stop when no addition improves it, or after ``MAX_ROUNDS`` rounds.
-A candidate's weight is the number of times it was added. Accuracy and F1 change in steps
-of one row, so for them the log-loss of the average breaks ties: without it the greedy step
-would often see no change at all.
+Greedy forward selection with replacement over the trials' out-of-fold outputs, and
+``select_checked``, which keeps the ensemble only if it beats the best candidate alone when
+the selection itself is cross-validated (docs/engine.md). A candidate's weight is the number
+of times it was added.
 
 Every round scores each candidate's average at once with the numpy metrics below: scikit-
 learn's scorers (``cerebros.objectives``) cost about a millisecond a call, too slow for
 ``MAX_ROUNDS`` x candidates calls after a deadline. The tests check that both agree.
-
-The greedy rounds keep whatever helps on the rows they score, so on few rows they also fit
-those rows' noise, and the ensemble's score there is optimistic. ``select_checked`` guards
-against that: it cross-validates the selection itself on those rows and keeps the ensemble
-only if it beats the best candidate alone on rows it was not chosen on.
 """
 import numpy as np
 

@@ -1,30 +1,12 @@
 """The Cerebros search space: what a candidate network is, and how to sample, mutate and cross them.
 
-A candidate is a stack of levels. Level 0 is the input, taken as ONE block of ``n_inputs``
-features (so "number of inputs" in the Cerebros rules is 1); levels ``1..L`` are hidden
-levels of dense units; level ``L + 1`` holds the single output unit. A unit's input is the
-concatenation of the outputs it is connected to:
-
-- vertical inputs, ``(level, unit)`` pairs on earlier levels (``(0, 0)`` is the input block);
-- lateral inputs, indices of earlier units on its own level.
-
-Sampling (``SearchSpace.sample``), for a unit on level ``k`` and every earlier level ``j``:
-draw ``count = rounding(affinity * affinity_decay ** (k - j) * units_on_level_j)``
-predecessors uniformly with replacement, where ``affinity`` is ``affinity_first`` for the
-input block seen from level 1 (undecayed, as Cerebros does for its first level) and
-``affinity_main`` otherwise. A predecessor drawn twice is kept once: a repeated copy in a
-concatenation adds no information. Laterals: unit ``i`` tries every earlier unit ``m`` of its
-level, succeeding with probability ``p_lateral_connection * 0.95 ** (i - m)``, unless the
-chain of consecutive lateral connections ending at ``m`` is already
-``max_consecutive_lateral_connections`` long. Then ``repair`` guarantees a valid network.
-
-Valid network (checked by ``Candidate.from_dict`` and kept by every operation here):
-every hidden unit and the output has at least one vertical input (so every unit is
-reached from the input), and every hidden unit feeds a later unit (so every unit reaches
-the output). Repair gives a unit left without vertical input (possible with floor
-rounding) one random unit of the level just below, and wires an orphan unit on level ``k``
-to a random unit on a level drawn from ``[k + minimum_skip_connection_depth,
-k + maximum_skip_connection_depth]``, clipped to the output level.
+A candidate is a stack of levels: level 0 the input, taken as ONE block of ``n_inputs``
+features (so "number of inputs" in the Cerebros rules is 1), levels ``1..L`` hidden levels of
+dense units, level ``L + 1`` the single output unit. A unit's inputs are vertical
+(``(level, unit)`` pairs on earlier levels; ``(0, 0)`` is the input block) and lateral
+(indices of earlier units on its own level). ``SearchSpace.sample`` draws them by the rules
+in docs/engine.md; ``repair`` then makes the network valid, and ``Candidate.from_dict`` and
+every operation here keep it so: every unit is reached from the input and reaches the output.
 """
 import dataclasses
 import hashlib

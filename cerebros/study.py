@@ -2,40 +2,9 @@
 
 ``Study.prepare(config).run(run_dir)`` is the one entry point (the command line and
 ``cerebros_service`` both use it). Trials (``cerebros.trials``) run in this process
-(``n_jobs`` 1) or in ``n_jobs`` worker processes (``cerebros.runners``), at most one per
-available core (more would only slow each trial down). Each trial's networks are seeded
-from ``(seed, trial number)`` and results are told to the strategy in trial-number order, so
-the journal is the same whatever ``n_jobs`` is, timings aside. Only the search rows
-(training and validation folds) reach the trials; the test split scores the final model
-once, at the end.
-
-The final model is an ensemble (Caruana et al., 2004): the ``ensemble_size`` best trials keep
-their fold networks and out-of-fold outputs, and when the search ends, for whatever reason,
-greedy forward selection over those outputs (``cerebros.selection``) weights them on the
-study's objective, and is kept only if it also beats the best trial alone when the selection
-is cross-validated on those rows (seeded from ``seed``); otherwise the best trial is the model
-alone. The saved model averages the fold networks of the selected trials, a trial's networks
-sharing its weight equally; the validation metrics reported are their out-of-fold ones (the
-best single trial's stay in ``best``). With ``refit`` (the default), each selected trial also
-trains as many networks again on all the search rows, for the median of its folds' best
-epochs, and they join its fold networks in the saved model: a fold network fits 64% of the
-search rows (80% of its fold's training rows, the rest decide its early stopping), a refit
-network all of them. Refit networks have no out-of-fold outputs, so the validation metrics
-stay those of the fold networks; only the test metrics see them. A trial cut short by the
-run's deadline or a cancellation ("interrupted") ranks below every trial that was not, and
-joins the ensemble only when no other trial finished: its later folds may have trained for
-one batch.
-
-Budgets: ``max_trials``; ``max_trials_without_improvement``, the search's own early stopping
-(it ends once that many trials in a row, in trial order, have not raised the best validation
-score by more than ``min_improvement``; trials still running then are stopped and left out of
-the journal, so it ends where a one-process search would); ``max_time_seconds``, a hard
-deadline for training (running trials stop within one mini-batch, no new trial starts, and
-the best so far is returned with a warning; with ``refit``, the search stops early enough to
-leave the refits the time they are estimated to need (``_refit_reserve``), and a trial whose
-refit does not finish in time keeps its fold networks alone); ``max_trial_seconds``, the same
-for each trial (and each refit) on its own. A ``threading.Event`` given as ``cancel`` stops the search the same
-way.
+(``n_jobs`` 1) or in worker processes (``cerebros.runners``); the ensemble is chosen by
+``cerebros.selection`` and refit here. What the budgets, the ensemble and the refit do, and
+why: docs/engine.md.
 """
 import concurrent.futures as futures
 import math
