@@ -1,7 +1,8 @@
 """Time the codec against erlang_py and erlpack on payloads built by a real Erlang node.
 
-Run: python bench/codec_bench.py [--min-time SECONDS]
-Prints a markdown table of median times and how many times slower the others are.
+Run: python bench/codec_bench.py [--min-time SECONDS] [--markdown [PAGE]]
+Prints a markdown table of median times and how many times slower the others are;
+``--markdown`` also writes it into docs/benchmarks.md.
 Each library decodes Erlang's bytes and encodes what it decoded itself. ``codec`` is
 the implementation in use (``codec.core.DECODER``/``ENCODER``: the compiled core when
 built); the pure-Python fallback is timed beside it.
@@ -18,6 +19,7 @@ import erlpack
 import codec
 from codec import core, decoder, encoder
 from codec.erl_oracle import ErlOracle
+from markdown_section import add_markdown_flag, write_section
 
 # term_to_binary with OTP 25's defaults (minor_version 1), as a BEAM peer sends.
 PAYLOADS = [
@@ -85,26 +87,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=0.5,
                         help="seconds to spend timing each cell (default 0.5)")
+    add_markdown_flag(parser)
     args = parser.parse_args()
     with ErlOracle() as oracle:
         payloads = [(name, oracle.evaluate(expr)) for name, expr in PAYLOADS]
-    print(f"codec in use: decoder {core.DECODER}, encoder {core.ENCODER}")
-    print()
-    print("| payload | bytes | op | codec | codec pure Python (x slower) | erlang_py (x slower) "
-          "| erlpack (x slower) |")
-    print("|---|---|---|---|---|---|---|")
+    lines = [f"codec in use: decoder {core.DECODER}, encoder {core.ENCODER}", "",
+             "| payload | bytes | op | codec | codec pure Python (x slower) "
+             "| erlang_py (x slower) | erlpack (x slower) |",
+             "|---|---|---|---|---|---|---|"]
     for name, data in payloads:
         results = {lib: measure(fns, data, args.min_time) for lib, fns in LIBRARIES.items()}
         ours = results["codec"]
         for index, op in enumerate(("decode", "encode")):
             row = [name, str(len(data)), op, cell(ours, index, None)]
             row += [cell(results[lib], index, ours) for lib in LIBRARIES if lib != "codec"]
-            print("| " + " | ".join(row) + " |")
+            lines.append("| " + " | ".join(row) + " |")
         if name == "8 MB binary":
             view = median_time(lambda: codec.decode(data, zero_copy=True), args.min_time)
-            print(f"| {name} | {len(data)} | decode zero_copy | {view * 1e3:.3f} ms | | | |")
-    print()
-    print("Large payloads (erlpack decode target):", ", ".join(sorted(LARGE)))
+            lines.append(f"| {name} | {len(data)} | decode zero_copy | {view * 1e3:.3f} ms | | | |")
+    lines += ["", "Large payloads (erlpack decode target): " + ", ".join(sorted(LARGE))]
+    print("\n".join(lines))
+    if args.markdown:
+        write_section("codec_bench", "\n".join(lines), path=args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 # Benchmark of the BEAM side: a pool of 2 workers against 1 on a CPU-bound
 # Python call, and the cost of the Elixir API and the pool's dispatcher over
-# a raw beam_nas_worker call. Prints a markdown table.
+# a raw beam_nas_worker call. Prints a markdown table; --markdown also writes it
+# into docs/benchmarks.md (through bench/markdown_section.py, with python3).
 #
-#   elixir bench/pool_bench.exs            (from the repository root)
+#   elixir bench/pool_bench.exs [--markdown [PAGE]]     (from the repository root)
 #
 # The worker is `erlport-worker` (PATH or .venv/bin), or $BEAM_NAS_PYTHON.
 root = Path.expand("..", __DIR__)
@@ -16,7 +17,7 @@ defmodule PoolBench do
   @echo_calls 3_000
   @rounds 5
 
-  def run(root) do
+  def run(root, markdown_page) do
     load = "/proc/loadavg" |> File.read!() |> String.split() |> Enum.take(3) |> Enum.join(" ")
     worker = worker_options(root)
     [{one, one_n}, {two, two_n}] = cpu_bound(worker, [1, 2])
@@ -31,8 +32,7 @@ defmodule PoolBench do
         fn -> {:ok, 1} = :beam_nas_pool.call(pool, :operator, :pos, [1], 5000) end
       ])
 
-    IO.puts("""
-
+    table = """
     | measurement | result |
     |---|---|
     | #{@cpu_calls} concurrent CPU-bound calls (#{@cpu_iterations} Python loop steps each), pool of 1 (#{one_n} OS process used) | #{ms(one)} ms |
@@ -43,7 +43,21 @@ defmodule PoolBench do
     | same through `:beam_nas_pool.call` (dispatcher) | #{pooled} us (#{pooled - raw} us more) |
 
     (#{System.schedulers_online()} schedulers, load average before the run #{load}; CPU rows: best of #{@rounds} rounds; trivial-call rows: median of #{@echo_calls} calls each, taking turns; OTP #{System.otp_release()}, Elixir #{System.version()})
-    """)
+    """
+
+    IO.puts("\n" <> table)
+    if markdown_page, do: write_section(root, markdown_page, table)
+  end
+
+  # The section "pool_bench" of the page, written by the Python helper every bench shares.
+  defp write_section(root, page, table) do
+    file = Path.join(System.tmp_dir!(), "beam_nas_pool_bench.md")
+    File.write!(file, table)
+    command = Enum.join(["elixir bench/pool_bench.exs" | System.argv()], " ")
+    args = [Path.join(root, "bench/markdown_section.py"), "pool_bench", file, "--command", command]
+    args = if page == :default, do: args, else: args ++ ["--page", page]
+    {_, 0} = System.cmd("python3", args, into: IO.stream(:stdio, :line))
+    File.rm!(file)
   end
 
   defp worker_options(root) do
@@ -100,4 +114,12 @@ defmodule PoolBench do
   defp ms(us), do: round(us / 1000)
 end
 
-PoolBench.run(root)
+markdown_page =
+  case System.argv() do
+    [] -> nil
+    ["--markdown"] -> :default
+    ["--markdown", page] -> Path.expand(page)
+    other -> raise ArgumentError, "usage: elixir bench/pool_bench.exs [--markdown [PAGE]], got #{inspect(other)}"
+  end
+
+PoolBench.run(root, markdown_page)

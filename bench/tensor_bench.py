@@ -3,9 +3,10 @@
 Payloads: an 8 MB float64 array (1 048 576 elements, as ``{tensor, Type,
 Shape, Data}`` through ``codec.plain``; for msgpack as dtype, shape and raw
 bytes) and a list of 100 000 Python floats (an Erlang list of floats; a
-msgpack array). Prints the median milliseconds of each step as a markdown table.
+msgpack array). Prints the median milliseconds of each step as a markdown table;
+``--markdown`` also writes it into docs/benchmarks.md.
 
-    python3 bench/tensor_bench.py [--runs N]
+    python3 bench/tensor_bench.py [--runs N] [--markdown [PAGE]]
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import msgpack
 import numpy as np
 
 from codec import plain
+from markdown_section import add_markdown_flag, write_section
 
 
 def median_ms(action, runs):
@@ -56,7 +58,9 @@ def measure(name, value, ours_encode, ours_decode, theirs_encode, theirs_decode,
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=31, help="timed runs per step (default 31)")
-    runs = parser.parse_args().runs
+    add_markdown_flag(parser)
+    args = parser.parse_args()
+    runs = args.runs
 
     rng = np.random.default_rng(1)
     array = rng.standard_normal(1 << 20)
@@ -70,14 +74,16 @@ def main():
     rows += measure("100 000-float list", floats, plain.encode, plain.decode,
                     msgpack.packb, msgpack.unpackb, runs)
 
-    print(f"median of {runs} runs, milliseconds\n")
-    print("| payload | step | this codec | msgpack (C) | ratio |")
-    print("|---|---|---:|---:|---:|")
-    for name, step, ours, theirs in rows:
-        print(f"| {name} | {step} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x |")
+    lines = [f"median of {runs} runs, milliseconds", "",
+             "| payload | step | this codec | msgpack (C) | ratio |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {name} | {step} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x |"
+              for name, step, ours, theirs in rows]
     list_trip = rows[-1]
-    print(f"\n100 000-float list round trip: {list_trip[2] / list_trip[3]:.2f}x msgpack "
-          "(target: within 2x)")
+    lines += ["", f"100 000-float list round trip: {list_trip[2] / list_trip[3]:.2f}x msgpack "
+              "(target: within 2x)"]
+    print("\n".join(lines))
+    if args.markdown:
+        write_section("tensor_bench", "\n".join(lines), path=args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark erlport-worker from a real Erlang node, beside a process-per-call baseline.
 
-    python bench/worker_bench.py [--rounds 5000]
+    python bench/worker_bench.py [--rounds 5000] [--markdown [PAGE]]
 
 Compiles bench/erl/worker_bench.erl into a temporary directory, runs it with
 `erl`, and prints a table: round trip of a trivial call made one at a time
@@ -8,7 +8,8 @@ Compiles bench/erl/worker_bench.erl into a temporary directory, runs it with
 list of 100 000 floats, echo of a 10 MB binary. Beside it, in the same run:
 the pipe floor (a Python process echoing raw frames, no decoding: what the
 pipes and process wake-ups cost on this machine) and the baseline, which
-starts `python3 -c` for every call (the old approach).
+starts `python3 -c` for every call (the old approach). ``--markdown`` also writes
+the table into docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from markdown_section import add_markdown_flag, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 ERL_SOURCE = ROOT / "bench" / "erl" / "worker_bench.erl"
@@ -81,9 +84,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5000,
                         help="trivial calls timed one at a time, and in total for the "
                              "8 concurrent callers (default 5000)")
+    add_markdown_flag(parser)
     args = parser.parse_args()
-    print(table(run(args.rounds)))
-    print("(baseline calls per second: one caller; a process per call does not pipeline)")
+    output = (table(run(args.rounds)) + "\n\n(baseline calls per second: one caller; a process "
+              "per call does not pipeline)")
+    print(output)
+    if args.markdown:
+        write_section("worker_bench", output, path=args.markdown)
 
 
 if __name__ == "__main__":
