@@ -50,18 +50,18 @@ def write_section(name: str, markdown: str, path: str | os.PathLike = PAGE,
         raise ValueError(f"section {name}: {path} needs one '{begin}' line, then one '{end}' line")
     if command is None:
         command = " ".join(["python3", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-    body = f"{begin}\n{stamp(command)}\n\n{markdown.strip()}\n{end}"
+    body = f"{begin}\n{stamp(command, path)}\n\n{markdown.strip()}\n{end}"
     start, stop = text.index(begin), text.index(end) + len(end)
     replaced = path.with_name(path.name + ".tmp")
     replaced.write_text(text[:start] + body + text[stop:], encoding="utf-8")
     os.replace(replaced, path)
 
 
-def stamp(command: str) -> str:
+def stamp(command: str, page: Path) -> str:
     """One line: the command, the machine and its load, the date and the commit."""
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"`{command}` on {cpu_model()}, {os.cpu_count()} cores (load average "
-            f"{load_average()}), Python {platform.python_version()}; {today}, commit {commit()}.")
+            f"{load_average()}), Python {platform.python_version()}; {today}, commit {commit(page)}.")
 
 
 def cpu_model() -> str:
@@ -82,13 +82,16 @@ def load_average() -> str:
         return "unknown"
 
 
-def commit() -> str:
-    """The short commit, with ``+changes`` when the working tree differs from it."""
+def commit(page: Path) -> str:
+    """The short commit, with ``+changes`` when the working tree differs from it elsewhere
+    than on ``page`` (which the benchmarks themselves change)."""
     def git(*arguments):
         return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     try:
-        changed = git("status", "--porcelain", "--untracked-files=no")
+        inside = page.resolve().is_relative_to(ROOT)
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *([f":(exclude){page.resolve()}"] if inside else []))
         return git("rev-parse", "--short", "HEAD") + (" +changes" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
