@@ -1,5 +1,5 @@
-"""The quality benchmarks run end to end and print the tables the README quotes (tiny budgets;
-their figures are checked for shape and range here, never for speed or quality)."""
+"""The quality benchmarks run end to end and print the tables docs/benchmarks.md records (tiny
+budgets; their figures are checked for shape and range here, never for speed or quality)."""
 import os
 import subprocess
 import sys

@@ -89,29 +89,22 @@ def test_the_command_line_writes_a_section_read_from_stdin(page):
     assert "| x |\n|---|\n| 3 |" in written and "`elixir bench/pool_bench.exs`" in written
 
 
-def test_tensor_bench_writes_its_table_with_its_header_row(tmp_path):
+@pytest.mark.parametrize("script, arguments, header, rule, rows", [
+    ("tensor_bench", ["--runs", "1"], "| payload | step | this codec | msgpack (C) | ratio |",
+     "|---|---|---:|---:|---:|", 6),
+    ("worker_bench", ["--rounds", "20"], "| measurement | erlport-worker | pipe floor (raw echo) "
+     "| process per call | target |", "|---|---|---|---|---|", 5),
+], ids=["tensor_bench", "worker_bench"])
+def test_a_bench_script_writes_its_table_with_its_header_row(tmp_path, script, arguments, header,
+                                                             rule, rows):
     path = tmp_path / "benchmarks.md"
-    path.write_text("<!-- begin tensor_bench -->\n<!-- end tensor_bench -->\n")
-    done = subprocess.run([sys.executable, os.path.join(BENCH, "tensor_bench.py"), "--runs", "1",
+    path.write_text(f"<!-- begin {script} -->\n<!-- end {script} -->\n")
+    done = subprocess.run([sys.executable, os.path.join(BENCH, f"{script}.py"), *arguments,
                            "--markdown", str(path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    lines = section(path.read_text(), "tensor_bench").splitlines()
-    header = lines.index("| payload | step | this codec | msgpack (C) | ratio |")
-    assert lines[header + 1] == "|---|---|---:|---:|---:|"
-    assert len([line for line in lines[header + 2:] if line.startswith("| ")]) == 6
-
-
-def test_worker_bench_writes_its_table_with_its_header_row(tmp_path):
-    path = tmp_path / "benchmarks.md"
-    path.write_text("<!-- begin worker_bench -->\n<!-- end worker_bench -->\n")
-    done = subprocess.run([sys.executable, os.path.join(BENCH, "worker_bench.py"), "--rounds", "20",
-                           "--markdown", str(path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    lines = section(path.read_text(), "worker_bench").splitlines()
-    header = lines.index("| measurement | erlport-worker | pipe floor (raw echo) | process per call "
-                         "| target |")
-    assert lines[header + 1] == "|---|---|---|---|---|"
-    assert len([line for line in lines[header + 2:] if line.startswith("| ")]) == 5
+    lines = section(path.read_text(), script).splitlines()
+    assert lines[lines.index(header) + 1] == rule
+    assert len([line for line in lines[lines.index(header) + 2:] if line.startswith("| ")]) == rows
 
 
 def test_the_benchmarks_page_changing_does_not_mark_the_commit_changed(helper):
