@@ -1,14 +1,9 @@
 """numpy arrays as the ``{tensor, Type, Shape, Data}`` terms that Elixir's Nx reads.
 
-``Type`` is Nx's ``{Kind, Bits}`` (``{f, 64}``, ``{s, 32}``, ``{u, 8}``, ``{c, 64}``),
-``Shape`` a tuple of dimensions and ``Data`` the elements' raw little-endian bytes
-in row-major order, so ``Nx.from_binary(Data, Type) |> Nx.reshape(Shape)`` rebuilds
-the array on the BEAM side.
-
-Decoding wraps the received bytes without copying them (the array is read-only);
-encoding hands the encoder a view of the array's buffer, which is then copied
-once, into the frame. Boolean arrays travel as ``{u, 8}`` (Nx has no boolean
-type), so they come back as uint8. ``{bf, 16}`` is refused: numpy has no bfloat16.
+``Type`` is Nx's ``{Kind, Bits}``, ``Shape`` a tuple of dimensions and ``Data`` the
+elements' raw little-endian bytes in row-major order. Decoding wraps the received bytes
+without a copy; encoding copies the array's buffer once, into the frame. The supported
+types: docs/codec.md.
 """
 from __future__ import annotations
 

@@ -4,11 +4,9 @@ Reads go through one reused buffer, so a burst of small frames costs one
 ``read`` system call; a frame larger than that buffer is read straight into
 its own ``bytearray`` of the announced size, so big frames cost linear time
 and one copy. With ``spin_seconds`` the reader polls for that long before it
-blocks, as the BEAM's schedulers busy-wait before they sleep: waking a
-process that sleeps costs tens of microseconds on a virtual machine, several
-times a trivial call's whole work. Writes send the header and the payload
-with ``writev`` and loop on partial writes, so a 10 MB frame is never
-concatenated in memory.
+blocks (why: docs/worker.md). Writes send the header and the payload with
+``writev`` and loop on partial writes, so a 10 MB frame is never concatenated
+in memory.
 """
 from __future__ import annotations
 
