@@ -7,8 +7,9 @@
  * dict and Map. It hands back to Python:
  *   - every other known kind of term (subclasses of the above, bytearray,
  *     memoryview, ImproperList, BitBinary, Pid, Port, Reference, Export, Fun,
- *     Opaque), one object at a time, to codec.encoder._Encoder.other, whose
- *     written bytes it copies and whose opened items it then walks itself;
+ *     Opaque, stock ErlPort's values: see codec.stock), one object at a time,
+ *     to codec.encoder._Encoder.other, whose written bytes it copies and
+ *     whose opened items it then walks itself;
  *   - the keys of a map that need Python's rules: sorting (`deterministic`)
  *     and a dict whose keys are of several types (distinct Python keys may
  *     be one Erlang key), to _Encoder.map_items; integers beyond 64 bits, to
@@ -64,6 +65,7 @@ enum {
 /* ---- Python objects this module works with, looked up once at import ---- */
 
 static PyObject *py_encode, *py_compress, *py_big, *py_encoder_class, *EncodeError;
+static PyObject *py_stock_kind;   /* codec.stock.stock_kind */
 static PyTypeObject *AtomType, *MapType;
 static PyObject *known_types;   /* what _Encoder.other writes without calling `default` */
 static PyObject *helpers;       /* settings tuple -> _Encoder, for delegated terms */
@@ -815,6 +817,12 @@ static int
 encode_other(Encoder *e, PyObject *obj)
 {
     int known = PyObject_IsInstance(obj, known_types);
+    if (known == 0) {
+        /* Stock ErlPort's OpaqueObject subclasses nothing known. */
+        PyObject *kind = PyObject_CallOneArg(py_stock_kind, obj);
+        known = kind == NULL ? -1 : kind != Py_None;
+        Py_XDECREF(kind);
+    }
     if (known < 0)
         return REFUSE;
     if (known)
@@ -1080,9 +1088,12 @@ PyInit__cencode(void)
     PyObject *encoder = PyImport_ImportModule("codec.encoder");
     PyObject *terms = PyImport_ImportModule("codec.terms");
     PyObject *errors = PyImport_ImportModule("codec.errors");
+    PyObject *stock = PyImport_ImportModule("codec.stock");
     PyObject *module = NULL;
-    if (encoder == NULL || terms == NULL || errors == NULL || intern_all() < 0)
+    if (encoder == NULL || terms == NULL || errors == NULL || stock == NULL
+            || intern_all() < 0)
         goto done;
+    py_stock_kind = PyObject_GetAttrString(stock, "stock_kind");
     py_encode = PyObject_GetAttrString(encoder, "encode");
     py_compress = PyObject_GetAttrString(encoder, "_compress");
     py_big = PyObject_GetAttrString(encoder, "_big");
@@ -1091,8 +1102,8 @@ PyInit__cencode(void)
     AtomType = (PyTypeObject *)PyObject_GetAttrString(terms, "Atom");
     MapType = (PyTypeObject *)PyObject_GetAttrString(terms, "Map");
     helpers = PyDict_New();
-    if (!py_encode || !py_compress || !py_big || !py_encoder_class || !EncodeError
-            || !AtomType || !MapType || !helpers)
+    if (!py_encode || !py_compress || !py_big || !py_encoder_class || !py_stock_kind
+            || !EncodeError || !AtomType || !MapType || !helpers)
         goto done;
     /* The kinds _Encoder.other writes without calling `default` (bool and
      * None are exact types, handled before it is asked). */
@@ -1121,5 +1132,6 @@ done:
     Py_XDECREF(encoder);
     Py_XDECREF(terms);
     Py_XDECREF(errors);
+    Py_XDECREF(stock);
     return module;
 }

@@ -16,6 +16,7 @@ from itertools import chain
 
 import numpy as np
 
+from . import stock
 from . import tags as T
 from .errors import EncodeError
 from .order import sort_pairs
@@ -195,6 +196,11 @@ class _Encoder:
             w(self.atom(Atom(self.none_as), stack, owner))
         elif isinstance(obj, Atom):
             w(self.atom(obj, stack, owner))
+        elif stock.stock_kind(obj) is not None:
+            try:
+                return iter((stock.stand_in(obj),)), None, obj
+            except ValueError as exc:
+                self.fail(str(exc), obj, stack, owner)
         elif isinstance(obj, int):
             return iter((int(obj),)), None, obj
         elif isinstance(obj, float):
