@@ -47,18 +47,23 @@ def main(argv=None) -> None:
     options = cli.parse(sys.argv[1:] if argv is None else argv)
     # Imported only now, so that `-V` (stock ErlPort's probe, with a
     # timeout) answers without loading the codec and numpy.
-    from .server import EXIT_INTERNAL, PrintStream, Terminated, Worker
+    from .server import EXIT_INTERNAL, NoStdin, PrintStream, Terminated, Worker
+    from .stock_api import SHIM_PATH
 
     def terminate(signum, frame):
         raise Terminated()
 
     cli.configure_logging(options.log_level)
     sys.path[:0] = options.paths
+    # Last, so that stock ErlPort's own package wins wherever it is on the path.
+    sys.path.append(SHIM_PATH)
     status = EXIT_INTERNAL
     try:
         in_fd, out_fd = claim_protocol_fds(options.use_stdio)
         worker = Worker(options, in_fd, out_fd)
         sys.stdout = PrintStream(worker)
+        if options.strict:
+            sys.stdin = NoStdin()
         signal.signal(signal.SIGTERM, terminate)
         # Start-up objects (numpy, the codec, ...) live for good: keeping
         # them out of the collector's view makes full collections short.

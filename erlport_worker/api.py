@@ -41,7 +41,8 @@ def bind(worker) -> None:
     _worker = worker
 
 
-def _current_worker():
+def running_worker():
+    """The worker serving this process (for the worker's own modules)."""
     if _worker is None:
         raise RuntimeError("erlport_worker.api is only usable inside a running erlport-worker")
     return _worker
@@ -51,7 +52,7 @@ def cast(dest: Any, message: Any) -> None:
     """Send ``message`` to ``dest`` (a pid, or a registered name as str/Atom); returns at once."""
     if type(dest) is str:
         dest = Atom(dest)
-    _current_worker().cast(dest, message)
+    running_worker().cast(dest, message)
 
 
 def call(module: str, function: str, args=()) -> Any:
@@ -60,17 +61,27 @@ def call(module: str, function: str, args=()) -> Any:
     Raises ErlangError if the Erlang function fails. Calls from Erlang that
     arrive meanwhile (nested calls) are served.
     """
-    return _current_worker().call_erlang(Atom(module), Atom(function), list(args), "N")
+    return _result(running_worker().call_erlang(Atom(module), Atom(function), list(args), "N"))
 
 
 def self() -> Any:
     """The pid of the Erlang process that owns this worker's port."""
-    return _current_worker().call_erlang(Atom("erlang"), Atom("self"), [], "L")
+    return _result(running_worker().call_erlang(Atom("erlang"), Atom("self"), [], "L"))
 
 
 def make_ref() -> Any:
     """A fresh Erlang reference, made by the owning Erlang process."""
-    return _current_worker().call_erlang(Atom("erlang"), Atom("make_ref"), [], "L")
+    return _result(running_worker().call_erlang(Atom("erlang"), Atom("make_ref"), [], "L"))
+
+
+def _result(outcome):
+    """The value of a successful call to Erlang; ErlangError for a failed one."""
+    ok, value = outcome
+    if ok:
+        return value
+    if type(value) is tuple and len(value) == 4:
+        raise ErlangError(value[1], value[2], value[3])
+    raise ErlangError(None, value, [])
 
 
 def set_message_handler(handler: Optional[Callable[[Any], None]]) -> None:
@@ -80,7 +91,7 @@ def set_message_handler(handler: Optional[Callable[[Any], None]]) -> None:
     thread. If the handler raises, Erlang is sent ``{'e', Error}``, which makes
     stock ErlPort stop the instance.
     """
-    _current_worker().message_handler = handler
+    running_worker().message_handler = handler
 
 
 def current_job() -> Optional[int]:

@@ -32,6 +32,7 @@ class Options:
     buffer_size: int = DEFAULT_BUFFER_SIZE
     strings: str = "binary"
     none: str = "nil"
+    strict: bool = False
     paths: List[str] = field(default_factory=list)
     allow: Optional[List[str]] = None
     concurrency: int = DEFAULT_CONCURRENCY
@@ -107,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--none", choices=("nil", "undefined"), default=None,
                    help="which atom Python None is sent as (default nil)")
     p.add_argument("--strict", action="store_true",
-                   help="stock ErlPort behaviour: str as charlists, None as undefined")
+                   help="stock ErlPort's mapping both ways: binaries as bytes, str as "
+                        "charlists, None as undefined, stock's value types")
     p.add_argument("--path", action="append", default=[], metavar="DIR",
                    help="prepend DIR to the module search path (repeatable)")
     p.add_argument("--allow", action="append", default=None, metavar="MODULE",
@@ -143,6 +145,7 @@ def parse(argv) -> Options:
         buffer_size=ns.buffer_size,
         strings=ns.strings or strict_strings,
         none=ns.none or strict_none,
+        strict=ns.strict,
         paths=ns.path,
         allow=ns.allow,
         concurrency=ns.concurrency,

@@ -19,7 +19,7 @@ from queue import SimpleQueue
 
 from codec import Atom
 
-from . import api, jobs
+from . import api, jobs, stock_api
 from .framing import FrameError, FrameReader, FrameWriter
 from .jobs import JobCancelled
 from .pool import CallPool
@@ -75,8 +75,10 @@ class Worker:
     """One port connection: serve() runs until the port closes."""
 
     def __init__(self, options, in_fd: int, out_fd: int) -> None:
+        stock_types = stock_api.install()
         self._wire = Wire(strings=options.strings, none=options.none,
-                          compressed=options.compressed)
+                          compressed=options.compressed,
+                          stock_types=stock_types if options.strict else None)
         self._reader = FrameReader(in_fd, options.packet, options.max_frame_size,
                                    options.buffer_size, options.spin_seconds)
         self._writer = FrameWriter(out_fd, options.packet)
@@ -88,6 +90,9 @@ class Worker:
         self._ids = itertools.count(1)
         self._messages: SimpleQueue = SimpleQueue()
         self.message_handler = None
+        # Stock ErlPort's hooks (erlport.erlang.set_encoder/set_decoder).
+        self.encoder = None
+        self.decoder = None
         threading.Thread(target=self._handle_messages, name="messages", daemon=True).start()
         api.bind(self)
 
@@ -202,10 +207,16 @@ class Worker:
             target = self._resolve(module, function)
             if type(args) is not list:
                 raise TypeError(f"arguments must be a list, not {describe(args)}")
-            return True, target(*args)
+            decoder, encoder = self.decoder, self.encoder
+            if decoder is not None:
+                args = [decoder(arg) for arg in args]
+            result = target(*args)
+            return True, (result if encoder is None else encoder(result))
         except BaseException as exc:
-            # Drop this frame: the traceback should start in the called code.
-            return False, exc.with_traceback(exc.__traceback__.tb_next)
+            # Drop this frame, so the traceback starts in the called code;
+            # keep it when the call failed in a builtin, which has no frame.
+            traceback = exc.__traceback__
+            return False, exc.with_traceback(traceback.tb_next or traceback)
 
     def _resolve(self, module, function):
         if not isinstance(module, str) or not isinstance(function, str):
@@ -256,7 +267,10 @@ class Worker:
         self.send((_M, dest, message))
 
     def call_erlang(self, module, function, args, context):
-        """Call Erlang and wait for the reply; nested calls are served meanwhile."""
+        """Call Erlang and wait for the reply: ``(True, result)`` or ``(False, error)``.
+
+        Nested calls from Erlang are served meanwhile.
+        """
         call_id = next(self._ids)
         pending = _Pending()
         self._pending[call_id] = pending
@@ -268,12 +282,7 @@ class Worker:
                     api.raise_if_cancelled()
         finally:
             del self._pending[call_id]
-        if pending.tag == "r":
-            return pending.value
-        error = pending.value
-        if type(error) is tuple and len(error) == 4:
-            raise api.ErlangError(error[1], error[2], error[3])
-        raise api.ErlangError(None, error, [])
+        return pending.tag == "r", pending.value
 
     def _handle_messages(self) -> None:
         while True:
@@ -298,6 +307,14 @@ def _in_result(exc: ValueError) -> str:
     if isinstance(path, str) and path.startswith("$[2]"):
         return f"{exc.reason} at result{path[4:]}"
     return str(exc)
+
+
+class NoStdin(io.TextIOBase):
+    """``sys.stdin`` in strict mode: reading raises ``io.UnsupportedOperation``, as
+    under stock ErlPort (in default mode stdin is ``/dev/null``: reading gives EOF)."""
+
+    encoding = "utf-8"
+    name = "<stdin>"
 
 
 class PrintStream(io.TextIOBase):

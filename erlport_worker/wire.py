@@ -12,6 +12,8 @@ from __future__ import annotations
 import traceback
 
 from codec import Atom, Opaque, plain
+from codec import decode as decode_raw
+from codec.stock import to_stock
 
 from .sendable import SendableOpaque, SendablePid, wraps_pid
 
@@ -40,10 +42,12 @@ def _pid_hook(pid):
 class Wire:
     """Encoding options of one worker, and the decoding hooks."""
 
-    def __init__(self, strings: str = "binary", none: str = "nil", compressed: int = 0) -> None:
+    def __init__(self, strings: str = "binary", none: str = "nil", compressed: int = 0,
+                 stock_types=None) -> None:
         self._strings = strings
         self._none = none
         self._compressed = compressed
+        self._stock_types = stock_types
 
     def decode(self, frame):
         """Decode one frame into plain Python values.
@@ -51,6 +55,8 @@ class Wire:
         Raises DecodeError if it is malformed, RefusedOpaque if it holds a
         non-Erlang opaque value.
         """
+        if self._stock_types is not None:
+            return self._decode_as_stock(frame)
         refused = []
 
         def tuple_hook(value):
@@ -62,6 +68,30 @@ class Wire:
             return value
 
         message = plain.decode(frame, tuple_hook=tuple_hook, pid_hook=_pid_hook)
+        if refused:
+            raise RefusedOpaque(refused[0], message)
+        return message
+
+    def _decode_as_stock(self, frame):
+        """Decode one frame with stock ErlPort's mapping (``codec.stock``), except the
+        message's tag and, in a call, its module, function and argument list, which
+        stay plain for the dispatcher."""
+        types = self._stock_types
+        refused = []
+
+        def opaque(language, data):
+            if language != "erlang":
+                refused.append(language)
+                return None
+            return types.OpaqueObject(data, types.Atom(b"erlang"))
+
+        message = decode_raw(frame, pid_hook=_pid_hook)
+        if type(message) is tuple and len(message) == 5 and message[0] == "C" \
+                and type(message[4]) is list:
+            args = [to_stock(arg, types, opaque) for arg in message[4]]
+            message = message[:4] + (args,)
+        elif type(message) is tuple and message:
+            message = message[:1] + tuple(to_stock(part, types, opaque) for part in message[1:])
         if refused:
             raise RefusedOpaque(refused[0], message)
         return message
