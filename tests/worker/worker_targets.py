@@ -129,3 +129,11 @@ def crash_on_messages():
 
 def blob(size):
     return b"x" * size
+
+
+def stock_origin(value):
+    """Where ``erlport.erlang`` was found, whether the worker filled in its API, and the
+    file that defines ``value``'s type."""
+    import erlport.erlang
+    return [erlport.erlang.__file__.encode(), callable(getattr(erlport.erlang, "call", None)),
+            sys.modules[type(value).__module__].__file__.encode()]
