@@ -3,13 +3,28 @@ import pytest
 
 from codec import Atom, Pid
 
-from worker_harness import E, M, R, serve_erlang_side
+from worker_harness import C, E, M, R
 
 T = "worker_targets"
 JOBS = "erlport_worker.jobs"
 PID = Pid(Atom("test@host"), 81, 0, 3)
 OPAQUE_PID = (Atom("$erlport.opaque"), Atom("erlang"),
               b"X" + b"d\x00\x09test@host" + bytes(12))
+
+
+def serve_erlang_side(port, call_id, answer):
+    """Play Erlang until the reply to ``call_id`` arrives: answer each Python->Erlang call
+    with ``answer(module, function, args, context)`` -> reply frame tail (tag, value)."""
+    while True:
+        term = port.recv()
+        if term[0] == C and len(term) == 6:
+            _, py_id, module, function, args, context = term
+            tag, value = answer(port, module, function, args, context)
+            port.send((tag, py_id, value))
+        elif term[0] in (R, E) and term[1] == call_id:
+            return term
+        else:
+            port.side.append(term)
 
 
 @pytest.mark.parametrize("concurrency", ["8", "1"])

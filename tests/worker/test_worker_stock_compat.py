@@ -9,7 +9,8 @@ import codec
 import pytest
 from codec import Atom, BitBinary, Export, ImproperList, Map, Pid, Reference
 
-from worker_harness import C, E, M, P, R, serve_erlang_side
+from test_worker_erlang_side import serve_erlang_side
+from worker_harness import C, E, M, P, R
 
 S = "stock_style_targets"
 STOCK_API = "erlport.erlang"

@@ -159,18 +159,3 @@ class Port:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-
-def serve_erlang_side(port, call_id, answer):
-    """Play Erlang until the reply to ``call_id`` arrives: answer each Python->Erlang call
-    with ``answer(port, module, function, args, context)`` -> reply frame tail (tag, value)."""
-    while True:
-        term = port.recv()
-        if term[0] == C and len(term) == 6:
-            _, py_id, module, function, args, context = term
-            tag, value = answer(port, module, function, args, context)
-            port.send((tag, py_id, value))
-        elif term[0] in (R, E) and term[1] == call_id:
-            return term
-        else:
-            port.side.append(term)
