@@ -17,6 +17,8 @@ immutable ``dict`` subclass), an ``ImproperList`` (a ``list`` subclass with a
 """
 from __future__ import annotations
 
+from itertools import chain
+
 from .decoder import decode
 from .errors import DecodeError
 from .terms import Atom, ImproperList, Map
@@ -29,6 +31,8 @@ _VERSION = b"\x83"
 _OPAQUE = "$erlport.opaque"
 _ATOM_VALUES = {"true": True, "false": False, "undefined": None}
 _MAX_LATIN1 = "\xff"
+_NUMBERS = frozenset((int, float))
+_CONTAINERS = (list, tuple, ImproperList, Map)
 
 
 def stock_kind(obj):
@@ -85,25 +89,35 @@ def to_stock(term, types, opaque):
     stay ``codec.Atom``; pids, references and the other terms stock only
     sees wrapped stay the codec's types. No recursion: any depth works.
     """
-    done = []
-    todo = [(term, False)]
-    while todo:
-        value, children_done = todo.pop()
-        kind = type(value)
-        if children_done:
-            done.append(_assemble(value, done, types))
-        elif kind is Atom:
-            done.append(_atom(value, types))
-        elif kind is tuple and _is_opaque(value):
-            done.append(opaque(str(value[1]), bytes(value[2])))
-        elif kind is list and _numbers_only(value):
-            done.append(types.List(value))
-        elif kind in (list, tuple, ImproperList, Map):
-            todo.append((value, True))
-            todo.extend((child, False) for child in reversed(_children(value)))
+    atoms = {}
+    result = []
+    # The open containers: (their remaining children, converted children, container).
+    stack = []
+    items, parts, container = iter((term,)), result, None
+    while True:
+        for value in items:
+            kind = type(value)
+            if kind is Atom:
+                atom = atoms.get(value)
+                if atom is None:
+                    atom = atoms[value] = _atom(value, types)
+                parts.append(atom)
+            elif kind is list and _numbers_only(value):
+                parts.append(types.List(value))
+            elif kind is tuple and _is_opaque(value):
+                parts.append(opaque(str(value[1]), bytes(value[2])))
+            elif kind in _CONTAINERS:
+                stack.append((items, parts, container))
+                items, parts, container = _children(value), [], value
+                break
+            else:
+                parts.append(value)
         else:
-            done.append(value)
-    return done[0]
+            if container is None:
+                return result[0]
+            value = _assemble(container, parts, types)
+            items, parts, container = stack.pop()
+            parts.append(value)
 
 
 def _atom(name, types):
@@ -120,28 +134,21 @@ def _is_opaque(value) -> bool:
 
 
 def _numbers_only(items) -> bool:
-    return all(type(item) is int or type(item) is float for item in items)
+    return _NUMBERS.issuperset(map(type, items))
 
 
 def _children(value):
+    """An iterator over a container's children, in the order ``_assemble`` takes them."""
     if type(value) is ImproperList:
-        return list(value.items) + [value.tail]
+        return chain(value.items, (value.tail,))
     if type(value) is Map:
-        return [part for pair in value.items() for part in pair]
-    return value
+        return chain.from_iterable(value.items())
+    return iter(value)
 
 
-def _assemble(container, done, types):
-    """The stock value of ``container`` from its converted children, taken off ``done``."""
+def _assemble(container, parts, types):
+    """The stock value of ``container`` from its converted children."""
     kind = type(container)
-    if kind is Map:
-        count = 2 * len(container)
-    elif kind is ImproperList:
-        count = len(container.items) + 1
-    else:
-        count = len(container)
-    parts = done[len(done) - count:] if count else []
-    del done[len(done) - count:]
     if kind is tuple:
         return tuple(parts)
     if kind is list:

@@ -9,6 +9,7 @@ The worker's codec writes each of them as the Erlang term it stands for
 """
 
 _MAX_ATOM = 255
+_PLAIN_CONTAINERS = frozenset((list, dict))
 
 
 class MutationError(Exception):
@@ -32,6 +33,14 @@ def _frozen(value):
     if type(value) is dict:
         return Map(value)
     return value
+
+
+def _all_frozen(values):
+    """``values`` as a list, with ``_frozen`` applied where it changes something."""
+    values = list(values)
+    if _PLAIN_CONTAINERS.isdisjoint(map(type, values)):
+        return values
+    return [_frozen(value) for value in values]
 
 
 class Atom(bytes):
@@ -66,7 +75,7 @@ class List(list):
     __slots__ = ()
 
     def __init__(self, items=()):
-        super().__init__(_frozen(item) for item in items)
+        super().__init__(_all_frozen(items))
 
     def to_string(self):
         """The text whose code points are this list's elements (TypeError if they are not)."""
@@ -89,7 +98,11 @@ class Map(dict):
 
     def __init__(self, *args, **kwargs):
         pairs = dict(*args, **kwargs)
-        super().__init__((_frozen(key), _frozen(value)) for key, value in pairs.items())
+        if _PLAIN_CONTAINERS.isdisjoint(map(type, pairs)) and \
+                _PLAIN_CONTAINERS.isdisjoint(map(type, pairs.values())):
+            super().__init__(pairs)
+        else:
+            super().__init__((_frozen(key), _frozen(value)) for key, value in pairs.items())
 
     def __hash__(self):
         return hash(frozenset(self.items()))
@@ -115,7 +128,7 @@ class ImproperList(list):
             raise ValueError("an improper list needs at least one element")
         if isinstance(tail, list):
             raise TypeError("an improper list's tail cannot be a list")
-        super().__init__(_frozen(item) for item in items)
+        super().__init__(_all_frozen(items))
         object.__setattr__(self, "tail", tail)
 
     def __setattr__(self, name, value):
