@@ -86,9 +86,12 @@ class Wire:
             return types.OpaqueObject(data, types.Atom(b"erlang"))
 
         message = decode_raw(frame, pid_hook=_pid_hook)
-        if type(message) is tuple and len(message) == 5 and message[0] == "C" \
-                and type(message[4]) is list:
-            args = [to_stock(arg, types, opaque) for arg in message[4]]
+        if type(message) is tuple and len(message) == 5 and message[0] == "C":
+            args = message[4]
+            if type(args) is list:
+                args = [to_stock(arg, types, opaque) for arg in args]
+            else:
+                args = to_stock(args, types, opaque)
             message = message[:4] + (args,)
         elif type(message) is tuple and message:
             message = message[:1] + tuple(to_stock(part, types, opaque) for part in message[1:])

@@ -69,6 +69,18 @@ def test_strict_mode_sends_wrapped_terms_back_as_themselves(start_worker, term):
     assert port.call(S, "identity", [(Atom("pid"), wrapped(term))]) == [(Atom("pid"), term)]
 
 
+def test_strict_mode_refuses_bad_calls_with_an_error_reply_and_carries_on(start_worker):
+    port = start_worker("--strict")
+    pickled = (OPAQUE, Atom("python"), b"\x80\x04K\x01.")
+    assert port.error(S, "identity", [pickled])[1] == Atom("erlport_worker.wire.RefusedOpaque")
+    call_id = port.new_id()
+    port.send((C, call_id, Atom(S), Atom("identity"), b"not a list"))
+    tag, _, (_, kind, message, _) = port.reply_to(call_id)
+    assert (tag, kind) == (E, Atom("builtins.TypeError"))
+    assert text(message).startswith("arguments must be a list")
+    assert port.call(S, "identity", b"still serving") == b"still serving"
+
+
 def test_compressed_binaries_stay_binaries(start_worker):
     port = start_worker("--strict", "--compressed=9")
     first, second = b"0" * 200, b"1" * 200
