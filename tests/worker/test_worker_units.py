@@ -165,7 +165,8 @@ def test_own_flags():
     options = cli.parse(["--strict", "--none", "nil", "--path", "/a", "--path", "/b",
                          "--allow", "m1", "--allow", "m2", "--concurrency", "1",
                          "--max-frame-size", "1000", "--log-level", "debug"])
-    assert (options.strings, options.none) == ("charlist", "nil")
+    assert (options.strings, options.none, options.strict) == ("charlist", "nil", True)
+    assert cli.parse([]).strict is False
     assert options.paths == ["/a", "/b"] and options.allow == ["m1", "m2"]
     assert (options.concurrency, options.max_frame_size, options.log_level) == \
         (1, 1000, "DEBUG")
