@@ -4,7 +4,7 @@ Everything here works under stock ErlPort's Erlang side too, since it only
 uses the protocol's own messages. Calling it outside a running worker raises
 ``RuntimeError``.
 
-A pid (or an ErlPort-wrapped pid) that reaches called code already has
+A pid (raw, or wrapped by stock ErlPort's Erlang side) that reaches called code has
 ``pid.send(message)``; ``cast`` is the same for any destination, including a
 registered name.
 """

@@ -2,8 +2,13 @@
 
 Incoming frames are decoded with the codec's plain mapping (binaries -> str,
 atoms -> codec.Atom, a str, except true/false/nil/undefined -> True/False/None,
-maps -> dict) plus two hooks of the worker's own: every pid,
-and every ErlPort-wrapped pid, becomes sendable (see ``sendable``).
+maps -> dict) plus two hooks of the worker's own. Every pid becomes sendable
+(see ``sendable``). ``{'$erlport.opaque', erlang, Bytes}``, which is how stock
+ErlPort's Erlang side sends pids, references, ports, funs and bitstrings,
+becomes the term its bytes hold, so it goes back to Erlang raw, as stock's
+Python side sends it, and a wrapped pid is a pid that can be sent to. In
+strict mode frames get stock ErlPort's own mapping (``codec.stock``), where such
+an opaque is stock's ``OpaqueObject``, which goes back as that term too.
 ``{'$erlport.opaque', python, Bytes}`` is refused: stock ErlPort unpickles
 it, which would let anyone who can send a frame run code.
 """
@@ -11,12 +16,14 @@ from __future__ import annotations
 
 import traceback
 
-from codec import Atom, Opaque, plain
+from codec import Atom, DecodeError, Opaque, plain
 from codec import decode as decode_raw
 from codec.stock import to_stock
 
-from .sendable import SendableOpaque, SendablePid, wraps_pid
+from .sendable import SendablePid
 
+_ERLANG = "erlang"
+_ETF_VERSION = b"\x83"
 _PYTHON = Atom("python")
 _E = Atom("e")
 _MAX_ATOM = 255
@@ -24,19 +31,47 @@ _DESCRIBE_LIMIT = 200
 
 
 class RefusedOpaque(ValueError):
-    """A frame held ``{'$erlport.opaque', Language, Bytes}`` from a language other than erlang.
+    """A frame held an ``{'$erlport.opaque', Language, Bytes}`` the worker does not take:
+    one from a language other than erlang, or one whose bytes are not an Erlang term.
 
     ``message`` is the decoded frame, so a call can still get an error reply.
     """
 
-    def __init__(self, language: str, message) -> None:
-        super().__init__(f"refused {{'$erlport.opaque', {language}, ...}}: only Erlang-side "
-                         "opaque values are accepted (stock ErlPort would unpickle this)")
+    def __init__(self, reason: str, message) -> None:
+        super().__init__(reason)
         self.message = message
 
 
 def _pid_hook(pid):
     return SendablePid.of(pid)
+
+
+def _refusal(language: str) -> str:
+    return (f"refused {{'$erlport.opaque', {language}, ...}}: only Erlang-side opaque values "
+            "are accepted (stock ErlPort would unpickle this)")
+
+
+def _unwrap(opaque: Opaque, refused: list):
+    """The term an Erlang-side opaque wraps; anything else is noted in ``refused``.
+
+    Opaques inside it are kept as they are: stock ErlPort never nests them.
+    """
+    if opaque.language != _ERLANG:
+        refused.append(_refusal(opaque.language))
+        return opaque
+
+    def inner_tuple(value):
+        if type(value) is Opaque and value.language != _ERLANG:
+            return _unwrap(value, refused)
+        return value
+
+    try:
+        return plain.decode(_ETF_VERSION + opaque.data, tuple_hook=inner_tuple,
+                            pid_hook=_pid_hook)
+    except DecodeError as exc:
+        refused.append(f"refused {{'$erlport.opaque', erlang, Bytes}}: Bytes is not an "
+                       f"Erlang term ({exc})")
+        return opaque
 
 
 class Wire:
@@ -61,10 +96,7 @@ class Wire:
 
         def tuple_hook(value):
             if type(value) is Opaque:
-                if value.language != "erlang":
-                    refused.append(value.language)
-                elif wraps_pid(value):
-                    return SendableOpaque.of(value)
+                return _unwrap(value, refused)
             return value
 
         message = plain.decode(frame, tuple_hook=tuple_hook, pid_hook=_pid_hook)
@@ -80,8 +112,8 @@ class Wire:
         refused = []
 
         def opaque(language, data):
-            if language != "erlang":
-                refused.append(language)
+            if language != _ERLANG:
+                refused.append(_refusal(language))
                 return None
             return types.OpaqueObject(data, types.Atom(b"erlang"))
 

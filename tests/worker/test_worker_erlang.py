@@ -21,13 +21,14 @@ def beam_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", ["stdio", "nouse_stdio"])
-def test_erlang_cases(beam_dir, mode):
+def test_erlang_cases(beam_dir, mode, tmp_path):
     exe = worker_script()
     python_path = worker_env()["PYTHONPATH"]
     done = subprocess.run(
         ["erl", "-noshell", "-pa", str(beam_dir), "-run", "worker_port_tests", "main",
          exe, python_path, mode],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, CEREBROS_RUNS_DIR=str(tmp_path)))
     lines = done.stdout.splitlines()
     declared = next(line.split()[1:] for line in lines if line.startswith("CASES "))
     results = dict(line.split(" ", 2)[1:] for line in lines if line.startswith("CASE "))

@@ -1,15 +1,19 @@
 """The API for called code, with the test playing Erlang: nested calls, casts, pids, cancel."""
 import pytest
 
-from codec import Atom, Pid
+import codec
+from codec import Atom, BitBinary, Export, Pid, Port, Reference
 
 from worker_harness import C, E, M, R
 
 T = "worker_targets"
 JOBS = "erlport_worker.jobs"
 PID = Pid(Atom("test@host"), 81, 0, 3)
-OPAQUE_PID = (Atom("$erlport.opaque"), Atom("erlang"),
-              b"X" + b"d\x00\x09test@host" + bytes(12))
+
+
+def wrapped(term):
+    """``term`` as stock ErlPort's Erlang side sends it: its ETF bytes, 131 dropped, wrapped."""
+    return (Atom("$erlport.opaque"), Atom("erlang"), codec.encode(term, minor_version=1)[1:])
 
 
 def serve_erlang_side(port, call_id, answer):
@@ -69,20 +73,51 @@ def test_erlang_errors_raise_erlang_error(worker):
     assert serve_erlang_side(worker, call_id, answer) == (R, call_id, [Atom("error"), Atom("boom")])
 
 
-@pytest.mark.parametrize("dest", [PID, OPAQUE_PID], ids=["pid", "opaque"])
-def test_received_pids_can_send_and_come_back_unchanged(worker, dest):
+@pytest.mark.parametrize("dest", [PID, wrapped(PID)], ids=["pid", "wrapped"])
+def test_received_pids_can_send_and_come_back_as_pids(worker, dest):
     message = (Atom("hello"), 1)
-    assert worker.call(T, "send_back", dest, message) == dest
-    assert worker.side == [(M, dest, message)]
+    assert worker.call(T, "send_back", dest, message) == PID
+    assert worker.side == [(M, PID, message)]
+
+
+def test_a_cast_to_a_wrapped_pid_goes_to_the_pid(worker):
+    assert worker.call(T, "cast_to", wrapped(PID), 5) == b"cast"
+    assert worker.side == [(M, PID, 5)]
+
+
+@pytest.mark.parametrize("term", [
+    PID,
+    Reference(Atom("test@host"), 2, (1, 2, 3)),
+    Port(Atom("test@host"), 7, 1),
+    Export(Atom("lists"), Atom("sum"), 1),
+    BitBinary(b"\xa0", 3),
+    [PID, (Atom("k"), {b"key": PID})],
+], ids=["pid", "reference", "port", "fun", "bitstring", "nested"])
+def test_wrapped_values_come_back_raw(worker, term):
+    assert worker.call("copy", "copy", wrapped(term)) == term
+
+
+def test_a_wrapped_pid_inside_a_wrapped_value_stays_as_it_came(worker):
+    inner = wrapped(PID)
+    assert worker.call(T, "echo", wrapped([inner])) == [inner]
+
+
+def test_a_wrapped_value_that_is_not_a_term_is_refused_alone(worker):
+    junk = (Atom("$erlport.opaque"), Atom("erlang"), b"\xff\x00")
+    error = worker.error(T, "echo", junk)
+    assert error[1] == Atom("erlport_worker.wire.RefusedOpaque")
+    assert b"not an Erlang term" in error[2]
+    assert worker.call(T, "add", 1, 2) == 3
 
 
 def test_cast_to_registered_name(worker):
-    assert worker.call(T, "cast_to_name", b"logger_proc", 5) == b"cast"
+    assert worker.call(T, "cast_to", b"logger_proc", 5) == b"cast"
     assert worker.side == [(M, Atom("logger_proc"), 5)]
 
 
-def test_progress_names_the_call(worker):
-    call_id = worker.send_call(T, "progress", [PID])
+@pytest.mark.parametrize("dest", [PID, wrapped(PID)], ids=["pid", "wrapped"])
+def test_progress_names_the_call(worker, dest):
+    call_id = worker.send_call(T, "progress", [dest])
     assert worker.reply_to(call_id) == (R, call_id, b"reported")
     assert worker.side == [(M, PID, (Atom("progress"), call_id, 0.5))]
 

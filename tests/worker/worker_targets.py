@@ -101,8 +101,8 @@ def progress(dest):
     return "reported"
 
 
-def cast_to_name(name, message):
-    api.cast(name, message)
+def cast_to(dest, message):
+    api.cast(dest, message)
     return "cast"
 
 

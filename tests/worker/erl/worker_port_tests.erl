@@ -3,8 +3,11 @@
 %% The port is opened exactly as stock ErlPort 0.11 opens its Python: the same
 %% `-V' probe, the same command line, the same port options, and frames made
 %% with term_to_binary(T, [{minor_version, 1}]). A small owner process plays
-%% ErlPort's gen_server: it numbers calls, wraps pids as '$erlport.opaque',
-%% runs Python's calls to Erlang, delivers casts and collects 'P' output.
+%% ErlPort's gen_server: it numbers calls, wraps pids, references, ports, funs
+%% and bitstrings as '$erlport.opaque' (and never unwraps anything coming
+%% back), runs Python's calls to Erlang, delivers casts as `Dest ! Message'
+%% (stopping, as stock does, when Dest is not a pid or a name) and collects
+%% 'P' output.
 %%
 %% main([Exe, PythonPath, Mode]) prints "CASES Name...", runs every case and
 %% prints one line per case: "CASE Name ok" or "CASE Name FAIL Reason".
@@ -22,7 +25,8 @@ main([Exe, PythonPath, ModeName]) ->
     register(?OWNER, Shared),
     Env = {Exe, PythonPath, Mode, Shared},
     Cases = [version, call, mapping, strict_mode, error, nan, pipelined, out_of_order,
-             nested, print_and_fd, pid_send, progress, self, messages, cancel, floats,
+             nested, print_and_fd, opaque_round_trip, pid_send, cast_to_wrapped_pid, progress,
+             run_nas_progress, self, messages, cancel, floats,
              big_binary, malformed, port_close, sigterm],
     io:format("CASES ~s~n", [lists:join(" ", [atom_to_list(C) || C <- Cases])]),
     [report(Case, catch run(Case, Env)) || Case <- Cases],
@@ -90,16 +94,37 @@ run(print_and_fd, Env) ->
         3 = call(P, ?T, add, [1, 2]),
         <<"printed line\n">> = printed(P),
         ok end);
+run(opaque_round_trip, Env) ->
+    with_port(Env, [], fun(P) ->
+        Terms = [self(), make_ref(), hd(erlang:ports()), fun() -> ok end, fun lists:sum/1,
+                 <<1:3>>, <<1, 2, 5:4>>],
+        [T = call(P, copy, copy, [T]) || T <- Terms],
+        Nested = [{self(), #{key => make_ref()}}, [<<7:7>>]],
+        Nested = call(P, ?T, echo, [Nested]),
+        ok end);
 run(pid_send, Env) ->
-    shared(Env, fun(P) ->
+    with_port(Env, [], fun(P) ->
         Self = self(),
         Self = call(P, ?T, send_back, [Self, {hello, 1}]),
         receive {hello, 1} -> ok after ?WAIT -> no_message end end);
+run(cast_to_wrapped_pid, Env) ->
+    with_port(Env, [], fun(P) ->
+        <<"cast">> = call(P, ?T, cast_to, [self(), {note, 2}]),
+        receive {note, 2} -> ok after ?WAIT -> no_message end end);
 run(progress, Env) ->
-    shared(Env, fun(P) ->
+    with_port(Env, [], fun(P) ->
         {Ref, Id} = async_call(P, ?T, progress, [self()]),
         <<"reported">> = await(Ref),
         receive {progress, Id, 0.5} -> ok after ?WAIT -> no_progress end end);
+run(run_nas_progress, Env) ->
+    with_port(Env, [], fun(P) ->
+        Opts = #{<<"progress_to">> => self(), <<"seed">> => 1,
+                 <<"budget">> => #{<<"max_trials">> => 1}},
+        {Ref, _} = async_call(P, cerebros_service, run_nas, [#{<<"dataset_id">> => <<"iris">>}, Opts]),
+        {ok, #{<<"status">> := <<"success">>, <<"run_id">> := RunId}} = await_result(Ref, 120000),
+        receive {nas_progress, #{<<"run_id">> := RunId, <<"completed">> := 1}} -> ok
+        after ?WAIT -> no_progress
+        end end);
 run(self, Env) ->
     shared(Env, fun(P) -> P = call(P, ?T, my_self, []), ok end);
 run(messages, Env) ->
@@ -186,8 +211,10 @@ await(Ref) ->
     {ok, Result} = await_result(Ref),
     Result.
 
-await_result(Ref) ->
-    receive {Ref, Result} -> Result after ?WAIT -> {error, timeout} end.
+await_result(Ref) -> await_result(Ref, ?WAIT).
+
+await_result(Ref, Wait) ->
+    receive {Ref, Result} -> Result after Wait -> {error, timeout} end.
 
 printed(P) -> ask(P, printed).
 os_pid(P) -> ask(P, os_pid).
@@ -239,7 +266,10 @@ loop(S = #{port := Port, next := Next, calls := Calls}) ->
             send(Port, {'e', Id, wrap(Error)}),
             loop(S);
         {Port, {data, Data}} ->
-            loop(incoming(binary_to_term(Data), S));
+            case incoming(binary_to_term(Data), S) of
+                {stop, Reason} -> catch port_close(Port), stopped(Reason, S);
+                S1 -> loop(S1)
+            end;
         {Port, {exit_status, Status}} ->
             [W ! {self(), exit_status, {exit_status, Status}} || W <- maps:get(waiting, S)],
             loop(S#{status := {exit_status, Status}, waiting := []});
@@ -260,31 +290,50 @@ loop(S = #{port := Port, next := Next, calls := Calls}) ->
             ok
     end.
 
-incoming({'r', Id, Result}, S) -> answer(Id, {ok, unwrap(Result)}, S);
-incoming({'e', Id, Error}, S) -> answer(Id, {error, unwrap(Error)}, S);
+incoming({'r', Id, Result}, S) -> answer(Id, {ok, Result}, S);
+incoming({'e', Id, Error}, S) -> answer(Id, {error, Error}, S);
 incoming({'C', Id, M, F, A, 'L'}, S = #{port := Port}) ->
     Owner = self(),
     Result = case {M, F} of
                  {erlang, self} -> Owner;
-                 _ -> apply(M, F, unwrap(A))
+                 _ -> apply(M, F, A)
              end,
     send(Port, {'r', Id, wrap(Result)}),
     S;
 incoming({'C', Id, M, F, A, 'N'}, S) ->
     Owner = self(),
     spawn(fun() ->
-        try apply(M, F, unwrap(A)) of
+        try apply(M, F, A) of
             Result -> Owner ! {result, Id, Result}
         catch Class:Reason -> Owner ! {failure, Id, {erlang, Class, Reason, []}}
         end end),
     S;
 incoming({'M', Dest, Message}, S) ->
-    unwrap(Dest) ! unwrap(Message),
-    S;
+    try Dest ! Message of
+        _ -> S
+    catch error:badarg -> {stop, {send_error, badarg}}
+    end;
 incoming({'P', Text}, S = #{printed := Printed}) ->
     S#{printed := [Text | Printed]};
 incoming(Other, _S) ->
     erlang:error({invalid_protocol_message, Other}).
+
+%% The instance has stopped, as stock's gen_server stops: every caller gets the reason.
+stopped(Reason, S = #{calls := Calls}) ->
+    [From ! {Ref, {error, Reason}} || {From, Ref} <- maps:values(Calls)],
+    receive
+        {call, From, Ref, _M, _F, _A} ->
+            From ! {Ref, id, 0},
+            From ! {Ref, {error, Reason}},
+            stopped(Reason, S#{calls := #{}});
+        {What, From} when is_pid(From) ->
+            From ! {self(), What, {stopped, Reason}},
+            stopped(Reason, S#{calls := #{}});
+        close ->
+            ok;
+        _ ->
+            stopped(Reason, S#{calls := #{}})
+    end.
 
 answer(Id, Result, S = #{calls := Calls}) ->
     {{From, Ref}, Rest} = maps:take(Id, Calls),
@@ -294,17 +343,12 @@ answer(Id, Result, S = #{calls := Calls}) ->
 send(Port, Term) ->
     port_command(Port, term_to_binary(Term, [{minor_version, 1}])).
 
-%% Pids, references, ports and funs travel as ErlPort opaques.
-wrap(T) when is_pid(T); is_reference(T); is_port(T); is_function(T) ->
-    <<131, Data/binary>> = term_to_binary(T),
-    {'$erlport.opaque', erlang, Data};
+%% Pids, references, ports, funs and bitstrings travel as ErlPort opaques; the
+%% way back is never unwrapped (stock's Python side sends the raw term).
+wrap(T) when is_atom(T); is_number(T); is_binary(T) -> T;
 wrap(T) when is_list(T) -> [wrap(X) || X <- T];
 wrap(T) when is_tuple(T) -> list_to_tuple(wrap(tuple_to_list(T)));
 wrap(T) when is_map(T) -> maps:from_list([{wrap(K), wrap(V)} || {K, V} <- maps:to_list(T)]);
-wrap(T) -> T.
-
-unwrap({'$erlport.opaque', erlang, Data}) -> binary_to_term(<<131, Data/binary>>);
-unwrap(T) when is_list(T) -> [unwrap(X) || X <- T];
-unwrap(T) when is_tuple(T) -> list_to_tuple(unwrap(tuple_to_list(T)));
-unwrap(T) when is_map(T) -> maps:from_list([{unwrap(K), unwrap(V)} || {K, V} <- maps:to_list(T)]);
-unwrap(T) -> T.
+wrap(T) ->
+    <<131, Data/binary>> = term_to_binary(T, [{minor_version, 1}]),
+    {'$erlport.opaque', erlang, Data}.
