@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from .allow import check_module_name
 from .framing import DEFAULT_BUFFER_SIZE, DEFAULT_MAX_FRAME_SIZE, DEFAULT_SPIN_SECONDS
 
 DEFAULT_CONCURRENCY = 8
@@ -74,6 +75,13 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
+def _module_name(text: str) -> str:
+    try:
+        return check_module_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _level(text: str) -> int:
     value = _integer(text)
     if not 0 <= value <= 9:
@@ -113,8 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", default=[], metavar="DIR",
                    help="prepend DIR to the module search path (repeatable)")
     p.add_argument("--allow", action="append", default=None, metavar="MODULE",
-                   help="only MODULE and its submodules may be called (repeatable; "
-                        "default: any module)")
+                   type=_module_name,
+                   help="only what MODULE and its submodules define or export may be called "
+                        "(repeatable; default: anything, so any caller runs arbitrary code)")
     p.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY, metavar="N",
                    help=f"calls running at once (default {DEFAULT_CONCURRENCY}; "
                         "1 = one at a time)")

@@ -10,7 +10,6 @@ allow ends serving with EXIT_PROTOCOL, so a supervisor restarts the worker.
 """
 from __future__ import annotations
 
-import importlib
 import io
 import itertools
 import logging
@@ -20,6 +19,7 @@ from queue import SimpleQueue
 from codec import Atom
 
 from . import api, jobs, stock_api
+from .allow import AllowList, NotAllowed
 from .framing import FrameError, FrameReader, FrameWriter
 from .jobs import JobCancelled
 from .pool import CallPool
@@ -46,10 +46,6 @@ _POLL_SECONDS = 0.05
 
 class ProtocolError(Exception):
     """A frame that decodes but is not a message of the protocol."""
-
-
-class ModuleNotAllowed(PermissionError):
-    """The called module is outside the ``--allow`` list."""
 
 
 class UnencodableResult(ValueError):
@@ -85,7 +81,7 @@ class Worker:
         self._pool = CallPool(options.concurrency, self._read_loop)
         self._done = threading.Event()
         self._status = EXIT_INTERNAL
-        self._allow = tuple(options.allow) if options.allow is not None else None
+        self._allow = AllowList(options.allow)
         self._pending = {}
         self._ids = itertools.count(1)
         self._messages: SimpleQueue = SimpleQueue()
@@ -222,17 +218,12 @@ class Worker:
         if not isinstance(module, str) or not isinstance(function, str):
             raise TypeError(f"module and function must be atoms, got {describe(module)} "
                             f"and {describe(function)}")
-        if module == CONTROL_MODULE and function not in CONTROL_FUNCTIONS:
-            raise ModuleNotAllowed(f"only {' and '.join(CONTROL_FUNCTIONS)} of {CONTROL_MODULE} "
-                                   f"can be called, not {function!r}")
-        if self._allow is not None and module != CONTROL_MODULE and not any(
-                module == name or module.startswith(name + ".") for name in self._allow):
-            raise ModuleNotAllowed(f"module {module!r} is not allowed (--allow "
-                                   f"{' '.join(self._allow)})")
-        target = importlib.import_module(module)
-        for part in function.split("."):
-            target = getattr(target, part)
-        return target
+        if module == CONTROL_MODULE:
+            if function not in CONTROL_FUNCTIONS:
+                raise NotAllowed(f"only {' and '.join(CONTROL_FUNCTIONS)} of {CONTROL_MODULE} "
+                                 f"can be called, not {function!r}")
+            return getattr(jobs, function)
+        return self._allow.resolve(module, function)
 
     def _send_reply(self, call_id, module, function, outcome) -> None:
         try:

@@ -145,13 +145,71 @@ def test_compressed_frames_from_erlang_are_accepted(worker):
     assert worker.recv() == (R, 1, b"z" * 5000)
 
 
+NOT_ALLOWED = Atom("erlport_worker.allow.NotAllowed")
+
+
 def test_allowlist_refuses_other_modules(start_worker):
     port = start_worker("--allow", T)
     assert port.call(T, "add", 1, 2) == 3
     error = port.error("os", "getcwd")
-    assert error[1] == Atom("erlport_worker.server.ModuleNotAllowed")
+    assert error[1] == NOT_ALLOWED
     assert b"'os'" in error[2]
     assert port.call("erlport_worker.jobs", "running") == []
+
+
+def test_allowlist_is_not_a_path_to_the_modules_an_allowed_module_imports(start_worker, tmp_path):
+    """The issue's reproducer: cerebros_service imports os, os.system must stay out of reach."""
+    port = start_worker("--allow", "cerebros_service")
+    marker = tmp_path / "F"
+    error = port.error("cerebros_service", "os.system", f"touch {marker}".encode())
+    assert error[1] == NOT_ALLOWED
+    assert b"is the module 'os'" in error[2]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("function", [
+    "o.system",                       # import os as o
+    "os.system",
+    "system",                         # from os import system
+    "getcwd",
+    "current_directory",              # a foreign function under a local name
+    "add.runner",                     # a foreign function hung on a local one
+    "service.runner",                 # ... or on an instance
+    "add.__globals__",
+    "add.__class__",
+    "__builtins__",
+    "Service.__init__",
+    "Service.mro",                    # inherited from type
+    "service.__class__.__init__",
+    "Service.version.",
+    "",
+])
+def test_allowlist_refuses_paths_out_of_the_allowed_module(start_worker, function):
+    port = start_worker("--allow", "allowed_targets")
+    port.send((C, 1, Atom("allowed_targets"), Atom(function), [b"echo escaped"]))
+    tag, call_id, error = port.recv()
+    assert (tag, call_id, error[1]) == (E, 1, NOT_ALLOWED), error
+    assert port.call("allowed_targets", "add", 1, 2) == 3
+
+
+@pytest.mark.parametrize("function, args, result", [
+    ("add", [1, 2], 3),
+    ("exported_join", [b"a", b"b"], b"a/b"),   # imported, but listed in __all__
+    ("Service.version", [], b"1.0"),
+    ("service.version", [], b"1.0"),
+])
+def test_allowlist_serves_what_the_allowed_module_defines_or_exports(start_worker, function,
+                                                                       args, result):
+    port = start_worker("--allow", "allowed_targets")
+    assert port.call("allowed_targets", function, *args) == result
+
+
+def test_allowlist_refuses_a_module_field_that_reaches_outside(start_worker):
+    port = start_worker("--allow", "allowed_targets")
+    for module in ("allowed_targets_x", "allowed", "os"):
+        port.send((C, 1, Atom(module), Atom("system"), [b"echo escaped"]))
+        tag, call_id, error = port.recv()
+        assert (tag, error[1]) == (E, NOT_ALLOWED), module
 
 
 def test_extra_module_path(start_worker, tmp_path):
@@ -175,4 +233,4 @@ def test_arguments_must_be_a_list(worker):
 
 def test_only_the_public_job_functions_are_callable(worker):
     error = worker.error("erlport_worker.jobs", "finish", 1)
-    assert error[1] == Atom("erlport_worker.server.ModuleNotAllowed")
+    assert error[1] == NOT_ALLOWED

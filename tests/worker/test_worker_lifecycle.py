@@ -169,7 +169,8 @@ def test_python_opaque_outside_a_call_exits(worker):
 
 
 @pytest.mark.parametrize("argv", [["--packet=3"], ["-m", "something.else"], ["--compressed=10"],
-                                  ["--concurrency", "0"], ["--bogus"]])
+                                  ["--concurrency", "0"], ["--bogus"],
+                                  ["--allow=os path"], ["--allow", "os;rm"]])
 def test_bad_command_lines_exit_with_status_2(argv):
     done = subprocess.run([sys.executable, "-m", "erlport_worker", *argv], capture_output=True,
                           text=True, env=worker_env(), timeout=TIMEOUT)
