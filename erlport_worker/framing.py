@@ -2,11 +2,13 @@
 
 Reads go through one reused buffer, so a burst of small frames costs one
 ``read`` system call; a frame larger than that buffer is read straight into
-its own ``bytearray`` of the announced size, so big frames cost linear time
-and one copy. With ``spin_seconds`` the reader polls for that long before it
-blocks (why: docs/worker.md). Writes send the header and the payload with
-``writev`` and loop on partial writes, so a 10 MB frame is never concatenated
-in memory.
+its own ``bytearray``, which grows as the bytes arrive, so memory follows what
+was sent, not what a length header announces, and big frames cost linear
+time. With ``spin_seconds`` the reader polls for that long before it blocks
+(why: docs/worker.md). Writes send the header and the payload with ``writev``
+and loop on partial writes, so a 10 MB frame is never concatenated in memory.
+Frames over the maximum frame size, or over what the length header can say,
+are refused both ways.
 """
 from __future__ import annotations
 
@@ -28,7 +30,12 @@ class FrameError(Exception):
 
 
 class FrameTooLarge(FrameError):
-    """A frame announced a size above the configured maximum."""
+    """A frame of ``size`` bytes (or at least that) is over the ``limit``."""
+
+    def __init__(self, message: str, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 def enlarge_pipe(fd: int) -> None:
@@ -46,6 +53,12 @@ def enlarge_pipe(fd: int) -> None:
 def _check_packet(packet: int) -> None:
     if packet not in PACKET_SIZES:
         raise ValueError(f"packet size must be 1, 2 or 4, not {packet!r}")
+
+
+def frame_limit(packet: int, max_frame_size: int) -> int:
+    """The largest frame: ``max_frame_size``, or less if the length header cannot say more."""
+    _check_packet(packet)
+    return min(max_frame_size, (1 << (8 * packet)) - 1)
 
 
 class FrameReader:
@@ -83,7 +96,7 @@ class FrameReader:
         size = int.from_bytes(self._buf[start:start + packet], "big")
         if size > self._max:
             raise FrameTooLarge(f"frame announces {size} bytes, over the maximum frame size "
-                                f"of {self._max} bytes")
+                                f"of {self._max} bytes", size, self._max)
         start += packet
         self._start = start
         if packet + size <= len(self._buf):
@@ -113,19 +126,22 @@ class FrameReader:
         return True
 
     def _read_big(self, size: int):
-        frame = bytearray(size)
-        view = memoryview(frame)
+        """Read a frame larger than the buffer, growing it only as its bytes arrive."""
         have = self._end - self._start
-        view[:have] = self._view[self._start:self._end]
+        frame = bytearray(self._view[self._start:self._end])
         self._start = self._end = 0
+        frame.extend(bytes(min(size, 2 * len(self._buf)) - have))
         while have < size:
+            if have == len(frame):
+                frame.extend(bytes(min(have, size - have)))
+            view = memoryview(frame)
             got = self._read_into(view[have:])
+            view.release()
             if got == 0:
                 raise FrameError(f"stream ended inside a frame of {size} bytes "
                                  f"({have} bytes of it arrived)")
             have += got
         return frame
-
 
     def _read_into(self, view) -> int:
         """Read what has arrived into ``view``, waiting for at least one byte; 0 at EOF."""
@@ -146,22 +162,27 @@ class FrameReader:
 class FrameWriter:
     """Writes whole frames to ``fd``; safe to call from many threads at once."""
 
-    def __init__(self, fd: int, packet: int = 4):
-        _check_packet(packet)
+    def __init__(self, fd: int, packet: int = 4, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
         self._fd = fd
         self._packet = packet
-        self._limit = 1 << (8 * packet)
+        self.limit = frame_limit(packet, max_frame_size)
         self._lock = threading.Lock()
 
     def write(self, payload) -> None:
-        """Send one frame; raises FrameError if ``payload`` does not fit the packet size."""
+        """Send one frame; raises FrameTooLarge if ``payload`` is over ``limit``."""
         size = len(payload)
-        if size >= self._limit:
-            raise FrameError(f"frame of {size} bytes does not fit a {self._packet}-byte "
-                             f"length header (maximum {self._limit - 1})")
+        if size > self.limit:
+            raise self.too_large(size)
         pieces = [size.to_bytes(self._packet, "big"), memoryview(payload)]
         with self._lock:
             _write_all(self._fd, pieces)
+
+
+    def too_large(self, size: int, what: str = "a frame", at_least: bool = False):
+        """The FrameTooLarge for ``what`` of ``size`` bytes (``at_least``: or more)."""
+        return FrameTooLarge(f"{what} of {'at least ' if at_least else ''}{size} bytes is over "
+                             f"the limit of {self.limit} bytes (maximum frame size, "
+                             f"{self._packet}-byte length header)", size, self.limit)
 
 
 def _write_all(fd: int, pieces) -> None:

@@ -23,7 +23,7 @@ from .allow import AllowList, NotAllowed
 from .framing import FrameError, FrameReader, FrameWriter
 from .jobs import JobCancelled
 from .pool import CallPool
-from .wire import RefusedOpaque, Wire, describe
+from .wire import RefusedOpaque, Wire, describe, encoded_size_at_least
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ class Worker:
     def __init__(self, options, in_fd: int, out_fd: int) -> None:
         stock_types = stock_api.install()
         self._wire = Wire(strings=options.strings, none=options.none,
-                          compressed=options.compressed,
+                          compressed=options.compressed, max_inflated_size=options.max_frame_size,
                           stock_types=stock_types if options.strict else None)
         self._reader = FrameReader(in_fd, options.packet, options.max_frame_size,
                                    options.buffer_size, options.spin_seconds)
-        self._writer = FrameWriter(out_fd, options.packet)
+        self._writer = FrameWriter(out_fd, options.packet, options.max_frame_size)
         self._pool = CallPool(options.concurrency, self._read_loop)
         self._done = threading.Event()
         self._status = EXIT_INTERNAL
@@ -236,17 +236,29 @@ class Worker:
         ok, value = outcome
         try:
             if ok:
-                try:
-                    data = self._wire.encode((_R, call_id, value))
-                except ValueError as exc:
-                    raise UnencodableResult(f"result of {module}.{function} cannot be sent "
-                                            f"to Erlang: {_in_result(exc)}") from None
+                data = self._encode_result(call_id, f"{module}.{function}", value)
             else:
                 data = self._wire.encode(self._wire.error_reply(call_id, value))
             self._writer.write(data)
         except (ValueError, FrameError) as exc:
             self._writer.write(self._wire.encode(
                 self._wire.error_reply(call_id, exc.with_traceback(None))))
+
+    def _encode_result(self, call_id, name: str, value) -> bytes:
+        """The reply frame for ``value``; FrameTooLarge (before encoding it whole, when its
+        size shows) if it is over the frame limit."""
+        what = f"the result of {name}"
+        least = encoded_size_at_least(value)
+        if least > self._writer.limit:
+            raise self._writer.too_large(least, what, at_least=True)
+        try:
+            data = self._wire.encode((_R, call_id, value))
+        except ValueError as exc:
+            raise UnencodableResult(f"result of {name} cannot be sent to Erlang: "
+                                    f"{_in_result(exc)}") from None
+        if len(data) > self._writer.limit:
+            raise self._writer.too_large(len(data), what)
+        return data
 
     # -- the API for called code -----------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import traceback
 
-from codec import Atom, DecodeError, Opaque, plain
+from codec import DEFAULT_MAX_INFLATED_SIZE, Atom, DecodeError, Opaque, plain
 from codec import decode as decode_raw
 from codec.stock import to_stock
 
@@ -28,6 +28,7 @@ _PYTHON = Atom("python")
 _E = Atom("e")
 _MAX_ATOM = 255
 _DESCRIBE_LIMIT = 200
+_SIZE_PROBE_ITEMS = 32
 
 
 class RefusedOpaque(ValueError):
@@ -51,7 +52,7 @@ def _refusal(language: str) -> str:
             "are accepted (stock ErlPort would unpickle this)")
 
 
-def _unwrap(opaque: Opaque, refused: list):
+def _unwrap(opaque: Opaque, refused: list, max_inflated_size: int):
     """The term an Erlang-side opaque wraps; anything else is noted in ``refused``.
 
     Opaques inside it are kept as they are: stock ErlPort never nests them.
@@ -62,12 +63,12 @@ def _unwrap(opaque: Opaque, refused: list):
 
     def inner_tuple(value):
         if type(value) is Opaque and value.language != _ERLANG:
-            return _unwrap(value, refused)
+            return _unwrap(value, refused, max_inflated_size)
         return value
 
     try:
         return plain.decode(_ETF_VERSION + opaque.data, tuple_hook=inner_tuple,
-                            pid_hook=_pid_hook)
+                            pid_hook=_pid_hook, max_inflated_size=max_inflated_size)
     except DecodeError as exc:
         refused.append(f"refused {{'$erlport.opaque', erlang, Bytes}}: Bytes is not an "
                        f"Erlang term ({exc})")
@@ -78,10 +79,11 @@ class Wire:
     """Encoding options of one worker, and the decoding hooks."""
 
     def __init__(self, strings: str = "binary", none: str = "nil", compressed: int = 0,
-                 stock_types=None) -> None:
+                 max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE, stock_types=None) -> None:
         self._strings = strings
         self._none = none
         self._compressed = compressed
+        self._max_inflated_size = max_inflated_size
         self._stock_types = stock_types
 
     def decode(self, frame):
@@ -96,10 +98,11 @@ class Wire:
 
         def tuple_hook(value):
             if type(value) is Opaque:
-                return _unwrap(value, refused)
+                return _unwrap(value, refused, self._max_inflated_size)
             return value
 
-        message = plain.decode(frame, tuple_hook=tuple_hook, pid_hook=_pid_hook)
+        message = plain.decode(frame, tuple_hook=tuple_hook, pid_hook=_pid_hook,
+                               max_inflated_size=self._max_inflated_size)
         if refused:
             raise RefusedOpaque(refused[0], message)
         return message
@@ -117,7 +120,7 @@ class Wire:
                 return None
             return types.OpaqueObject(data, types.Atom(b"erlang"))
 
-        message = decode_raw(frame, pid_hook=_pid_hook)
+        message = decode_raw(frame, pid_hook=_pid_hook, max_inflated_size=self._max_inflated_size)
         if type(message) is tuple and len(message) == 5 and message[0] == "C":
             args = message[4]
             if type(args) is list:
@@ -147,6 +150,26 @@ class Wire:
     def error_reply(self, call_id: int, exc: BaseException):
         """The ``{'e', Id, Error}`` reply for a call that raised ``exc``."""
         return (_E, call_id, self.error_term(exc))
+
+
+def encoded_size_at_least(value, depth: int = 2) -> int:
+    """A lower bound of ``value``'s encoded size, found without encoding it.
+
+    It looks at most ``depth`` levels down, and only into containers of at most
+    32 items, so it costs next to nothing; every term takes at least a byte.
+    """
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        size, items = 2 * len(value), value.values()
+    elif isinstance(value, (list, tuple)):
+        size, items = len(value), value
+    else:
+        nbytes = getattr(value, "nbytes", None)  # memoryview, numpy array
+        return nbytes if isinstance(nbytes, int) else 0
+    if depth == 0 or len(value) > _SIZE_PROBE_ITEMS:
+        return size
+    return size + sum(max(0, encoded_size_at_least(item, depth - 1) - 1) for item in items)
 
 
 def _message(exc: BaseException) -> str:

@@ -123,11 +123,28 @@ def test_packet_sizes(start_worker, packet):
     assert port.call(T, "echo", b"x" * 40) == b"x" * 40
 
 
+TOO_LARGE = Atom("erlport_worker.framing.FrameTooLarge")
+
+
 def test_result_too_big_for_the_packet_size_is_an_error(start_worker):
     port = start_worker(packet=1)
     error = port.error(T, "blob", 300)
-    assert error[1] == Atom("erlport_worker.framing.FrameError")
-    assert b"1-byte length header" in error[2]
+    assert error[1] == TOO_LARGE
+    assert error[2] == (b"the result of worker_targets.blob of at least 300 bytes is over the "
+                        b"limit of 255 bytes (maximum frame size, 1-byte length header)")
+    assert port.call(T, "echo", 5) == 5
+
+
+@pytest.mark.parametrize("function, args, size", [
+    ("blob", [300_000], b"at least 300000 bytes"),          # told before encoding
+    ("rows", [30, 10_000], b"at least 300001 bytes"),
+    ("ints", [60_000], b"of 300014 bytes"),                  # only the encoding tells
+])
+def test_result_over_the_maximum_frame_size_is_an_error(start_worker, function, args, size):
+    port = start_worker("--max-frame-size", "200000")
+    error = port.error(T, function, *args)
+    assert error[1] == TOO_LARGE
+    assert size in error[2] and b"over the limit of 200000 bytes" in error[2]
     assert port.call(T, "echo", 5) == 5
 
 

@@ -148,6 +148,34 @@ def test_frame_over_the_maximum_size_exits(start_worker):
     _expect_protocol_exit(port, "over the maximum frame size of 100 bytes")
 
 
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+    return int(kib) * 1024
+
+
+def _unread_bytes(fd: int) -> int:
+    import array
+    import fcntl
+    import termios
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_header_announcing_a_huge_frame_costs_only_what_arrives(worker):
+    assert worker.call(T, "add", 1, 2) == 3
+    before = _rss_bytes(worker.proc.pid)
+    announced, sent = 200 * 1024 * 1024, 1024 * 1024
+    worker.send_raw(b"\x83" + b"x" * (sent - 1), size=announced)
+    wait_until(lambda: _unread_bytes(worker.proc.stdin.fileno()) == 0)
+    # Today's worker allocated (and zeroed) all 200 MiB on reading the header.
+    assert _rss_bytes(worker.proc.pid) - before < 32 * 1024 * 1024
+    worker.proc.stdin.close()
+    _expect_protocol_exit(worker, f"stream ended inside a frame of {announced} bytes")
+
+
 def test_stream_ending_inside_a_frame_exits(worker):
     worker.send_raw(codec.encode(1), size=100)
     worker.proc.stdin.close()

@@ -144,8 +144,24 @@ def test_stream_ending_inside_a_frame_is_an_error(pipe, data, message, spin):
 
 
 def test_writer_refuses_a_payload_too_big_for_the_header(pipe):
-    with pytest.raises(FrameError, match="does not fit a 1-byte length header"):
+    with pytest.raises(FrameTooLarge, match="256 bytes is over the limit of 255 bytes"):
         FrameWriter(pipe.write_fd, 1).write(b"x" * 256)
+
+
+def test_writer_refuses_a_payload_over_the_maximum_frame_size(pipe):
+    writer = FrameWriter(pipe.write_fd, 4, max_frame_size=100)
+    writer.write(b"x" * 100)
+    with pytest.raises(FrameTooLarge, match="101 bytes is over the limit of 100 bytes"):
+        writer.write(b"x" * 101)
+
+
+@SPINS
+def test_a_big_frame_arriving_in_pieces_is_read_whole(pipe, spin):
+    big = os.urandom(1_000_003)
+    write_in_thread(pipe, len(big).to_bytes(4, "big") + big, pieces=7, pause=0.005)
+    reader = FrameReader(pipe.read_fd, 4, buffer_size=1024, spin_seconds=spin)
+    assert bytes(reader.read()) == big
+    assert reader.read() is None
 
 
 def test_bad_packet_size():

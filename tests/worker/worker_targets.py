@@ -137,3 +137,11 @@ def stock_origin(value):
     import erlport.erlang
     return [erlport.erlang.__file__.encode(), callable(getattr(erlport.erlang, "call", None)),
             sys.modules[type(value).__module__].__file__.encode()]
+
+
+def rows(count, width):
+    return {"rows": [b"x" * width] * count}
+
+
+def ints(count):
+    return [1000] * count
