@@ -11,7 +11,11 @@ defmodule BeamNas do
 
   Values travel as Elixir expects them: strings are binaries, maps keep
   binary keys, Python's `None` is `nil`. Options are those of
-  `:beam_nas_worker.default_options/0`, as a keyword list.
+  `:beam_nas_worker.default_options/0`, as a keyword list. Whoever can call
+  a worker runs any Python code unless `allow:` lists the modules it may
+  reach (`allow: [:cerebros_service]` for `run_nas/3` and its siblings); a
+  call larger than the worker's frame limit (`max_frame_size:`, 256 MiB, or
+  less with `packet: 1 | 2`) returns `{:error, {:too_large, bytes, limit}}`.
   """
 
   @doc "Starts a worker linked to the caller; returns `{:error, reason}` if Python cannot start."

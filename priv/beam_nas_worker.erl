@@ -7,6 +7,11 @@
 %% always gets an answer: on a timeout the Python side is asked to cancel the
 %% call, and a worker that has not finished it within `cancel_grace' ms is
 %% killed, which ends this server so that its supervisor restarts it.
+%%
+%% Every frame is checked against the worker's frame limit before it is
+%% written (the `max_frame_size' option, also given to the worker, and what
+%% the `packet' header can say): a call over it is answered
+%% `{error, {too_large, Bytes, Limit}}' alone, and the worker never sees it.
 -module(beam_nas_worker).
 -behaviour(gen_server).
 
@@ -15,12 +20,16 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(PING_ID, 0).
+-define(CONTROL_MODULE, 'erlport_worker.jobs').
+-define(WORKER_EXECUTABLE, "erlport-worker").
 -define(OPAQUE, '$erlport.opaque').
 
 -record(state, {
     port :: port(),
     os_pid :: non_neg_integer(),
     opts :: map(),
+    %% The largest frame the worker takes: max_frame_size, or less with a small packet.
+    limit :: pos_integer(),
     next_id = ?PING_ID + 1 :: pos_integer(),
     %% Calls running in Python (each holds a slot), Id => {caller, From} | cast | cancelled.
     pending = #{} :: map(),
@@ -40,6 +49,9 @@
 
 %% @doc The options and their defaults. `python' is the executable run with the
 %% stock ErlPort command line; `undefined' means the project's `erlport-worker'.
+%% `allow' (a list of module names) restricts what calls can reach, as the
+%% worker's `--allow' does; `undefined' lets any caller run any Python code.
+%% `max_frame_size' is the largest frame, in bytes, sent to the worker.
 default_options() ->
     #{name => undefined,
       python => undefined,
@@ -50,6 +62,8 @@ default_options() ->
       use_stdio => true,
       compressed => 0,
       buffer_size => 65536,
+      max_frame_size => 256 * 1024 * 1024,
+      allow => undefined,
       max_concurrent => 8,
       timeout => 30000,
       cancel_grace => 5000,
@@ -114,10 +128,12 @@ os_pid(Server) ->
 init(Opts) ->
     process_flag(trap_exit, true),
     case open_worker(Opts) of
-        {ok, Port} ->
+        {ok, Port, Ping} ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-            State = #state{port = Port, os_pid = OsPid, opts = Opts},
-            send_frame({'C', ?PING_ID, os, getpid, []}, State),
+            #{packet := Packet, max_frame_size := MaxFrame} = Opts,
+            State = #state{port = Port, os_pid = OsPid, opts = Opts,
+                           limit = min(MaxFrame, (1 bsl (8 * Packet)) - 1)},
+            ok = send_frame(Ping, State),
             await_ping(State, deadline(maps:get(start_timeout, Opts)));
         {error, Reason} ->
             {stop, Reason}
@@ -154,7 +170,7 @@ handle_info({timeout, _Ref, {cancel_grace, Id}}, State = #state{cancelled = C}) 
     end,
     {noreply, State};
 handle_info({erlang_call_result, Id, Reply}, State) ->
-    send_frame(erlang_reply(Id, Reply), State),
+    send_erlang_reply(Id, Reply, State),
     {noreply, State};
 handle_info({'EXIT', _From, Reason}, State) when Reason =/= normal ->
     {stop, Reason, State};
@@ -189,7 +205,10 @@ validate(Options) ->
 valid_option(packet, P) -> lists:member(P, [1, 2, 4]);
 valid_option(use_stdio, B) -> is_boolean(B);
 valid_option(compressed, L) -> is_integer(L) andalso L >= 0 andalso L =< 9;
-valid_option(K, N) when K =:= buffer_size; K =:= max_concurrent -> is_integer(N) andalso N > 0;
+valid_option(K, N) when K =:= buffer_size; K =:= max_concurrent; K =:= max_frame_size ->
+    is_integer(N) andalso N > 0;
+valid_option(allow, A) ->
+    A =:= undefined orelse (is_list(A) andalso A =/= [] andalso lists:all(fun is_module_name/1, A));
 valid_option(K, T) when K =:= timeout; K =:= cancel_grace; K =:= start_timeout ->
     T =:= infinity orelse (is_integer(T) andalso T >= 0);
 valid_option(python, P) -> P =:= undefined orelse io_lib:char_list(P) orelse is_binary(P);
@@ -203,10 +222,17 @@ valid_option(name, N) -> N =:= undefined orelse is_atom(N) orelse is_tuple(N).
 
 is_text(T) -> is_binary(T) orelse io_lib:char_list(T).
 
+is_module_name(A) when is_atom(A) -> is_module_name(atom_to_list(A));
+is_module_name(T) ->
+    is_text(T) andalso
+        re:run(T, "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$", [unicode]) =/= nomatch.
+
+%% Returns the port and the first call to send: a control call when the
+%% worker is the project's (any module may be outside `allow'), else os.getpid.
 open_worker(Opts = #{packet := Packet, use_stdio := Stdio, compressed := Level,
                      buffer_size := Buffer}) ->
-    case python_command(maps:get(python, Opts), maps:get(max_concurrent, Opts)) of
-        {ok, Exe, ExtraArgs} ->
+    case python_command(maps:get(python, Opts), Opts) of
+        {ok, Exe, ExtraArgs, Ping} ->
             Args = ExtraArgs ++ ["-u", "-m", "erlport.cli",
                                  "--packet=" ++ integer_to_list(Packet),
                                  case Stdio of true -> "--use_stdio"; false -> "--nouse_stdio" end,
@@ -217,7 +243,7 @@ open_worker(Opts = #{packet := Packet, use_stdio := Stdio, compressed := Level,
                         case Stdio of true -> use_stdio; false -> nouse_stdio end]
                        ++ [{cd, to_list(D)} || D <- [maps:get(cd, Opts)], D =/= undefined],
             try
-                {ok, open_port({spawn_executable, Exe}, PortOpts)}
+                {ok, open_port({spawn_executable, Exe}, PortOpts), Ping}
             catch
                 error:Reason -> {error, {worker_start_failed, Exe, Reason}}
             end;
@@ -227,25 +253,46 @@ open_worker(Opts = #{packet := Packet, use_stdio := Stdio, compressed := Level,
 
 %% The first word of the `python' option is the executable; further words are
 %% its leading arguments (as in stock ErlPort). The project's own worker is
-%% also told how many calls to run at once, to match `max_concurrent'.
-python_command(undefined, MaxConcurrent) ->
-    Venv = filename:absname(".venv/bin/erlport-worker"),
-    Args = ["--concurrency=" ++ integer_to_list(MaxConcurrent)],
-    case os:find_executable("erlport-worker") of
+%% also told how many calls to run at once (`max_concurrent'), its frame limit
+%% and the `allow' list, before those words (so they can override). Any other
+%% Python cannot enforce `allow', so it is refused rather than ignored.
+python_command(undefined, Opts) ->
+    Venv = filename:absname(".venv/bin/" ?WORKER_EXECUTABLE),
+    case os:find_executable(?WORKER_EXECUTABLE) of
         false ->
             case filelib:is_regular(Venv) of
-                true -> {ok, Venv, Args};
+                true -> worker_command(Venv, [], Opts);
                 false -> {error, {worker_not_found, "erlport-worker is neither on PATH nor at " ++ Venv}}
             end;
         Exe ->
-            {ok, Exe, Args}
+            worker_command(Exe, [], Opts)
     end;
-python_command(Command, _MaxConcurrent) ->
+python_command(Command, Opts) ->
     [First | Rest] = string:lexemes(to_list(Command), " "),
     case os:find_executable(First) of
         false -> {error, {worker_not_found, First}};
-        Exe -> {ok, Exe, Rest}
+        Exe -> worker_command(Exe, Rest, Opts)
     end.
+
+worker_command(Exe, Extra, Opts = #{max_concurrent := MaxConcurrent, max_frame_size := MaxFrame,
+                                    allow := Allow}) ->
+    case {filename:basename(Exe), Allow} of
+        {?WORKER_EXECUTABLE, _} ->
+            Flags = ["--concurrency=" ++ integer_to_list(MaxConcurrent),
+                     "--max-frame-size=" ++ integer_to_list(MaxFrame)]
+                ++ ["--allow=" ++ module_name(M) || M <- allow_list(Opts)],
+            {ok, Exe, Flags ++ Extra, {'C', ?PING_ID, ?CONTROL_MODULE, running, []}};
+        {_, undefined} ->
+            {ok, Exe, Extra, {'C', ?PING_ID, os, getpid, []}};
+        {_, _} ->
+            {error, {allow_needs_erlport_worker, Exe}}
+    end.
+
+allow_list(#{allow := undefined}) -> [];
+allow_list(#{allow := Modules}) -> Modules.
+
+module_name(M) when is_atom(M) -> atom_to_list(M);
+module_name(M) -> to_list(M).
 
 port_env(#{python_path := Paths, env := Env}) ->
     Inherited = case os:getenv("PYTHONPATH") of
@@ -271,7 +318,7 @@ await_ping(State = #state{port = Port}, Deadline) ->
     receive
         {Port, {data, Data}} ->
             case decode_frame(Data) of
-                {ok, {r, ?PING_ID, _PythonPid}} ->
+                {ok, {r, ?PING_ID, _Answer}} ->
                     {ok, State};
                 {ok, {e, ?PING_ID, Error}} ->
                     {stop, {worker_start_failed, Error}};
@@ -311,11 +358,22 @@ dispatch(State = #state{queue = Q, pending = P, opts = #{max_concurrent := Max}}
     case map_size(P) < Max andalso queue:out(Q) of
         {{value, Id}, Q1} ->
             {{Owner, {M, F, A}}, Waiting} = maps:take(Id, State#state.waiting),
-            send_frame({'C', Id, M, F, A}, State),
-            dispatch(State#state{queue = Q1, waiting = Waiting, pending = P#{Id => Owner}});
+            State1 = State#state{queue = Q1, waiting = Waiting},
+            case send_frame({'C', Id, M, F, A}, State1) of
+                ok -> dispatch(State1#state{pending = P#{Id => Owner}});
+                TooLarge -> dispatch(refuse(Id, Owner, TooLarge, State1))
+            end;
         _ ->
             State
     end.
+
+%% A call that cannot be sent is answered here; the worker never saw it.
+refuse(Id, {caller, From}, Reason, State) ->
+    gen_server:reply(From, {error, Reason}),
+    forget_timer(Id, State);
+refuse(_Id, cast, Reason, State) ->
+    log_cast_error({error, Reason}),
+    State.
 
 call_timed_out(Id, State = #state{timers = Timers}) ->
     case maps:take(Id, Timers) of
@@ -335,7 +393,7 @@ call_timed_out(Id, State = #state{timers = Timers}) ->
 cancel_running(Id, State = #state{pending = P, next_id = CancelId, opts = Opts}) ->
     {caller, From} = maps:get(Id, P),
     gen_server:reply(From, {error, timeout}),
-    send_frame({'C', CancelId, 'erlport_worker.jobs', cancel, [Id]}, State),
+    ok = send_frame({'C', CancelId, ?CONTROL_MODULE, cancel, [Id]}, State),
     Grace = erlang:start_timer(maps:get(cancel_grace, Opts), self(), {cancel_grace, Id}),
     State#state{next_id = CancelId + 1,
                 pending = P#{Id := cancelled},
@@ -360,7 +418,7 @@ handle_frame({'C', Id, M, F, A, Context}, State) ->
     Args = unwrap(A),
     case Context of
         'L' ->
-            send_frame(erlang_reply(Id, apply_caught(M, F, Args)), State);
+            send_erlang_reply(Id, apply_caught(M, F, Args), State);
         _ ->
             Server = self(),
             spawn_link(fun() -> Server ! {erlang_call_result, Id, apply_caught(M, F, Args)} end)
@@ -414,6 +472,13 @@ apply_caught(M, F, A) ->
     catch Class:Reason:Stack -> {error, Class, Reason, Stack}
     end.
 
+%% A reply over the frame limit becomes an error, which Python raises in the caller.
+send_erlang_reply(Id, Reply, State) ->
+    case send_frame(erlang_reply(Id, Reply), State) of
+        ok -> ok;
+        TooLarge -> ok = send_frame(erlang_reply(Id, {error, error, TooLarge, []}), State)
+    end.
+
 erlang_reply(Id, {ok, Result}) -> {r, Id, Result};
 erlang_reply(Id, {error, Class, Reason, Stack}) -> {e, Id, {erlang, Class, Reason, Stack}}.
 
@@ -450,8 +515,17 @@ os_process_alive(OsPid) ->
 
 %%% Framing
 
-send_frame(Term, #state{port = Port, opts = #{compressed := Level}}) ->
-    port_command(Port, term_to_binary(Term, [{compressed, Level}])).
+%% Returns `{too_large, Bytes, Limit}' instead of sending a frame the worker
+%% would refuse; a compressed frame counts its inflated size too.
+send_frame(Term, #state{port = Port, limit = Limit, opts = #{compressed := Level}}) ->
+    Frame = term_to_binary(Term, [{compressed, Level}]),
+    case frame_size(Frame) of
+        Bytes when Bytes =< Limit -> port_command(Port, Frame), ok;
+        Bytes -> {too_large, Bytes, Limit}
+    end.
+
+frame_size(<<131, 80, Inflated:32, _/binary>> = Frame) -> max(byte_size(Frame), Inflated);
+frame_size(Frame) -> byte_size(Frame).
 
 decode_frame(Data) ->
     try {ok, binary_to_term(Data)}

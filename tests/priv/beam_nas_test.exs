@@ -60,6 +60,18 @@ defmodule BeamNasTest do
     assert Enum.sort(os_pids) == Enum.sort(for w <- :beam_nas_pool.workers(pool), do: BeamNas.os_pid(w))
   end
 
+  test "allow and the frame limit are worker options" do
+    w = start_supervised!({BeamNas, @worker ++ [id: :limited, allow: [:priv_jobs], packet: 2]})
+    not_allowed = :"erlport_worker.allow.NotAllowed"
+    assert BeamNas.call(w, :priv_jobs, :echo, [1]) == {:ok, 1}
+    assert {:error, {:python, ^not_allowed, _, _}} = BeamNas.call(w, :os, :getcwd, [])
+    assert {:error, {:python, ^not_allowed, _, _}} = BeamNas.call(w, :priv_jobs, "os.system", ["true"])
+    big = String.duplicate("x", 70_000)
+    assert {:error, {:too_large, bytes, 65_535}} = BeamNas.call(w, :priv_jobs, :echo, [big])
+    assert bytes > 70_000
+    assert BeamNas.call(w, :priv_jobs, :echo, [2]) == {:ok, 2}
+  end
+
   test "bad options are reported, not crashed on" do
     assert {:error, {:unknown_options, [:pyhton], _}} = BeamNas.start_link(pyhton: "python3")
     assert {:error, {:worker_not_found, _}} = BeamNas.start_link(python: "/nonexistent/python")

@@ -324,6 +324,86 @@ restart_intensity_is_bounded_test_() ->
         ?assertMatch({error, {pool_down, _}}, beam_nas_pool:call(Pool, priv_jobs, echo, [1]))
     end}.
 
+%%% Oversized calls and the allow list
+
+%% A call over the frame limit is refused before it is written: its caller
+%% alone gets {too_large, Bytes, Limit}; a call in flight and the OS process
+%% carry on. `Payload' is the oversized argument.
+assert_refused_alone(W, OsPid, Payload, Limit) ->
+    hold(W, 1, 1),
+    {error, {too_large, Bytes, Limit}} = jobs(W, echo, [Payload]),
+    ?assert(Bytes > Limit),
+    receive {held, Held} -> ?assertEqual({ok, <<"held">>}, Held) after 20000 -> error(no_held) end,
+    assert_same_worker(W, OsPid).
+
+call_over_the_default_frame_limit_fails_alone_test_() ->
+    with_worker(#{}, fun(W, OsPid) ->
+        assert_refused_alone(W, OsPid, binary:copy(<<7>>, 257 * 1024 * 1024), 256 * 1024 * 1024)
+    end).
+
+call_over_the_packet_size_fails_alone_test_() ->
+    with_worker(#{packet => 2}, fun(W, OsPid) ->
+        assert_refused_alone(W, OsPid, binary:copy(<<7>>, 70000), 65535),
+        Fits = binary:copy(<<7>>, 60000),
+        ?assertEqual({ok, Fits}, jobs(W, echo, [Fits]))
+    end).
+
+compressed_call_counts_its_inflated_size_test_() ->
+    with_worker(#{compressed => 6, max_frame_size => 1000000}, fun(W, OsPid) ->
+        assert_refused_alone(W, OsPid, binary:copy(<<0>>, 2000000), 1000000)
+    end).
+
+compressed_call_may_inflate_up_to_the_frame_limit_test_() ->
+    %% 80 MiB inflated is over the codec's default inflate cap (64 MiB), not the frame limit.
+    with_worker(#{compressed => 6}, fun(W, OsPid) ->
+        Size = 80 * 1024 * 1024,
+        ?assertEqual({ok, Size}, beam_nas_worker:call(W, builtins, len, [binary:copy(<<0>>, Size)], 60000)),
+        assert_same_worker(W, OsPid)
+    end).
+
+erlang_reply_over_the_frame_limit_is_an_error_in_python_test_() ->
+    with_worker(#{max_frame_size => 1000000}, fun(W, OsPid) ->
+        {error, {python, 'erlport_worker.api.ErlangError', Message, _}} =
+            jobs(W, call_erlang, [binary, copy, [<<1>>, 2000000]]),
+        ?assertMatch({match, _}, re:run(Message, "too_large")),
+        assert_same_worker(W, OsPid)
+    end).
+
+pool_survives_a_run_of_oversized_calls_test_() ->
+    {timeout, 60, fun() ->
+        {ok, Pool} = beam_nas_pool:start_link(#{size => 2, worker => options(#{packet => 2})}),
+        OsPids = lists:sort([beam_nas_worker:os_pid(W) || W <- beam_nas_pool:workers(Pool)]),
+        Big = binary:copy(<<7>>, 70000),
+        [?assertMatch({error, {too_large, _, 65535}}, beam_nas_pool:call(Pool, priv_jobs, echo, [Big]))
+         || _ <- lists:seq(1, 6)],
+        ?assertEqual({ok, 1}, beam_nas_pool:call(Pool, priv_jobs, echo, [1])),
+        ?assertEqual(OsPids, lists:sort([beam_nas_worker:os_pid(W) || W <- beam_nas_pool:workers(Pool)])),
+        unlink(Pool),
+        exit(Pool, shutdown)
+    end}.
+
+allow_option_test_() ->
+    with_worker(#{allow => [priv_jobs, <<"math">>]}, fun(W, _OsPid) ->
+        ?assertEqual({ok, 1}, jobs(W, echo, [1])),
+        ?assertEqual({ok, 3.0}, beam_nas_worker:call(W, math, sqrt, [9])),
+        NotAllowed = 'erlport_worker.allow.NotAllowed',
+        ?assertMatch({error, {python, NotAllowed, _, _}}, beam_nas_worker:call(W, os, getcwd, [])),
+        %% priv_jobs imports os and time: neither is reachable through it.
+        ?assertMatch({error, {python, NotAllowed, _, _}}, jobs(W, 'os.system', [<<"true">>])),
+        ?assertMatch({error, {python, NotAllowed, _, _}}, jobs(W, 'time.sleep', [0]))
+    end).
+
+bad_allow_options_are_refused_test_() ->
+    {timeout, 60, fun() ->
+        ?assertMatch({error, {bad_options, [{allow, []}]}}, beam_nas_worker:start_link(options(#{allow => []}))),
+        ?assertMatch({error, {bad_options, [{allow, ["os;rm"]}]}},
+                     beam_nas_worker:start_link(options(#{allow => ["os;rm"]}))),
+        ?assertMatch({error, {bad_options, [{allow, "os"}]}}, beam_nas_worker:start_link(options(#{allow => "os"}))),
+        %% Another Python cannot enforce the list: refused, not ignored.
+        ?assertMatch({error, {allow_needs_erlport_worker, _}},
+                     beam_nas_worker:start_link(options(#{python => "python3", allow => [math]})))
+    end}.
+
 %%% Options
 
 env_and_cd_options_test_() ->
