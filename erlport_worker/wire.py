@@ -29,6 +29,8 @@ _E = Atom("e")
 _MAX_ATOM = 255
 _DESCRIBE_LIMIT = 200
 _SIZE_PROBE_ITEMS = 32
+_UNCOUNTED = frozenset((int, float, bool, type(None), Atom))
+_COUNTED = frozenset((str, bytes, bytearray, dict, list, tuple))
 
 
 class RefusedOpaque(ValueError):
@@ -152,24 +154,31 @@ class Wire:
         return (_E, call_id, self.error_term(exc))
 
 
-def encoded_size_at_least(value, depth: int = 2) -> int:
+def encoded_size_at_least(value) -> int:
     """A lower bound of ``value``'s encoded size, found without encoding it.
 
-    It looks at most ``depth`` levels down, and only into containers of at most
-    32 items, so it costs next to nothing; every term takes at least a byte.
+    It looks at the value and, in a container of at most 32 items, at each
+    item (the bytes of binaries, text and arrays, the length of containers).
+    Types are matched exactly, which is what keeps it cheap on the hot path;
+    a subclass counts as nothing, as a scalar does.
     """
-    if isinstance(value, (str, bytes, bytearray)):
+    size = _own_size(value)
+    kind = type(value)
+    if (kind is dict or kind is list or kind is tuple) and len(value) <= _SIZE_PROBE_ITEMS:
+        for item in (value.values() if kind is dict else value):
+            size += max(0, _own_size(item) - 1)
+    return size
+
+
+def _own_size(value) -> int:
+    """The bytes a binary, text or array holds, or a container's length; else 0."""
+    kind = type(value)
+    if kind in _UNCOUNTED:
+        return 0
+    if kind in _COUNTED:
         return len(value)
-    if isinstance(value, dict):
-        size, items = 2 * len(value), value.values()
-    elif isinstance(value, (list, tuple)):
-        size, items = len(value), value
-    else:
-        nbytes = getattr(value, "nbytes", None)  # memoryview, numpy array
-        return nbytes if isinstance(nbytes, int) else 0
-    if depth == 0 or len(value) > _SIZE_PROBE_ITEMS:
-        return size
-    return size + sum(max(0, encoded_size_at_least(item, depth - 1) - 1) for item in items)
+    nbytes = getattr(value, "nbytes", None)  # memoryview, numpy array
+    return nbytes if type(nbytes) is int else 0
 
 
 def _message(exc: BaseException) -> str:

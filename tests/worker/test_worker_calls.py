@@ -137,7 +137,7 @@ def test_result_too_big_for_the_packet_size_is_an_error(start_worker):
 
 @pytest.mark.parametrize("function, args, size", [
     ("blob", [300_000], b"at least 300000 bytes"),          # told before encoding
-    ("rows", [30, 10_000], b"at least 300001 bytes"),
+    ("table", [300_000], b"at least 300000 bytes"),
     ("ints", [60_000], b"of 300014 bytes"),                  # only the encoding tells
 ])
 def test_result_over_the_maximum_frame_size_is_an_error(start_worker, function, args, size):

@@ -139,8 +139,8 @@ def stock_origin(value):
             sys.modules[type(value).__module__].__file__.encode()]
 
 
-def rows(count, width):
-    return {"rows": [b"x" * width] * count}
+def table(size):
+    return {"table": b"x" * size}
 
 
 def ints(count):
