@@ -2,11 +2,12 @@
 
 Reads go through one reused buffer, so a burst of small frames costs one
 ``read`` system call; a frame larger than that buffer is read straight into
-its own ``bytearray``, which grows as the bytes arrive, so memory follows what
-was sent, not what a length header announces, and big frames cost linear
-time. With ``spin_seconds`` the reader polls for that long before it blocks
-(why: docs/worker.md). Writes send the header and the payload with ``writev``
-and loop on partial writes, so a 10 MB frame is never concatenated in memory.
+its own ``bytearray``: up to 16 MiB is allocated at once, and a larger frame's
+buffer doubles as its bytes arrive, so memory follows what was sent, not what a
+length header announces, and big frames cost linear time. With
+``spin_seconds`` the reader polls for that long before it blocks (why:
+docs/worker.md). Writes send the header and the payload with ``writev`` and
+loop on partial writes, so a 10 MB frame is never concatenated in memory.
 Frames over the maximum frame size, or over what the length header can say,
 are refused both ways.
 """
@@ -22,6 +23,7 @@ PACKET_SIZES = (1, 2, 4)
 DEFAULT_MAX_FRAME_SIZE = 256 * 1024 * 1024
 DEFAULT_BUFFER_SIZE = 64 * 1024
 DEFAULT_SPIN_SECONDS = 100e-6
+EAGER_FRAME_SIZE = 16 * 1024 * 1024
 _PIPE_SIZE = 1024 * 1024
 
 
@@ -126,11 +128,11 @@ class FrameReader:
         return True
 
     def _read_big(self, size: int):
-        """Read a frame larger than the buffer, growing it only as its bytes arrive."""
+        """Read a frame larger than the buffer; past EAGER_FRAME_SIZE, grow it as it arrives."""
         have = self._end - self._start
-        frame = bytearray(self._view[self._start:self._end])
+        frame = bytearray(min(size, EAGER_FRAME_SIZE))
+        frame[:have] = self._view[self._start:self._end]
         self._start = self._end = 0
-        frame.extend(bytes(min(size, 2 * len(self._buf)) - have))
         while have < size:
             if have == len(frame):
                 frame.extend(bytes(min(have, size - have)))

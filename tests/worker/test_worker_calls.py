@@ -182,6 +182,7 @@ def test_allowlist_is_not_a_path_to_the_modules_an_allowed_module_imports(start_
     assert error[1] == NOT_ALLOWED
     assert b"is the module 'os'" in error[2]
     assert not marker.exists()
+    assert port.call("cerebros_service", "run_status", b"no-such-run")[b"status"] == b"unknown"
 
 
 @pytest.mark.parametrize("function", [

@@ -310,3 +310,12 @@ def test_cancel_raises_in_a_plain_python_loop():
 def test_cancel_needs_an_integer_id():
     with pytest.raises(TypeError, match="integer call id"):
         jobs.cancel("7")
+
+
+@SPINS
+def test_a_frame_over_the_eager_size_grows_as_it_arrives(pipe, spin):
+    big = os.urandom(framing.EAGER_FRAME_SIZE + 3_000_001)
+    write_in_thread(pipe, len(big).to_bytes(4, "big") + big + b"\x00\x00\x00\x01z")
+    reader = FrameReader(pipe.read_fd, 4, spin_seconds=spin)
+    assert bytes(reader.read()) == big
+    assert bytes(reader.read()) == b"z"
