@@ -20,11 +20,16 @@ def _sigmoid(z):
 
 
 def _elu(z):
-    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    # expm1(min(z, 0)) >= z everywhere, with equality only at 0, so the maximum picks z for z > 0:
+    # two array passes instead of a where over two computed branches
+    a = np.expm1(np.minimum(z, 0))
+    return np.maximum(a, z, out=a)
 
 
 def _elu_grad(z, a):
-    return np.where(z > 0, 1.0, a + 1.0).astype(z.dtype, copy=False)
+    # a + 1 is exp(z) <= 1 for z <= 0 and above 1 for z > 0, where the slope is 1
+    grad = a + 1.0
+    return np.minimum(grad, 1.0, out=grad)
 
 
 def _relu(z):

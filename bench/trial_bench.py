@@ -1,0 +1,130 @@
+"""Trial cost benchmark: trials per minute of two versions of the engine, side by side in one run.
+
+    python bench/trial_bench.py [--before main] [--trials 6] [--rounds 3] [--rows 6000] [--features 8]
+
+The task is a generated binary classification (``make_classification``: ``--rows`` rows,
+``--features`` features, 5 informative, 5% of labels flipped, ``random_state`` 0), split as a
+search splits it (25% test, 5 validation folds, split seed 0). The same ``--trials``
+candidates, drawn from the default search space with at least one hidden level (seed 0; the
+architectures both versions can build), are trained as trials by each version: ``--before``
+(a git revision, exported with ``git archive``) and the working tree. Each version runs in
+its own single process (one trial at a time, so the two do not compete for cores), and the
+versions alternate for ``--rounds`` rounds, so a swing in the machine's load hits both.
+Per version: the median over rounds of the CPU seconds and the wall seconds all the trials
+took, trials per (CPU) minute from those medians, and the trials' mean out-of-fold accuracy and mean test accuracy (each
+trial's fold networks averaged), which must match for the speed-up to count. Prints a
+markdown table.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import io
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Runs in a child process with one version's ``cerebros`` first on the path: trains the
+# candidates given on stdin as trials and prints each one's seconds and accuracies as JSON.
+_WORKER = r"""
+import json, os, sys, tempfile, time
+import numpy as np
+from sklearn.datasets import make_classification
+from cerebros import data
+from cerebros.network import CerebrosNetwork
+from cerebros.trials import train_trial
+
+job = json.load(sys.stdin)
+X, y = make_classification(job["rows"], job["features"], n_informative=5, n_redundant=1, flip_y=0.05,
+                           random_state=0)
+splits = data.prepare(X, y, name="generated", test_size=0.25, folds=5, seed=0)
+results = []
+with tempfile.TemporaryDirectory() as scratch:
+    for number, candidate in enumerate(job["candidates"]):
+        paths = [os.path.join(scratch, f"{number}-{fold}.npz") for fold in range(len(splits.folds))]
+        payload = {"candidate": candidate, "epochs": candidate["epochs"], "seed": number, "model_paths": paths,
+                   "run_deadline": None, "trial_seconds": None}
+        started, cpu_started = time.perf_counter(), time.process_time()
+        fields, _ = train_trial((splits.X, splits.y, splits.folds, splits.task, "accuracy"), payload,
+                                lambda: False)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        proba = np.mean([CerebrosNetwork.load(path).predict_proba(splits.X_test) for path in paths], axis=0)
+        test = float(np.mean(np.unique(splits.y)[proba.argmax(axis=1)] == splits.y_test))
+        results.append({"seconds": seconds, "cpu": cpu, "validation": fields["value"], "test": test,
+                        "epochs": fields["epochs_trained"]})
+print(json.dumps(results))
+"""
+
+
+def candidates(count):
+    """``count`` candidate dicts from the default space (seed 0), each with a hidden level."""
+    from cerebros.space import SearchSpace
+    space = SearchSpace(minimum_levels=1)
+    rng = np.random.default_rng(0)
+    return [space.sample(rng, 8).to_dict() for _ in range(count)]
+
+
+def export(revision, into):
+    """The ``cerebros`` package as it is at git ``revision``, written under ``into``."""
+    archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", revision, "cerebros"],
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(into)
+    return into
+
+
+def run_version(path, job):
+    """The worker's results for the ``cerebros`` package found under ``path``."""
+    # ``python -c`` puts its working directory first on the path: run it where the version is
+    done = subprocess.run([sys.executable, "-c", _WORKER], input=json.dumps(job), capture_output=True, text=True,
+                          cwd=path, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the worker for {path} failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default="main", help="the git revision to compare the working tree with")
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--features", type=int, default=8)
+    args = parser.parse_args(argv)
+    job = {"rows": args.rows, "features": args.features, "candidates": candidates(args.trials)}
+    with tempfile.TemporaryDirectory(prefix="trial-bench-") as scratch:
+        versions = {f"before ({args.before})": export(args.before, scratch), "working tree": ROOT}
+        runs = {name: [] for name in versions}
+        for round_number in range(args.rounds):
+            for name, path in versions.items():
+                results = run_version(path, job)
+                runs[name].append(results)
+                print(f"round {round_number + 1}, {name}: {sum(r['seconds'] for r in results):.1f} s",
+                      file=sys.stderr, flush=True)
+    print(f"\n{args.trials} trials of 5 folds on {args.rows} rows x {args.features} features, one process per "
+          f"version, {args.rounds} round(s), medians; {os.cpu_count()} CPU(s) shared with other work, so the "
+          "CPU seconds are the fairer measure\n")
+    print("| version | CPU seconds | trials per CPU minute | wall seconds | trials per minute | epochs trained "
+          "| mean validation accuracy | mean test accuracy |")
+    print("|---" * 8 + "|")
+    medians = {}
+    for name, rounds in runs.items():
+        cpu, wall = (float(np.median([sum(r[key] for r in results) for results in rounds]))
+                     for key in ("cpu", "seconds"))
+        medians[name] = cpu, wall
+        last = rounds[-1]  # every round trains the same networks: the scores do not change
+        print(f"| {name} | {cpu:.1f} | {60 * args.trials / cpu:.2f} | {wall:.1f} | {60 * args.trials / wall:.2f} | "
+              f"{sum(r['epochs'] for r in last)} | {np.mean([r['validation'] for r in last]):.4f} | "
+              f"{np.mean([r['test'] for r in last]):.4f} |")
+    (cpu_before, wall_before), (cpu_after, wall_after) = medians.values()
+    print(f"\nspeed-up: {cpu_before / cpu_after:.2f}x trials per CPU minute, {wall_before / wall_after:.2f}x "
+          "trials per minute")
+
+
+if __name__ == "__main__":
+    main()
