@@ -187,7 +187,7 @@ def _metrics(metrics):
 
 def _architecture(candidate):
     widths = " | ".join("+".join(str(unit["neurons"]) for unit in level) for level in candidate["levels"])
-    return (f"levels [{widths}], {candidate['activation']}, {candidate['normalization']}, "
+    return (f"levels [{widths or 'none: linear'}], {candidate['activation']}, {candidate['normalization']}, "
             f"lr {candidate['learning_rate']:.2g}, batch {candidate['batch_size']}, "
             f"epochs {candidate['epochs']}")
 

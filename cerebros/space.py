@@ -2,7 +2,10 @@
 
 A candidate is a stack of levels: level 0 the input, taken as ONE block of ``n_inputs``
 features (so "number of inputs" in the Cerebros rules is 1), levels ``1..L`` hidden levels of
-dense units, level ``L + 1`` the single output unit. A unit's inputs are vertical
+dense units, level ``L + 1`` the single output unit. ``L`` may be 0: the output unit then
+reads the inputs alone, a linear (regression) or logistic (classification) model trained like
+any other candidate, which noisy or small data may want; the default space draws ``L`` from 0
+to 3. A unit's inputs are vertical
 (``(level, unit)`` pairs on earlier levels; ``(0, 0)`` is the input block) and lateral
 (indices of earlier units on its own level). ``SearchSpace.sample`` draws them by the rules
 in docs/engine.md; ``repair`` then makes the network valid, and ``Candidate.from_dict`` and
@@ -122,8 +125,6 @@ class Candidate:
 
     def check(self):
         """Raise ``SpaceError`` unless the wiring is a valid network (see the module docstring)."""
-        if not self.levels:
-            raise SpaceError("levels: a candidate needs at least one hidden level")
         widths = [1] + [len(level) for level in self.levels]
         consumed = set()
         for k, level in enumerate(self.levels, start=1):
@@ -159,7 +160,7 @@ class SearchSpace:
     Build from caller data with ``SearchSpace.from_dict``; ``SpaceError`` on any bad field.
     """
 
-    minimum_levels: int = 1
+    minimum_levels: int = 0
     maximum_levels: int = 3
     minimum_units_per_level: int = 1
     maximum_units_per_level: int = 3
@@ -411,7 +412,7 @@ class SearchSpace:
             draft.insert_level(at, units)
             for i in range(len(units)):
                 self._wire(draft, at, i, rng)
-        elif rng.random() < rate and n_levels > max(self.minimum_levels, 1):
+        elif rng.random() < rate and n_levels > self.minimum_levels:
             draft.remove_level(_integer(rng, 1, n_levels))
         for k in range(1, len(draft.levels) + 1):
             width = draft.width(k)
@@ -559,7 +560,7 @@ _FIELD_TYPES = {f.name: tuple if f.type == Tuple[str, ...] else f.type for f in 
 
 # inclusive (low, high) bounds; the caps keep a typo from asking for a huge network
 _BOUNDS = {
-    "minimum_levels": (1, 32), "maximum_levels": (1, 32),
+    "minimum_levels": (0, 32), "maximum_levels": (0, 32),
     "minimum_units_per_level": (1, 64), "maximum_units_per_level": (1, 64),
     "minimum_neurons_per_unit": (1, 8192), "maximum_neurons_per_unit": (1, 8192),
     "affinity_first": (0.0, 1000.0), "affinity_main": (0.0, 1000.0), "affinity_decay": (0.0, 1.0),

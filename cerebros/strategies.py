@@ -422,7 +422,7 @@ def _observed(group, name):
     for trial in group:
         own = trial[name]
         values += own
-        weights += [1.0 / len(own)] * len(own)
+        weights += [1.0 / len(own) for _ in own]  # a trial without hidden levels has no units
     return values, weights
 
 

@@ -6,10 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from cerebros.activations import ACTIVATIONS
+from cerebros import network
 from cerebros.network import CerebrosNetwork
-from cerebros.space import SearchSpace
+from cerebros.space import Candidate, SearchSpace
 
 
 def small_candidate(seed, n_inputs=3, **overrides):
@@ -226,6 +228,54 @@ def test_save_and_load_predict_identically(tmp_path, task):
     assert loaded.best_epoch_ == net.best_epoch_ and loaded.history_ == net.history_
     with np.load(npz_path, allow_pickle=False) as data:
         assert all(data[key].dtype != object for key in data.files)
+
+
+def linear_candidate(n_inputs, **overrides):
+    """A candidate with no hidden level: the inputs go straight to the output unit."""
+    fields = {"n_inputs": n_inputs, "levels": [], "output_inputs": [[0, 0]], "activation": "relu",
+              "normalization": "none", "dropout": 0.0, "learning_rate": 0.02, "weight_decay": 1e-4,
+              "batch_size": 32, "epochs": 80, "patience": 10, **overrides}
+    return Candidate.from_dict(fields)
+
+
+@pytest.mark.parametrize("normalization", ["none", "batchnorm"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_network_without_hidden_levels_trains_saves_reloads_and_predicts(tmp_path, task, normalization):
+    X, labels = blobs(11, n=200)
+    y = np.array(["a", "b", "c"])[labels] if task == "classification" else X @ np.array([1.0, -2.0, 0.5]) + 7
+    net = CerebrosNetwork(linear_candidate(3, normalization=normalization), task=task, random_state=0)
+    net.fit(X[:150], y[:150], X[150:], y[150:])
+    [(name, weights), _] = net.parameters().items()  # one weight matrix and one bias: a linear model
+    assert weights.shape == (3, 3 if task == "classification" else 1)
+    if task == "classification":  # about as good as scikit-learn's logistic regression
+        logistic = LogisticRegression().fit(X[:150], y[:150]).score(X[150:], y[150:])
+        assert (net.predict(X[150:]) == y[150:]).mean() >= logistic - 0.04
+    else:  # a linear target: the linear model finds it
+        assert np.abs(net.predict(X[150:]) - y[150:]).max() < 0.3
+    loaded = CerebrosNetwork.load(net.save(tmp_path / "linear")[0])
+    assert loaded.candidate.levels == () and np.array_equal(loaded.predict(X), net.predict(X))
+    check = CerebrosNetwork(linear_candidate(3, normalization=normalization), task=task, random_state=0,
+                            dtype=np.float64).fit(X[:24], y[:24], epochs=1)
+    assert check_gradients(check, X[:24], y[:24]) > 3
+
+
+def test_an_epoch_has_at_most_max_batches_per_epoch_batches(monkeypatch):
+    def counted(net):
+        def loss_and_grads(X, targets):
+            steps.append(len(X))
+            net._grads[...] = 0
+            return 1.0
+        monkeypatch.setattr(net, "_loss_and_grads", loss_and_grads)
+        return net
+
+    steps = []
+    X, y = blobs(12, n=1000)
+    counted(CerebrosNetwork(small_candidate(2, batch_size=10, epochs=2, patience=5), random_state=0)).fit(X, y)
+    assert len(steps) == 2 * network.MAX_BATCHES_PER_EPOCH  # not 2 * 100 batches of 10 rows
+    assert sum(steps) == 2 * 1000 and max(steps) - min(steps) <= 1  # every row, in near-equal batches
+    steps.clear()
+    counted(CerebrosNetwork(small_candidate(2, batch_size=10, epochs=1), random_state=0)).fit(X[:100], y[:100])
+    assert steps == [10] * 10  # below the bound, the candidate's own batch size
 
 
 def test_a_pickled_network_keeps_training_like_the_original():

@@ -76,7 +76,7 @@ def assert_valid(candidate, space):
 # ---- validation ---------------------------------------------------------------------------
 
 BAD_FIELDS = [
-    ("minimum_levels", 0), ("minimum_levels", "2"), ("minimum_levels", 1.5), ("minimum_levels", True),
+    ("minimum_levels", -1), ("minimum_levels", "2"), ("minimum_levels", 1.5), ("minimum_levels", True),
     ("maximum_levels", 99), ("minimum_units_per_level", 0), ("maximum_units_per_level", None),
     ("minimum_neurons_per_unit", -3), ("maximum_neurons_per_unit", 10 ** 6),
     ("affinity_first", -1.0), ("affinity_first", "many"), ("affinity_main", math.nan),
@@ -239,7 +239,9 @@ def test_hyper_parameters_cover_their_ranges():
     assert min(rates) < 1.2 * low and max(rates) > high / 1.2   # log-uniform reaches both ends
     assert {c.activation for c in samples} == set(space.activations)
     assert {c.normalization for c in samples} == set(space.normalizations)
-    assert {len(c.levels) for c in samples} == {1, 2, 3}
+    assert {len(c.levels) for c in samples} == {0, 1, 2, 3}
+    linear = next(c for c in samples if not c.levels)  # the floor: inputs straight to the output unit
+    assert linear.output_inputs == ((0, 0),) and Candidate.from_dict(linear.to_dict()) == linear
 
 
 # ---- candidates ---------------------------------------------------------------------------
@@ -252,7 +254,6 @@ def test_candidate_from_dict_rejects_broken_wiring():
         (lambda d: d["levels"][0][0].update(inputs=[[1, 0]]), "is not a unit on an earlier level"),
         (lambda d: d["levels"][0][0].update(lateral_inputs=[0]), "not an earlier unit of the same level"),
         (lambda d: d.update(output_inputs=[[0, 0]]), "orphan"),
-        (lambda d: d.update(levels=[]), "at least one hidden level"),
         (lambda d: d.update(activation="sine"), "activation: must be one of"),
         (lambda d: d.update(learning_rate=0), "learning_rate: must be > 0"),
         (lambda d: d.update(dropout=1.0), "dropout: must be < 1.0"),
@@ -300,7 +301,7 @@ spaces = st.builds(
         p_lateral_connection=lateral[0], max_consecutive_lateral_connections=lateral[1],
         rounding=rounding, minimum_skip_connection_depth=skip[0],
         maximum_skip_connection_depth=skip[0] + skip[1], affinity_main=affinity),
-    st.tuples(st.integers(1, 3), st.integers(0, 2)), st.tuples(st.integers(1, 3), st.integers(0, 3)),
+    st.tuples(st.integers(0, 3), st.integers(0, 2)), st.tuples(st.integers(1, 3), st.integers(0, 3)),
     st.tuples(st.floats(0, 1), st.integers(0, 3)), st.sampled_from(["ceil", "floor"]),
     st.tuples(st.integers(1, 3), st.integers(0, 3)), st.floats(0.05, 3.0),
 )
