@@ -367,7 +367,7 @@ def _success(request, result, duration):
         "best_model": model,
         "best_architecture": {**model, "fitness": best["value"]},
         "best_metric": best["value"],
-        "test_metric": result.test_metrics[objective.name],
+        "test_metric": None if result.test_metrics is None else result.test_metrics[objective.name],
         "completed_trials": result.completed_trials,
         "best_trial_id": best["number"],
         "population_history": history,

@@ -53,6 +53,9 @@ def _parser():
                      help="the least gain, in the objective's units, that counts as an improvement (default 0)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
+    run.add_argument("--test-size", type=float, default=SearchConfig.test_size,
+                     help="share of the rows held out to test the saved model (0: none; the search cross-validates "
+                          "on every row and the model is refit on all of them)")
     run.add_argument("--folds", type=int, default=SearchConfig.folds,
                      help="cross-validation folds per trial (1: one hold-out validation split)")
     run.add_argument("--n-jobs", type=int, default=1,
@@ -83,7 +86,7 @@ def _run(args):
     config = SearchConfig(
         dataset_id=args.dataset, objective=args.objective, strategy=args.strategy,
         strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
-        seed=args.seed, split_seed=args.split_seed, folds=args.folds, target=args.target, task=args.task,
+        seed=args.seed, split_seed=args.split_seed, test_size=args.test_size, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
         max_trials_without_improvement=args.max_trials_without_improvement, min_improvement=args.min_improvement,
         n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit)
@@ -166,7 +169,8 @@ def _print_summary(result):
         "saved model        ensemble of " + ", ".join(f"#{m['trial']} x{m['weight']}" for m in result.ensemble)
         + f" ({_networks(result)})",
         "validation         " + _metrics(result.validation_metrics) + " (the ensemble's, out of fold)",
-        "test (held out)    " + _metrics(result.test_metrics),
+        "test (held out)    " + (_metrics(result.test_metrics) if result.test_metrics is not None else
+                                 "none: --test-size 0 trains the model on every row"),
         "architecture       " + _architecture(best["candidate"]),
         f"run directory      {result.run_dir}",
     ]

@@ -116,13 +116,20 @@ def split_indices(y, task, *, test_size=0.25, validation_size=0.2, seed=0):
     """Row indices ``(train, validation, test)``; ``validation_size`` is a fraction of the non-test rows.
 
     The test split is exactly ``train_test_split(..., test_size, stratify, random_state=seed)``,
-    so baselines that call scikit-learn directly see the same test rows.
+    so baselines that call scikit-learn directly see the same test rows. ``test_size`` 0 holds
+    no test rows out: the model is then searched and trained on every row.
     """
-    for name, value in (("test_size", test_size), ("validation_size", validation_size)):
-        if not 0.0 < value < 1.0:
-            raise DataError(f"{name}: must be between 0 and 1 (exclusive), got {value!r}", field=name)
+    if not (test_size == 0 or 0.0 < test_size < 1.0):
+        raise DataError(f"test_size: must be 0 (no test split) or between 0 and 1 (exclusive), got {test_size!r}",
+                        field="test_size")
+    if not 0.0 < validation_size < 1.0:
+        raise DataError(f"validation_size: must be between 0 and 1 (exclusive), got {validation_size!r}",
+                        field="validation_size")
     rows = np.arange(len(y))
-    rest, test = _split(rows, y, task, test_size, seed, "test_size")
+    if test_size == 0:
+        rest, test = rows, rows[:0]
+    else:
+        rest, test = _split(rows, y, task, test_size, seed, "test_size")
     train, val = _split(rest, y[rest], task, validation_size, seed, "validation_size")
     return train, val, test
 

@@ -50,6 +50,9 @@ class SearchConfig:
     ``folds`` is the number of cross-validation folds each trial is trained and scored on (its
     model is the ensemble of the fold networks); 1 means one hold-out validation split of
     ``validation_size``. ``split_seed`` fixes the test split and the folds, ``seed`` the rest.
+    ``test_size`` 0 holds no test rows out: the search cross-validates on every row, the
+    selected trials refit on all of them (with ``refit``), and only the cross-validated
+    (out-of-fold) metrics are reported, what a user does once the evaluation is done.
     ``ensemble_size`` is how many of the best trials are candidates for the final ensemble
     (their networks stay on disk until the end); 0 or 1 makes the best trial alone the model.
     It is not part of what is searched: a resumed run may change it, and then ensembles the
@@ -129,7 +132,7 @@ class SearchResult:
 
     ``best`` is the best trial's journal record; ``ensemble`` the saved model's members,
     ``[{"trial": number, "weight": count}]``; ``validation_metrics`` its out-of-fold metrics
-    and ``test_metrics`` its metrics on the test split; ``refit`` one report per member,
+    and ``test_metrics`` its metrics on the test split (None with ``test_size`` 0); ``refit`` one report per member,
     ``{"trial", "epochs", "networks", "status"}`` (empty without refitting or after a
     cancellation).
     """
@@ -459,9 +462,12 @@ class Study:
         refits = self._refit(ensemble, runner) if self.config.refit and stopped_reason != "cancelled" else []
         self.run_dir.save_model([(member["trial"], member["weight"]) for member in ensemble], len(self.splits.folds),
                                 {r["trial"]: r["networks"] for r in refits if r["status"] == "completed"})
-        # the test split is scored once, by the saved model as reloaded, so it is what a caller gets
-        test = objectives.evaluate(Ensemble.load(*saved_model(self.run_dir.path)), self.splits.X_test,
-                                   self.splits.y_test)
+        # the test split is scored once, by the saved model as reloaded, so it is what a caller gets;
+        # with test_size 0 there is none, and the cross-validated metrics are all there is
+        test = None
+        if len(self.splits.y_test):
+            test = objectives.evaluate(Ensemble.load(*saved_model(self.run_dir.path)), self.splits.X_test,
+                                       self.splits.y_test)
         summary = {
             "config": asdict(self.config), "strategy_params": self.strategy.params(), "task": self.splits.task,
             "objective": self.objective.name, "direction": self.objective.direction,

@@ -30,6 +30,14 @@ def test_run_then_predict(tmp_path, capsys):
     assert len(done.stdout.split()) == 2 and set(done.stdout.split()) <= {"0", "1", "2"}
 
 
+def test_test_size_0_from_the_command_line(tmp_path, capsys):
+    assert main(["run", "--dataset", "iris", "--max-trials", "2", "--run-dir", str(tmp_path), "--quiet",
+                 "--search-space", TINY, "--folds", "3", "--test-size", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "0 test rows" in out and "3 fold network(s) per trial; 3 more refit on all search rows" in out
+    assert "test (held out)    none: --test-size 0 trains the model on every row" in out
+
+
 def test_resume_from_the_command_line(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     arguments = ["run", "--dataset", "iris", "--run-dir", run_dir, "--search-space", TINY, "--quiet",

@@ -183,5 +183,15 @@ def test_prepare_checks_task_and_classes():
         data.prepare(X, np.zeros(10), name="x", task="ranking")
     with pytest.raises(data.DataError, match="at least two classes"):
         data.prepare(X, np.zeros(10), name="x")
-    with pytest.raises(data.DataError, match="test_size: must be between 0 and 1"):
-        data.prepare(X, np.arange(10) % 2, name="x", test_size=1.5)
+    for bad in (1.5, 1.0, -0.1):
+        with pytest.raises(data.DataError, match="test_size: must be 0 .no test split. or between 0 and 1"):
+            data.prepare(X, np.arange(10) % 2, name="x", test_size=bad)
+
+
+def test_test_size_0_keeps_every_row_for_the_search():
+    X, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    splits = data.prepare(X, y, name="x", test_size=0, folds=4)
+    assert sorted(splits.X[:, 0].tolist()) == sorted(X[:, 0].tolist())  # every row, once
+    assert splits.X_test.shape == (0, 2) and splits.y_test.shape == (0,)
+    assert sorted(np.concatenate([v for _, v in splits.folds]).tolist()) == list(range(20))
+    assert splits.sizes()["test"] == 0

@@ -340,3 +340,16 @@ def test_predict_by_run_id_and_by_path(tmp_path):
     failure(service.predict("to-predict", [[1.0, 2.0]]), "invalid_field", "X")
     nothing = service.predict("to-predict", [])
     assert nothing["status"] == "success" and nothing["predictions"] == [] and nothing["probabilities"] == []
+
+
+def test_test_size_0_gives_a_model_trained_on_every_row_and_no_test_metric(tmp_path):
+    result = service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path, test_size=0))
+    assert result["status"] == "success", result
+    assert result["test_metric"] is None and result["metrics"]["test"] is None
+    assert result["metadata"]["split_sizes"]["test"] == 0
+    assert isinstance(result["metrics"]["validation"]["accuracy"], float)
+    assert all(report["status"] == "completed" for report in result["metadata"]["refit"])
+    bad = service.run_nas({"dataset_id": "iris"}, opts(tmp_path, test_size=-0.25, run_dir=str(tmp_path / "bad")))
+    assert "test_size: must be 0 (no test split) or between 0 and 1" in failure(bad, "invalid_field",
+                                                                                 "opts.test_size")["error"]
+

@@ -667,3 +667,17 @@ def test_successive_halving_and_random_run_end_to_end(tmp_path):
     digits = load_digits()
     assert Study.prepare(config(strategy="random", strategy_params={}, max_trials=2, dataset_id="inline"),
                          data=(digits.data[:300], digits.target[:300])).run(tmp_path / "r").completed_trials == 2
+
+
+def test_test_size_0_searches_and_refits_on_every_row_and_reports_cross_validated_metrics_only(tmp_path):
+    result = Study.prepare(config(test_size=0, folds=3, max_trials=2)).run(tmp_path)
+    assert result.split_sizes["test"] == 0
+    assert result.split_sizes["train"] + result.split_sizes["validation"] == 150  # all of iris
+    assert result.test_metrics is None and 0 <= result.validation_metrics["accuracy"] <= 1
+    assert result.refit and all(report["status"] == "completed" for report in result.refit)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["test_metrics"] is None and summary["validation_metrics"] == result.validation_metrics
+    X, y = load_iris(return_X_y=True)
+    model = load_model(tmp_path)
+    assert model.predict(X).shape == (150,) and (model.predict(X) == y).mean() > 0.5
+
