@@ -1,8 +1,11 @@
 """The quality benchmarks run end to end and print the tables docs/benchmarks.md records (tiny
 budgets; their figures are checked for shape and range here, never for speed or quality)."""
+import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench")
 
@@ -19,21 +22,39 @@ def table_rows(output, first_cell):
             for line in output.splitlines() if line.startswith(f"| {first_cell} |")]
 
 
-def test_nas_bench_runs_one_search_per_split_and_seed_and_averages_them():
-    output = run_bench("nas_bench.py", "--datasets", "iris", "--max-trials", "2", "--budget", "600",
-                       "--n-jobs", "1", "--seeds", "0", "1", "--split-seeds", "0", "1")
-    runs = table_rows(output, "iris")
-    per_run, means = runs[:4], runs[4:]
-    assert [(row[1], row[2]) for row in per_run] == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
-    for row in per_run:
-        assert row[3] == "accuracy" and row[10] == "2"  # metric, trials
-        assert row[9] == row[8]  # with time to spare, every member is refit
-        assert all(0.0 <= float(value) <= 1.0 for value in row[4:8] + row[12:14])
-        assert row[15] in ("ok", "MISSED")
-    [mean] = means
-    engine_scores = [float(row[4]) for row in per_run]
-    assert abs(float(mean[1]) - sum(engine_scores) / 4) <= 1e-4  # a mean of figures printed to 4 places
-    assert mean[5].endswith("of 4") and mean[6].endswith("of 4")
+def test_nas_bench_keeps_every_result_resumes_from_them_and_writes_the_table(tmp_path):
+    cache, page = str(tmp_path / "results.json"), tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n<!-- begin nas_bench -->\nan older table\n<!-- end nas_bench -->\n")
+    arguments = ["--datasets", "iris", "--max-trials", "2", "--budget", "600", "--n-jobs", "1",
+                 "--split-seeds", "0", "1", "--methods", "engine", "mlp", "linear", "--cache", cache]
+    output = run_bench("nas_bench.py", *arguments)
+    with open(cache) as f:
+        kept = json.load(f)
+    results = kept["results"]
+    assert sorted(results) == [f"iris|{split}|{method}" for split in (0, 1) for method in ("engine/seed0", "linear", "mlp")]
+    assert all(0.0 <= cell["score"] <= 1.0 and cell["commit"] for cell in results.values())
+    assert {results[f"iris|{split}|engine/seed0"]["trials"] for split in (0, 1)} == {2}
+    [row] = table_rows(output, "iris")
+    assert row[1] == "accuracy" and row[5] == "2" and row[-1] == "2"  # trials per search, splits
+    engine = [results[f"iris|{split}|engine/seed0"]["score"] for split in (0, 1)]
+    assert row[2] == f"{sum(engine) / 2:.4f} ± {abs(engine[0] - engine[1]) / 2:.4f}"
+    best = [max(results[f"iris|{split}|{method}"]["score"] for method in ("mlp", "linear")) for split in (0, 1)]
+    assert float(row[6]) == pytest.approx(100 * (sum(engine) - sum(best)) / 2, abs=0.006)
+
+    results["iris|1|mlp"]["score"] = 0.5  # a resumed run takes the file's results as they are
+    with open(cache, "w") as f:
+        json.dump(kept, f)
+    done = subprocess.run([sys.executable, os.path.join(BENCH, "nas_bench.py"), *arguments, "--markdown", str(page)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stderr == ""  # nothing ran again
+    [row] = table_rows(done.stdout, "iris")
+    assert row[3].startswith(f"{(results['iris|0|mlp']['score'] + 0.5) / 2:.4f} ± ")
+    written = page.read_text()
+    assert table_rows(written, "iris") == [row] and "an older table" not in written
+    assert "split seeds 0, 1, 25% test" in written and "600 s per search" in written
+    other = subprocess.run([sys.executable, os.path.join(BENCH, "nas_bench.py"), *arguments[:-2], "--budget", "30",
+                            "--cache", cache], capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "made with other settings" in other.stderr
 
 
 def test_reference_models_prints_every_family_and_the_best_of_them():
