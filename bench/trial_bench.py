@@ -1,6 +1,7 @@
 """Trial cost benchmark: trials per minute of two versions of the engine, side by side in one run.
 
     python bench/trial_bench.py [--before main] [--trials 6] [--rounds 3] [--rows 6000] [--features 8]
+                                [--markdown [PAGE]]
 
 The task is a generated binary classification (``make_classification``: ``--rows`` rows,
 ``--features`` features, 5 informative, 5% of labels flipped, ``random_state`` 0), split as a
@@ -13,21 +14,23 @@ versions alternate for ``--rounds`` rounds, so a swing in the machine's load hit
 Per version: the median over rounds of the CPU seconds and the wall seconds all the trials
 took, trials per (CPU) minute from those medians, and the trials' mean out-of-fold accuracy and mean test accuracy (each
 trial's fold networks averaged), which must match for the speed-up to count. Prints a
-markdown table.
+markdown table (``--markdown``: also into its section of docs/benchmarks.md).
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import io
 import tarfile
 import tempfile
-import io
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from markdown_section import add_markdown_flag, write_section  # noqa: E402  (beside this script)
 
 # Runs in a child process with one version's ``cerebros`` first on the path: trains the
 # candidates given on stdin as trials and prints each one's seconds and accuracies as JSON.
@@ -74,7 +77,8 @@ def export(revision, into):
     archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", revision, "cerebros"],
                              capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(into)
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python 3.10.12 and later
+        tar.extractall(into, **safe)
     return into
 
 
@@ -95,6 +99,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--features", type=int, default=8)
+    add_markdown_flag(parser)
     args = parser.parse_args(argv)
     job = {"rows": args.rows, "features": args.features, "candidates": candidates(args.trials)}
     with tempfile.TemporaryDirectory(prefix="trial-bench-") as scratch:
@@ -106,24 +111,26 @@ def main(argv=None):
                 runs[name].append(results)
                 print(f"round {round_number + 1}, {name}: {sum(r['seconds'] for r in results):.1f} s",
                       file=sys.stderr, flush=True)
-    print(f"\n{args.trials} trials of 5 folds on {args.rows} rows x {args.features} features, one process per "
-          f"version, {args.rounds} round(s), medians; {os.cpu_count()} CPU(s) shared with other work, so the "
-          "CPU seconds are the fairer measure\n")
-    print("| version | CPU seconds | trials per CPU minute | wall seconds | trials per minute | epochs trained "
-          "| mean validation accuracy | mean test accuracy |")
-    print("|---" * 8 + "|")
+    lines = [f"{args.trials} trials of 5 folds on {args.rows} rows x {args.features} features, one process per "
+             f"version, {args.rounds} round(s), medians; {os.cpu_count()} CPU(s) shared with other work, so the "
+             "CPU seconds are the fairer measure", "",
+             "| version | CPU seconds | trials per CPU minute | wall seconds | trials per minute | epochs trained "
+             "| mean validation accuracy | mean test accuracy |", "|---" * 8 + "|"]
     medians = {}
     for name, rounds in runs.items():
         cpu, wall = (float(np.median([sum(r[key] for r in results) for results in rounds]))
                      for key in ("cpu", "seconds"))
         medians[name] = cpu, wall
         last = rounds[-1]  # every round trains the same networks: the scores do not change
-        print(f"| {name} | {cpu:.1f} | {60 * args.trials / cpu:.2f} | {wall:.1f} | {60 * args.trials / wall:.2f} | "
-              f"{sum(r['epochs'] for r in last)} | {np.mean([r['validation'] for r in last]):.4f} | "
-              f"{np.mean([r['test'] for r in last]):.4f} |")
+        lines.append(f"| {name} | {cpu:.1f} | {60 * args.trials / cpu:.2f} | {wall:.1f} | "
+                     f"{60 * args.trials / wall:.2f} | {sum(r['epochs'] for r in last)} | "
+                     f"{np.mean([r['validation'] for r in last]):.4f} | {np.mean([r['test'] for r in last]):.4f} |")
     (cpu_before, wall_before), (cpu_after, wall_after) = medians.values()
-    print(f"\nspeed-up: {cpu_before / cpu_after:.2f}x trials per CPU minute, {wall_before / wall_after:.2f}x "
-          "trials per minute")
+    lines += ["", f"speed-up: {cpu_before / cpu_after:.2f}x trials per CPU minute, {wall_before / wall_after:.2f}x "
+              "trials per minute"]
+    print("\n" + "\n".join(lines))
+    if args.markdown:
+        write_section("trial_bench", "\n".join(lines), path=args.markdown)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,16 @@ def test_nas_bench_keeps_every_result_resumes_from_them_and_writes_the_table(tmp
     assert other.returncode != 0 and "made with other settings" in other.stderr
 
 
+def test_trial_bench_trains_the_same_trials_with_both_versions():
+    output = run_bench("trial_bench.py", "--before", "HEAD", "--trials", "1", "--rounds", "1", "--rows", "300")
+    before, after = table_rows(output, "before (HEAD)") + table_rows(output, "working tree")
+    for row in (before, after):
+        cpu, per_minute = float(row[1]), float(row[2])
+        assert per_minute > 0 and abs(60 / per_minute - cpu) <= 0.05 + 0.01 * cpu  # seconds printed to 0.1
+        assert 0.0 <= float(row[6]) <= 1.0 and 0.0 <= float(row[7]) <= 1.0
+    assert "speed-up: " in output
+
+
 def test_reference_models_prints_every_family_and_the_best_of_them():
     output = run_bench("reference_models.py", "--datasets", "iris", "--split-seeds", "3")
     [row] = table_rows(output, "iris")
