@@ -46,11 +46,10 @@ TASKS = ("classification", "regression")
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
 EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
-# An epoch has at most this many mini-batches: on thousands of rows, a candidate's small batch
-# size grows to rows / MAX_BATCHES_PER_EPOCH. Small batches cost a fixed Python and numpy
-# overhead each; this bound cut the CPU time of trials on 2 880 training rows by about 1.6x at
-# an equal or better validation score (bench/trial_bench.py), where bounding the rows of an
-# epoch instead left networks short of training and cost 0.7 points of accuracy.
+# An epoch has at most this many mini-batches: on thousands of rows a candidate's small batch
+# size grows to rows / MAX_BATCHES_PER_EPOCH, since each batch costs a fixed Python and numpy
+# overhead (docs/benchmarks.md, trial cost). Bounding the rows of an epoch instead saved more
+# time but left networks short of training: 0.7 points of accuracy lost on that benchmark.
 MAX_BATCHES_PER_EPOCH = 32
 _FORMAT = "cerebros-network/3"
 OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
