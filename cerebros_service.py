@@ -17,17 +17,19 @@ import uuid
 import numpy as np
 
 from cerebros import objectives
-from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, load_model
+from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, RunDirectoryError, StorageError, load_model
 from cerebros.data import names_a_dataset
 from cerebros.space import SpaceError, field_kind
 from cerebros.strategies import STRATEGIES, default_elite_size
-from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
+from cerebros.study import SearchConfig, SearchStopped, Study
 from codec import Atom
 from codec.coerce import (CoercionError, as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys,
                           as_text)
 from codec.tensor import from_term, is_tensor
 
 RUNS_DIR_ENV = "CEREBROS_RUNS_DIR"
+MAX_PATH_BYTES = 4096  # opts.run_dir (Linux's PATH_MAX)
+MAX_PREDICT_ROWS = 1_000_000  # predict's X
 PROGRESS_TAG = Atom("nas_progress")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _KEPT_RUNS = 200  # finished runs remembered for run_status and predict
@@ -96,6 +98,8 @@ def run_nas(spec, opts=None):
         return _finish(run, _success(request, result, time.monotonic() - started))
     except RunDirectoryError as exc:
         return _finish(run, _failure(request, exc, "invalid_field", "opts.run_dir", completed=len(study.records)))
+    except StorageError as exc:  # the disk, not the request: what was written stays, and resume continues it
+        return _finish(run, _failure(request, exc, "storage_error", "opts.run_dir", completed=len(study.records)))
     except SearchStopped as exc:
         return _finish(run, _failure(request, exc, exc.kind, completed=len(study.records)))
     except Exception as exc:
@@ -201,8 +205,7 @@ def _parse(spec, opts, parsed):
         where = "opts.budget" if name in _BUDGET_FIELDS else "opts"
         raise _Invalid(f"{where}.{exc}", f"{where}.{name}") from None
     parsed["config"] = config
-    run_dir = _optional(opts, "run_dir", as_text, "opts")
-    parsed["run_dir"] = os.path.abspath(run_dir) if run_dir else os.path.join(_runs_root(), run_id)
+    parsed["run_dir"] = _run_directory(_optional(opts, "run_dir", as_text, "opts"), run_id)
     parsed["resume"] = bool(_optional(opts, "resume", as_bool, "opts"))
     parsed["progress_to"] = opts.get("progress_to")
     if parsed["progress_to"] is not None and not callable(getattr(parsed["progress_to"], "send", None)):
@@ -215,6 +218,26 @@ def _strategy_fields_given(budget, parameters, opts):
     given = [name for name in ("population_size",) if budget.get(name) is not None]
     given += [name for name in sorted(_PARAMETER_FIELDS) if parameters.get(name) is not None]
     return given + (["tau"] if opts.get("tau") is not None else [])
+
+
+def _run_directory(run_dir, run_id):
+    """Where the run goes: ``opts.run_dir`` as given when absolute; when relative, under the runs
+    root, which it may not leave (``../``, a symbolic link out); without it, ``<root>/<run_id>``."""
+    root = _runs_root()
+    if not run_dir:
+        return os.path.join(root, run_id)
+    if "\0" in run_dir or len(run_dir.encode()) > MAX_PATH_BYTES:
+        raise _Invalid(f"opts.run_dir: expected a path without NUL bytes, at most {MAX_PATH_BYTES} bytes long, "
+                       f"got {len(run_dir.encode())} bytes", "opts.run_dir")
+    if os.path.isabs(run_dir):
+        return os.path.normpath(run_dir)
+    path = os.path.normpath(os.path.join(root, run_dir))
+    real_root = os.path.realpath(root)
+    real_path = os.path.realpath(path)
+    if real_path == real_root or os.path.commonpath([real_path, real_root]) != real_root:
+        raise _Invalid(f"opts.run_dir: a relative run_dir is a folder under the runs root {root}; "
+                       f"{run_dir!r} leaves it", "opts.run_dir")
+    return path
 
 
 def _runs_root():
@@ -420,6 +443,7 @@ def _failure(request, exc, error_type, field=None, completed=0):
         "completed_trials": completed,
         "warnings": request["warnings"],
         "metadata": {"error_type": error_type, "field": field, "dataset_id": request["dataset_id"],
+                     "errno": exc.errno_name if isinstance(exc, StorageError) else None,
                      "timestamp": _timestamp()},
     }
 
@@ -560,6 +584,9 @@ def predict(run_id_or_artifact, X):
         request["run_id"] = reference
         path = _model_location(reference)
         X = from_term(X) if is_tensor(X) else X
+        rows = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else len(X) if isinstance(X, (list, tuple)) else 0
+        if rows > MAX_PREDICT_ROWS:
+            raise _Invalid(f"X: at most {MAX_PREDICT_ROWS} rows a call, got {rows}", "X")
         if isinstance(X, (list, tuple)):
             X = [as_float_list(row, field=f"X[{i}]") for i, row in enumerate(X)]
         model = load_model(path)
@@ -578,7 +605,9 @@ def predict(run_id_or_artifact, X):
             "classes": model.classes_.tolist() if classification else None,
         }
     except FileNotFoundError as exc:
-        return _failure(request, exc, "no_model")
+        return _failure(request, exc, "no_model", "run_id_or_artifact")
+    except RunDirectoryError as exc:
+        return _failure(request, exc, "invalid_field", "run_id_or_artifact")
     except ValueError as exc:
         return _failure(request, exc, getattr(exc, "kind", "invalid_field"), getattr(exc, "field", None))
     except Exception as exc:

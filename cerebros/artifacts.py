@@ -1,5 +1,6 @@
 """A run directory's layout, and the saved model: a weighted ensemble of networks.
 
+    run.json                the manifest, written first: it marks the directory as a run directory
     config.json             what was searched (checked again when a run resumes)
     .lock                   held (``flock``) by the search writing here, so two cannot share it
     journal.jsonl           one JSON line per finished trial, in trial-number order
@@ -10,13 +11,22 @@
     trials/                 trial_<n>_<fold>.npz/.json networks and trial_<n>_oof.npy out-of-fold
                             outputs: those of the trials in flight and of the ``ensemble_size``
                             best trials so far (the ensemble's candidates; a resumed run needs them)
+
+The engine writes only into a directory it created or that holds its manifest: an existing
+directory with other files and no manifest is refused before anything is written, and the
+clean-up deletes only files named as the engine names its own (the trial files above, and the
+networks the previous ``ensemble.json`` lists). An ``OSError`` while writing (a full disk,
+a read-only file system) is raised as ``StorageError``.
 """
+import contextlib
+import errno as errno_codes
 import fcntl
-import glob
 import json
 import os
+import re
 import shutil
 import time
+import zipfile
 
 import numpy as np
 
@@ -27,23 +37,87 @@ ENSEMBLE = "ensemble.json"
 JOURNAL = "journal.jsonl"
 SUMMARY = "summary.json"
 TRIALS = "trials"
+MANIFEST = "run.json"
+_MANIFEST_FORMAT = "cerebros-run"
 _MODEL = "best_model_{index}.npz"
+_MODEL_FILE = re.compile(r"best_model_\d+\.npz")
 _LOCK = ".lock"
+# The names of a trial's files (``RunDirectory.trial_model``, ``refit_model``, ``trial_outputs``),
+# with the trial's name as group 1: the only files the clean-up of ``trials/`` deletes.
+_TRIAL_FILE = re.compile(r"(trial_\d{5,})_(?:\d+\.npz|\d+\.json|refit\d+\.npz|refit\d+\.json|oof\.npy)")
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used: it is not a run directory, another search holds it,
+    or its journal is unreadable or belongs to another configuration."""
+
+    field = "run_dir"
+
+
+class StorageError(OSError):
+    """An ``OSError`` while writing the run directory (``errno``, ``strerror``, ``filename`` as
+    the OS gave them): the search stops, and what it wrote before stays."""
+
+    def __str__(self):
+        return (f"run_dir: cannot write {self.filename}: {self.errno_name} ({self.strerror}); the search stopped "
+                "and what it wrote before is kept: resume it once the cause is fixed")
+
+    @property
+    def errno_name(self):
+        """The error's symbolic name, e.g. "ENOSPC"."""
+        return errno_codes.errorcode.get(self.errno, f"errno {self.errno}")
+
+
+@contextlib.contextmanager
+def storage(path):
+    """Raise any ``OSError`` inside as a ``StorageError`` about writing ``path``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from exc
 
 
 class RunDirectory:
-    """Reads and writes the files of one run directory (created if missing)."""
+    """Reads and writes the files of one run directory; ``claim`` before writing."""
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
-        os.makedirs(os.path.join(self.path, TRIALS), exist_ok=True)
         self._lock = None
+
+    def claim(self):
+        """Make the directory this engine's, or check that it is: a missing or empty directory
+        is created with its manifest first; one holding the manifest is a run directory
+        already. Anything else (a file, a directory with other files) raises
+        ``RunDirectoryError`` with nothing written."""
+        if os.path.lexists(self.path) and not os.path.isdir(self.path):
+            raise RunDirectoryError(f"run_dir: {self.path} exists and is not a directory")
+        if os.path.isdir(self.path) and not self.is_run_directory() and os.listdir(self.path):
+            raise RunDirectoryError(f"run_dir: {self.path} is a directory with other files and no {MANIFEST}: "
+                                    "not a run directory, so nothing is written there (give a new or empty "
+                                    "directory)")
+        with storage(self.path):
+            os.makedirs(self.path, exist_ok=True)
+            if not self.is_run_directory():
+                self._write_atomically(MANIFEST, json.dumps({"format": _MANIFEST_FORMAT, "version": 1}))
+            os.makedirs(os.path.join(self.path, TRIALS), exist_ok=True)
+
+    def is_run_directory(self):
+        """Whether the directory holds this engine's manifest."""
+        try:
+            with open(self.file(MANIFEST), "rb") as f:
+                manifest = json.loads(f.read(4096))
+        except (OSError, ValueError):
+            return False
+        return isinstance(manifest, dict) and manifest.get("format") == _MANIFEST_FORMAT
 
     def lock(self, patience=1.0):
         """Take the directory for this process until ``unlock``; ``BlockingIOError`` if a search
         (in this process or another) still holds it after ``patience`` seconds (``in_use``
         takes it for an instant). The lock dies with its process."""
-        handle = open(self.file(_LOCK), "a")
+        with storage(self.file(_LOCK)):
+            handle = open(self.file(_LOCK), "a")
         deadline = time.monotonic() + patience
         while True:
             try:
@@ -98,7 +172,7 @@ class RunDirectory:
         self._write_atomically(JOURNAL, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
 
     def append_journal(self, record):
-        with open(self.file(JOURNAL), "a") as f:
+        with storage(self.file(JOURNAL)), open(self.file(JOURNAL), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -113,11 +187,17 @@ class RunDirectory:
     def _write_atomically(self, name, text):
         """Replace file ``name`` with ``text`` so that a reader, or a crash, never leaves half a file."""
         temporary = self.file(name + ".tmp")
-        with open(temporary, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.file(name))
+        try:
+            with storage(temporary):
+                with open(temporary, "w") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, self.file(name))
+        except StorageError:
+            with contextlib.suppress(OSError):  # a full disk: give back what the half file took
+                os.remove(temporary)
+            raise
 
     def trial_model(self, number, fold):
         """Where fold ``fold`` of trial ``number`` saves its network."""
@@ -132,7 +212,8 @@ class RunDirectory:
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_oof.npy")
 
     def save_outputs(self, number, outputs):
-        np.save(self.trial_outputs(number), outputs, allow_pickle=False)
+        with storage(self.trial_outputs(number)):
+            np.save(self.trial_outputs(number), outputs, allow_pickle=False)
 
     def load_outputs(self, number):
         return np.load(self.trial_outputs(number), allow_pickle=False)
@@ -144,33 +225,42 @@ class RunDirectory:
 
     def discard(self, number):
         """Delete trial ``number``'s networks and outputs."""
-        for path in glob.glob(os.path.join(self.path, TRIALS, f"{_trial_name(number)}_*")):
-            os.remove(path)
+        self._remove_trial_files(lambda trial: trial == _trial_name(number))
 
     def discard_all_but(self, numbers):
         """Delete the files of every trial not in ``numbers`` (left by a run that stopped abruptly)."""
         keep = {_trial_name(number) for number in numbers}
-        for path in glob.glob(os.path.join(self.path, TRIALS, "trial_*")):
-            if os.path.basename(path).rsplit("_", 1)[0] not in keep:
-                os.remove(path)
+        self._remove_trial_files(lambda trial: trial not in keep)
+
+    def _remove_trial_files(self, chosen):
+        """Delete the trial files (``_TRIAL_FILE``) in ``trials/`` whose trial name is ``chosen``."""
+        folder = os.path.join(self.path, TRIALS)
+        for name in os.listdir(folder):
+            match = _TRIAL_FILE.fullmatch(name)
+            if match and chosen(match.group(1)):
+                with storage(os.path.join(folder, name)):
+                    os.remove(os.path.join(folder, name))
 
     def save_model(self, members, folds, refits):
         """Make the saved model the ensemble of ``members``, ``(trial number, weight)`` pairs: every
         fold network of each and, if ``refits`` has its number, that many refit networks; a
         trial's weight is shared equally by its networks. Copies them (a resumed run may change
         the model, so the trials keep theirs)."""
-        if os.path.exists(self.file(ENSEMBLE)):  # first, so no reader pairs it with the new files
-            os.remove(self.file(ENSEMBLE))
-        for old in glob.glob(self.file(_MODEL.format(index="*"))):
-            _remove_model(old)
+        old_models = saved_model(self.path)[0]
+        with storage(self.file(ENSEMBLE)):
+            if os.path.exists(self.file(ENSEMBLE)):  # first, so no reader pairs it with the new files
+                os.remove(self.file(ENSEMBLE))
+            for old in old_models:
+                _remove_model(old)
         entries = []
         for number, weight in members:
             networks = [(self.trial_model(number, fold), {"fold": fold}) for fold in range(folds)]
             networks += [(self.refit_model(number, index), {"refit": index}) for index in range(refits.get(number, 0))]
             for source, which in networks:
                 name = _MODEL.format(index=len(entries))
-                shutil.copyfile(source, self.file(name))
-                shutil.copyfile(source[:-4] + ".json", self.file(name)[:-4] + ".json")
+                for suffix in (".npz", ".json"):
+                    with storage(self.file(name)[:-4] + suffix):
+                        shutil.copyfile(source[:-4] + suffix, self.file(name)[:-4] + suffix)
                 entries.append({"file": name, "trial": number, **which, "weight": weight / len(networks)})
         self.write_json(ENSEMBLE, {"members": entries})
 
@@ -208,25 +298,35 @@ class Ensemble:
 
 def load_model(path):
     """The saved model of a run directory (its whole ensemble), or one of its ``best_model_<i>.npz``
-    networks alone, as an ``Ensemble``; ``FileNotFoundError`` if there is none. Each network
-    standardises its own inputs, so it takes features in their original units."""
+    networks alone, as an ``Ensemble``; ``FileNotFoundError`` if ``path`` holds none (it is not
+    a run directory with a saved model, nor a saved network). Nothing is ever unpickled. Each
+    network standardises its own inputs, so it takes features in their original units."""
     path = os.fspath(path)
     if os.path.isdir(path):
         models, weights = saved_model(path)
+        if not models:
+            what = "a run directory without a saved model" if RunDirectory(path).is_run_directory() else \
+                "not a run directory"
+            raise FileNotFoundError(f"no saved model at {path}: {what}")
+    elif os.path.isfile(path) and zipfile.is_zipfile(path):
+        models, weights = [path], [1]
     else:
-        models, weights = ([path], [1]) if os.path.isfile(path) else ([], [])
-    if not models:
-        raise FileNotFoundError(f"no saved model at {path}")
+        raise FileNotFoundError(f"no saved model at {path}: not a run directory nor a saved network (.npz)")
     return Ensemble.load(models, weights)
 
 
 def saved_model(folder):
-    """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if none)."""
+    """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if
+    none). ``RunDirectoryError`` if its ``ensemble.json`` names a file that is not one of its networks."""
     manifest = os.path.join(folder, ENSEMBLE)
     if not os.path.exists(manifest):
         return [], []
     with open(manifest) as f:
         members = json.load(f)["members"]
+    for member in members:
+        if not _MODEL_FILE.fullmatch(str(member["file"])):
+            raise RunDirectoryError(f"run_dir: {manifest} lists {member['file']!r}, which is not one of the run's "
+                                    "networks")
     return [os.path.join(folder, m["file"]) for m in members], [m["weight"] for m in members]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import data as data_module
 from . import objectives, selection, strategies
-from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, saved_model
+from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, RunDirectoryError, saved_model
 from .runners import InlineRunner, PoolRunner, available_cores, result_or_failure
 from .space import Candidate, SearchSpace
 from .trials import class_labels, failed_trial, refit_trial, train_trial
@@ -119,13 +119,6 @@ class SearchStopped(Exception):
         self.kind = kind
 
 
-class RunDirectoryError(ValueError):
-    """The run directory cannot be used: it cannot be written, another search holds it, or its
-    journal is unreadable or belongs to another configuration."""
-
-    field = "run_dir"
-
-
 @dataclass
 class SearchResult:
     """The outcome of ``Study.run``. Metric values are in the objective's own units.
@@ -208,7 +201,9 @@ class Study:
         again). ``on_trial(event)`` is called after each trial with a dict: trial, completed,
         max_trials, status, value, best_value, best_trial, generation, duration_seconds,
         elapsed_seconds. ``cancel``: a ``threading.Event``. Raises ``RunDirectoryError`` for a
-        directory it cannot use and ``SearchStopped`` when no trial finished.
+        directory it cannot use, ``SearchStopped`` when no trial finished, and
+        ``artifacts.StorageError`` when writing the run directory fails: the search stops at
+        once, the trials it cut short are not journaled, and a resume continues it.
         """
         if self.run_dir is not None:
             raise RuntimeError("this Study has run already: prepare a new one (Study.prepare) for another run")
@@ -569,15 +564,14 @@ class Study:
 
 
 def _open_run_directory(path):
-    """The run directory at ``path``, created if needed and locked for this search."""
+    """The run directory at ``path``, created or checked (``RunDirectory.claim``) and locked for
+    this search."""
+    run_dir = RunDirectory(path)
+    run_dir.claim()
     try:
-        run_dir = RunDirectory(path)
         run_dir.lock()
     except BlockingIOError:
-        raise RunDirectoryError(f"run_dir: another search is running in {os.path.abspath(path)}") from None
-    except OSError as exc:
-        raise RunDirectoryError(f"run_dir: cannot write to {os.path.abspath(path)} "
-                                f"({exc.strerror or exc})") from None
+        raise RunDirectoryError(f"run_dir: another search is running in {run_dir.path}") from None
     return run_dir
 
 

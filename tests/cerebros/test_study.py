@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits, load_iris
 import cerebros.artifacts
 import cerebros.study
 from cerebros import data, objectives
-from cerebros.artifacts import load_model, saved_model
+from cerebros.artifacts import StorageError, load_model, saved_model
 from cerebros.network import CerebrosNetwork
 from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
 
@@ -75,7 +75,7 @@ def test_result_journal_and_run_directory(tmp_path):
     assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
         ".lock", "best_model_0.json", "best_model_0.npz", "best_model_1.json", "best_model_1.npz", "config.json",
-        "ensemble.json", "journal.jsonl", "summary.json"]
+        "ensemble.json", "journal.jsonl", "run.json", "summary.json"]
     kept = f"trial_{best['number']:05d}"  # the one ensemble candidate, for a resumed run
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == [
         f"{kept}_0.json", f"{kept}_0.npz", f"{kept}_oof.npy", f"{kept}_refit0.json", f"{kept}_refit0.npz"]
@@ -574,18 +574,20 @@ def test_a_damaged_journal_is_named_not_raised_through(tmp_path, edit, message):
 
 def test_a_run_directory_in_use_or_unwritable_is_refused(tmp_path):
     held = cerebros.study.RunDirectory(tmp_path / "busy")
+    held.claim()
     held.lock()
     with pytest.raises(RunDirectoryError, match="another search is running in"):
         Study.prepare(config(max_trials=1)).run(tmp_path / "busy")
     held.unlock()
     assert Study.prepare(config(max_trials=1)).run(tmp_path / "busy").completed_trials == 1
     (tmp_path / "a-file").write_text("")
-    with pytest.raises(RunDirectoryError, match="cannot write to"):
+    with pytest.raises(StorageError, match="ENOTDIR"):
         Study.prepare(config(max_trials=1)).run(tmp_path / "a-file" / "run")
 
 
 def test_a_search_waits_out_a_status_probe_of_its_directory(tmp_path, monkeypatch):
     probed = cerebros.study.RunDirectory(tmp_path / "probed")
+    probed.claim()
     probe = open(tmp_path / "probed" / ".lock", "a")  # in_use's shared lock, held for as long as we like
     fcntl.flock(probe, fcntl.LOCK_SH)
     assert probed.in_use() is False  # another shared probe is no search
