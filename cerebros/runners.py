@@ -15,6 +15,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import joblib
 
+from .artifacts import StorageError
+
 
 class InlineRunner:
     """Runs each trial at once, in this process."""
@@ -126,8 +128,11 @@ def available_cores():
 
 def result_or_failure(future, failure):
     """The job's result, or ``failure(error)`` if its worker process died: the job failed, the
-    search goes on."""
+    search goes on. A ``StorageError`` (the run directory cannot be written) is raised: it
+    stops the search."""
     try:
         return future.result()
+    except StorageError:
+        raise
     except Exception as exc:
         return failure(f"{type(exc).__name__}: {exc}")

@@ -3,7 +3,8 @@ selected trial on all the search rows.
 
 Both run in the search's process or in a worker process (``cerebros.runners``), so they take
 plain values only: the data as ``(X, y, folds, task, objective name)``, a payload dict, and a
-``should_stop()`` callable, and return plain journal fields.
+``should_stop()`` callable, and return plain journal fields. A network that cannot be saved
+raises ``StorageError``: that is the run directory's failure, not the trial's.
 """
 import math
 import time
@@ -12,6 +13,7 @@ import numpy as np
 
 from . import data as data_module
 from . import objectives
+from .artifacts import StorageError, storage
 from .network import CerebrosNetwork
 from .space import Candidate
 
@@ -50,11 +52,14 @@ def train_trial(trial_data, payload, should_stop):
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
             network.fit(X[fit], y[fit], *stopping, epochs=payload["epochs"],
                         deadline=deadline, should_stop=should_stop)
-            network.save(path)
+            with storage(path):
+                network.save(path)
             networks.append(network)
         outputs = _out_of_fold_outputs(networks, X, y, folds, task)
         validation_rows = np.concatenate([validation for _, validation in folds])
         metrics = objectives.score_outputs(task, y[validation_rows], outputs, class_labels(task, y))
+    except StorageError:  # the run directory, not the candidate, failed: the search stops
+        raise
     except Exception as exc:  # one bad candidate (diverged, degenerate) must not end the search
         return failed_trial(f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     reasons = [network.stopped_reason_ for network in networks]
@@ -94,7 +99,10 @@ def refit_trial(trial_data, payload, should_stop):
                 return report(_cut_short(deadline, deadline_status, should_stop))
             networks.append(network)
         for network, path in zip(networks, payload["model_paths"]):
-            network.save(path)
+            with storage(path):
+                network.save(path)
+    except StorageError:
+        raise
     except Exception as exc:  # one failed refit must not end the search: its fold networks remain
         return report(f"failed: {type(exc).__name__}: {exc}")
     return report("completed")
