@@ -13,11 +13,11 @@ from cerebros.study import SearchConfig, Study
 TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]}
 
 
+BASE = dict(dataset_id="iris", search_space=TINY, max_trials=3, strategy_params={"population_size": 3}, folds=1)
+
+
 def config(**overrides):
-    settings = dict(dataset_id="iris", search_space=TINY, max_trials=3, strategy_params={"population_size": 3},
-                    folds=1)
-    settings.update(overrides)
-    return SearchConfig(**settings)
+    return SearchConfig(**{**BASE, **overrides})
 
 
 def someone_elses(folder):

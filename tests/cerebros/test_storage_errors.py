@@ -3,7 +3,6 @@ and a resume once space is freed ends exactly as an uninterrupted run."""
 import errno
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -34,38 +33,6 @@ def straight(tmp_path_factory):
 
 def journal_and_result(path, result):
     return journal(path), result.ensemble, result.test_metrics, result.validation_metrics
-
-
-class SmallDisk:
-    """A tmpfs of ``size`` mounted at ``path``: a real file system that really fills up."""
-
-    def __init__(self, path, size):
-        self.path = path
-        path.mkdir()
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                                 capture_output=True, text=True)
-        if mounted.returncode != 0:
-            pytest.skip(f"SKIPPED LOUDLY: the full-disk test needs to mount a tmpfs (root, or CAP_SYS_ADMIN); "
-                        f"mount said: {mounted.stderr.strip()}")
-
-    def grow(self, size):
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
-
-    def unmount(self):
-        subprocess.run(["umount", str(self.path)], check=True)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    disks = []
-
-    def mount(size):
-        disks.append(SmallDisk(tmp_path / f"disk{len(disks)}", size))
-        return disks[-1]
-
-    yield mount
-    for disk in disks:
-        disk.unmount()
 
 
 # 64 KiB fills up while the trials run (each keeps two networks and its outputs); 200 KiB
