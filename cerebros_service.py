@@ -44,7 +44,7 @@ _STRATEGY_PARAMS = {  # each strategy's own opts.parameters (evolution's are _GA
 _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
                 "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
-                "resume", "progress_to"}
+                "resume", "progress_to", "max_dataset_bytes"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "max_trials_without_improvement",
                   "min_improvement", "population_size"}
 _PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"}.union(*_STRATEGY_PARAMS.values())
@@ -89,7 +89,8 @@ def run_nas(spec, opts=None):
         run = _register(request["run_id"], request["run_dir"])
         study = Study.prepare(request["config"], data=request["data"])
     except ValueError as exc:  # also CoercionError, DataError and the engine's field errors
-        return _finish(run, _failure(request, exc, getattr(exc, "kind", "invalid_field"), _field_of(exc)))
+        field = _field_of(exc)
+        return _finish(run, _failure(request, _named(exc, field), getattr(exc, "kind", "invalid_field"), field))
     except Exception as exc:
         return _finish(run, _failure(request, exc, "internal_error"))
     on_trial = _progress_callback(request, run, study.objective)
@@ -197,11 +198,14 @@ def _parse(spec, opts, parsed):
         n_jobs=option("n_jobs", as_int, 1),
         ensemble_size=option("ensemble_size", as_int, SearchConfig.ensemble_size),
         refit=option("refit", as_bool, SearchConfig.refit),
+        max_dataset_bytes=option("max_dataset_bytes", as_int, SearchConfig.max_dataset_bytes),
     )
     try:
         config.check()
     except ValueError as exc:
         name = str(exc).split(":")[0]
+        if name == "max_trials" and budget.get("max_trials") is None:  # the caller wrote budget.trials
+            name, exc = "trials", str(exc).replace("max_trials", "trials", 1)
         where = "opts.budget" if name in _BUDGET_FIELDS else "opts"
         raise _Invalid(f"{where}.{exc}", f"{where}.{name}") from None
     parsed["config"] = config
@@ -278,6 +282,16 @@ def _field_of(exc):
     if field == "y":
         return "spec.data.y"
     return f"opts.{field}" if field in ("test_size", "validation_size", "folds") else field
+
+
+def _named(exc, field):
+    """``exc``'s message with the field it starts with as the caller spells it: the engine says
+    "population_size: ...", the caller wrote ``opts.budget.population_size``."""
+    message = str(exc)
+    name = message.split(":")[0]
+    if field is None or name == field or not field.endswith("." + name):
+        return message
+    return field + message[len(name):]
 
 
 def _fields(mapping, where, known, warnings):

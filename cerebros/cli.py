@@ -17,7 +17,7 @@ import threading
 import time
 
 from .artifacts import load_model
-from .data import load_features
+from .data import DEFAULT_MAX_BYTES, load_features
 from .strategies import STRATEGIES
 from .study import SearchConfig, SearchStopped, Study
 
@@ -68,6 +68,8 @@ def _parser():
     run.add_argument("--run-dir", help="where the journal, the saved model and the summary go (default: a new "
                                         "runs/<dataset>-<date>-<time> in the current directory)")
     run.add_argument("--resume", action="store_true", help="continue the search journaled in --run-dir")
+    run.add_argument("--max-dataset-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
+                     help=f"refuse a dataset file larger than this (default {DEFAULT_MAX_BYTES})")
     run.add_argument("--search-space", type=json.loads, default={}, metavar="JSON",
                      help='search-space overrides, e.g. \'{"levels": [1, 2], "activation": "relu"}\'')
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -79,6 +81,8 @@ def _parser():
     predict.add_argument("--model", required=True, help="a run directory, or one of its best_model_<i>.npz networks")
     predict.add_argument("--input", required=True, help="a .csv of feature columns or a .npz holding X")
     predict.add_argument("--proba", action="store_true", help="print class probabilities too")
+    predict.add_argument("--max-dataset-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
+                         help=f"refuse an --input file larger than this (default {DEFAULT_MAX_BYTES})")
     return parser
 
 
@@ -89,7 +93,8 @@ def _run(args):
         seed=args.seed, split_seed=args.split_seed, test_size=args.test_size, folds=args.folds, target=args.target, task=args.task,
         max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
         max_trials_without_improvement=args.max_trials_without_improvement, min_improvement=args.min_improvement,
-        n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit)
+        n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit,
+        max_dataset_bytes=args.max_dataset_bytes)
     if args.resume and not args.run_dir:
         raise ValueError("--resume: give --run-dir, the directory of the search to continue")
     run_dir = args.run_dir or _new_run_dir(args.dataset)
@@ -198,7 +203,7 @@ def _architecture(candidate):
 
 def _predict(args):
     predictor = load_model(args.model)
-    X = load_features(args.input)
+    X = load_features(args.input, args.max_dataset_bytes)
     predictions = predictor.predict(X)
     if args.proba and predictor.task == "classification":
         proba = predictor.predict_proba(X)

@@ -4,7 +4,9 @@
 test rows, then divides the search rows into validation folds; ``early_stopping_split`` sets
 aside a fold's rows for its network's early stopping; ``load_features`` reads rows to
 predict on with the same readers and messages. Nothing is scaled here (each network
-standardises with its own training rows). The rules: docs/engine.md.
+standardises with its own training rows). A dataset file larger than ``max_bytes``
+(``DEFAULT_MAX_BYTES``, or the caller's ``max_dataset_bytes``) is refused before it is read,
+and a .csv is read row by row into arrays sized first. The rules: docs/engine.md.
 """
 import csv
 import os
@@ -28,6 +30,9 @@ FILE_TYPES = (".csv", ".npz")
 MAX_INFERRED_CLASSES = 50
 # The share of a fold's training rows that a network early-stops on instead of fitting.
 EARLY_STOPPING_SIZE = 0.2
+# The largest dataset file read unless a caller allows more (max_dataset_bytes).
+DEFAULT_MAX_BYTES = 256 * 2 ** 20
+_LIMIT = "raise it with max_dataset_bytes, or --max-dataset-bytes on the command line"
 
 
 class DataError(ValueError):
@@ -63,8 +68,8 @@ class Splits:
                 "folds": len(self.folds)}
 
 
-def load(dataset_id, *, target=None):
-    """``(X, y, task_or_None)`` for a bundled dataset name or a .csv/.npz path."""
+def load(dataset_id, *, target=None, max_bytes=DEFAULT_MAX_BYTES):
+    """``(X, y, task_or_None)`` for a bundled dataset name or a .csv/.npz path of at most ``max_bytes``."""
     if not isinstance(dataset_id, str) or not dataset_id:
         raise DataError(f"dataset_id: expected a dataset name or file path, got {dataset_id!r}")
     if target is not None and not dataset_id.lower().endswith(".csv"):
@@ -78,7 +83,8 @@ def load(dataset_id, *, target=None):
     if extension in FILE_TYPES:
         if not os.path.isfile(dataset_id):
             raise DataError(f"dataset_id: no such file {dataset_id!r}", kind="unknown_dataset")
-        X, y = _load_csv(dataset_id, target) if extension == ".csv" else _load_npz(dataset_id)
+        _check_size(dataset_id, "dataset_id", max_bytes)
+        X, y = _load_csv(dataset_id, target) if extension == ".csv" else _load_npz(dataset_id, max_bytes)
         return X, y, None
     raise DataError(f"dataset_id: unknown dataset {dataset_id!r} (bundled: {', '.join(BUNDLED)}; "
                     "or a path ending in .csv or .npz)", kind="unknown_dataset")
@@ -209,31 +215,39 @@ def _checked(X, y, x_field, y_field, x_name=None, y_name=None):
     return X, y
 
 
-def load_features(path):
+def load_features(path, max_bytes=DEFAULT_MAX_BYTES):
     """Feature rows to predict on, from a .csv whose every column is a feature (a header row is
-    optional) or an .npz holding ``X``. ``DataError`` (field "input") names what is wrong and
-    where: the line and column of a bad .csv cell."""
+    optional) or an .npz holding ``X``, of at most ``max_bytes``. ``DataError`` (field "input")
+    names what is wrong and where: the line and column of a bad .csv cell."""
+    _check_size(path, "input", max_bytes)
     if os.path.splitext(path)[1].lower() == ".npz":
-        [X] = _npz_arrays(path, ("X",), "input")
+        [X] = _npz_arrays(path, ("X",), "input", max_bytes)
     else:
-        _, names, rows = _csv_rows(path, "input")
-        X, _ = _csv_cells(path, "input", names, rows, label_column=None)
+        X, _ = _read_csv(path, "input", label=None)
     if X.ndim != 2 or X.dtype.kind not in "iufb":
         raise DataError(f"input: {path}: expected a 2-d table of numbers, got {X.dtype} of shape {X.shape}",
                         field="input")
     return X
 
 
-def _load_npz(path):
-    X, y = _npz_arrays(path, ("X", "y"), "dataset_id")
+def _check_size(path, field, max_bytes):
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise DataError(f"{field}: {path} is {size} bytes, over the limit of {max_bytes} ({_LIMIT})",
+                        field=field)
+
+
+def _load_npz(path, max_bytes):
+    X, y = _npz_arrays(path, ("X", "y"), "dataset_id", max_bytes)
     if X.dtype.kind not in "iufb":
         raise DataError(f"dataset_id: {path}: X must be numeric, got dtype {X.dtype}")
     return _checked(X.astype(np.float64), y, "dataset_id", "dataset_id", f"dataset_id: {path}: X",
                     f"dataset_id: {path}: y")
 
 
-def _npz_arrays(path, keys, field):
-    """The arrays ``keys`` of the .npz archive at ``path`` (never unpickled)."""
+def _npz_arrays(path, keys, field, max_bytes):
+    """The arrays ``keys`` of the .npz archive at ``path`` (never unpickled), if together they
+    take at most ``max_bytes`` once read."""
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -247,68 +261,102 @@ def _npz_arrays(path, keys, field):
             raise DataError(f"{field}: {path} lacks array(s) {', '.join(missing)} (needs {' and '.join(keys)})",
                             field=field)
         try:
+            size = sum(_npy_bytes(archive.zip, key) for key in keys)
+            if size > max_bytes:
+                raise DataError(f"{field}: {path}: {' and '.join(keys)} take {size} bytes once read, over the limit "
+                                f"of {max_bytes} ({_LIMIT})", field=field)
             return [archive[key] for key in keys]
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, DataError):
+                raise
             raise DataError(f"{field}: {path}: {' or '.join(keys)} cannot be read ({exc})", field=field) from None
 
 
+def _npy_bytes(archive, key):
+    """The bytes array ``key`` of an open .npz ``archive`` (a ``zipfile.ZipFile``) takes once
+    read, from its header alone."""
+    with archive.open(key + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)(f)
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
 def _load_csv(path, target):
-    header, names, rows = _csv_rows(path, "dataset_id")
-    column = len(names) - 1
-    if target is not None:
-        if header is None or target not in header:
-            raise DataError(f"target: column {target!r} not found in the header of {path}", field="target")
-        column = header.index(target)
-    X, labels = _csv_cells(path, "dataset_id", names, rows, label_column=column)
-    y = np.array(labels)
-    if all(_is_number(v) for v in labels):
-        y = y.astype(np.float64)
+    X, labels = _read_csv(path, "dataset_id", label=_LAST if target is None else target)
+    y = labels.astype(np.float64) if all(_is_number(v) for v in labels) else labels
     return _checked(X, y, "dataset_id", "dataset_id", f"dataset_id: {path}: the features",
                     f"dataset_id: {path}: the target")
 
 
-def _csv_rows(path, field):
-    """``(header, column names, [(line number, cells)])`` of a .csv. The header is None when the
-    first row is all numbers; the names are then "column 1", "column 2", .... Every row must be
-    as wide as the first."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [row for row in csv.reader(f) if row]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{field}: {path} is not UTF-8 text (byte {exc.start})", field=field) from None
-    if not rows:
-        raise DataError(f"{field}: {path} is empty", field=field)
-    width = len(rows[0])
-    header = None if all(_is_number(cell) for cell in rows[0]) else rows[0]
-    names = header or [f"column {i + 1}" for i in range(width)]
-    numbered = list(enumerate(rows, start=1))[0 if header is None else 1:]
-    for line, row in numbered:
+_LAST = object()  # _read_csv's label: the last column
+
+
+def _read_csv(path, field, label):
+    """``(features, labels)`` of a .csv: the column ``label`` (a header name, ``_LAST``, or None
+    for no labels) as text, every other column as a float64 table. The header is the first row
+    unless it is all numbers; every row must be as wide as the first; an empty or non-numeric
+    cell is named by line and column. Two passes: the first sizes the arrays, the second fills
+    them row by row."""
+    header, width, column, lines, label_length = None, None, None, 0, 1
+    for line, row in _csv_reader(path, field):
+        if width is None:
+            width = len(row)
+            header = None if all(_is_number(cell) for cell in row) else row
+            column = _label_column(path, header, width, label)
+            if header is not None:
+                continue
         if len(row) != width:
             raise DataError(f"{field}: {path} line {line} has {len(row)} cells, expected {width}", field=field)
-    return header, names, numbered
-
-
-def _csv_cells(path, field, names, rows, label_column):
-    """``(features, labels)`` of ``_csv_rows`` output: every column but ``label_column`` (None:
-    no labels) as a float64 table, that column's cells as text; an empty or non-numeric cell is
-    named by line and column."""
-    features, labels = [], []
-    for line, row in rows:
+        lines += 1
+        if column is not None:
+            label_length = max(label_length, len(row[column].strip()))
+    if width is None:
+        raise DataError(f"{field}: {path} is empty", field=field)
+    names = header or [f"column {i + 1}" for i in range(width)]
+    features = np.empty((lines, width - (column is not None)), dtype=np.float64)
+    labels = np.empty(lines if column is not None else 0, dtype=f"<U{label_length}")
+    rows = _csv_reader(path, field)
+    if header is not None:
+        next(rows)
+    for index, (line, row) in enumerate(rows):
         values = []
         for i, cell in enumerate(cell.strip() for cell in row):
-            where = f"{field}: {path} line {line}, {names[i]!r}"
             if not cell:
-                raise DataError(f"{where}: missing value", field=field)
-            if i == label_column:
-                labels.append(cell)
+                raise DataError(f"{field}: {path} line {line}, {names[i]!r}: missing value", field=field)
+            if i == column:
+                labels[index] = cell
                 continue
             try:
                 values.append(float(cell))
             except ValueError:
-                raise DataError(f"{where}: expected a number, got {cell!r}", field=field) from None
-        features.append(values)
-    width = len(names) - (label_column is not None)
-    return np.array(features, dtype=np.float64).reshape(len(rows), width), labels
+                raise DataError(f"{field}: {path} line {line}, {names[i]!r}: expected a number, got {cell!r}",
+                                field=field) from None
+        features[index] = values
+    return features, labels
+
+
+def _label_column(path, header, width, label):
+    if label is None:
+        return None
+    if label is _LAST:
+        return width - 1
+    if header is None or label not in header:
+        raise DataError(f"target: column {label!r} not found in the header of {path}", field="target")
+    return header.index(label)
+
+
+def _csv_reader(path, field):
+    """``(line number, cells)`` of each non-empty row of a .csv, read as it goes."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.reader(f), start=1):
+                if row:
+                    yield line, row
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{field}: {path} is not UTF-8 text (byte {exc.start})", field=field) from None
+    except csv.Error as exc:
+        raise DataError(f"{field}: {path} is not a readable .csv ({exc})", field=field) from None
 
 
 def _is_number(text):

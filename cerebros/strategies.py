@@ -27,6 +27,10 @@ from . import parzen
 from .space import Candidate
 
 _STREAM = 0x5EA4C4  # keeps the strategy's random stream apart from the trials' streams
+# The largest value of each size-like parameter. Candidates are drawn when asked for, so a
+# strategy's memory grows with the trials run, whatever these are.
+MAXIMA = {"population_size": 10_000, "n_configs": 100_000, "min_epochs": 100_000, "max_epochs": 100_000,
+          "eta": 1_000, "n_startup_trials": 1_000_000, "n_ei_candidates": 10_000, "in_flight": 1_000}
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ class Evolution(Strategy):
         self.mutation_rate = float(mutation_rate)
         self.elite_size = int(elite_size)
         self._generation = 0
-        self._queue = [space.sample(self.rng, n_inputs) for _ in range(population_size)]
+        self._queue = []  # the children of the current generation, bred ahead
+        self._to_sample = self.population_size  # generation 0's members not drawn yet
         self._members = []  # (trial number, candidate, fitness) of the current generation
         self._pending = 0
         self._seen = set()
@@ -138,9 +143,13 @@ class Evolution(Strategy):
                 "elite_size": self.elite_size}
 
     def ask(self):
-        if not self._queue:
+        if self._to_sample:  # drawn one at a time: nothing else draws before generation 0 ends
+            self._to_sample -= 1
+            candidate = self.space.sample(self.rng, self.n_inputs)
+        elif self._queue:
+            candidate = self._queue.pop(0)
+        else:
             return None
-        candidate = self._queue.pop(0)
         self._seen.add(candidate.key())
         self._pending += 1
         return self._trial(candidate, generation=self._generation)
@@ -149,7 +158,7 @@ class Evolution(Strategy):
         self._pending -= 1
         self._members.append((trial.number, trial.candidate, _as_fitness(fitness)))
         self._record_generation()
-        if not self._queue and self._pending == 0:
+        if not self._to_sample and not self._queue and self._pending == 0:
             self._breed()
 
     @property
@@ -256,21 +265,26 @@ class SuccessiveHalving(Strategy):
     def _start_bracket(self):
         self._bracket += 1
         self._rung = 0
-        n_configs, self._epochs = self._bracket_shape()
-        self._queue = [self.space.sample(self.rng, self.n_inputs) for _ in range(n_configs)]
+        self._to_sample, self._epochs = self._bracket_shape()  # the first rung's candidates, drawn when asked
+        self._queue = []  # a later rung's candidates
         self._results = []
         self._pending = 0
 
     def ask(self):
-        if not self._queue:
+        if self._to_sample:  # nothing else draws before the first rung ends
+            self._to_sample -= 1
+            candidate = self.space.sample(self.rng, self.n_inputs)
+        elif self._queue:
+            candidate = self._queue.pop(0)
+        else:
             return None
         self._pending += 1
-        return self._trial(self._queue.pop(0), self._epochs, self._rung, self._bracket)
+        return self._trial(candidate, self._epochs, self._rung, self._bracket)
 
     def tell(self, trial, fitness):
         self._pending -= 1
         self._results.append((trial.number, trial.candidate, _as_fitness(fitness)))
-        if self._queue or self._pending:
+        if self._to_sample or self._queue or self._pending:
             return
         ranked = sorted((r for r in self._results if math.isfinite(r[2])), key=lambda r: (-r[2], r[0]))
         if self._epochs >= self.max_epochs or len(self._results) == 1 or not ranked:
@@ -461,8 +475,20 @@ def default_elite_size(population_size):
 
 
 def _check_int(name, value, low):
-    if not (_is_real(value) and isinstance(value, numbers.Integral)) or value < low:
-        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+    """``value`` must be an integer from ``low`` to the parameter's maximum (``MAXIMA``), if any."""
+    high = MAXIMA.get(name)
+    if not (_is_real(value) and isinstance(value, numbers.Integral)) or value < low or \
+            (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ValueError(f"{name}: must be an integer {bounds}, got {shown(value)}")
+
+
+def shown(value):
+    """``repr(value)`` for a message, cut short: a caller's value may be huge."""
+    if isinstance(value, numbers.Integral) and int(value).bit_length() > 64:
+        return f"an integer of {int(value).bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_fraction(name, value):

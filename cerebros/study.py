@@ -27,6 +27,9 @@ from .trials import class_labels, failed_trial, refit_trial, train_trial
 _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_space", "seed", "split_seed",
              "test_size", "validation_size", "folds", "target", "task")
 _POLL_SECONDS = 0.2
+# The largest value of each size-like setting (seeds: 64 bits).
+MAXIMA = {"max_trials": 1_000_000, "max_trials_without_improvement": 1_000_000, "seed": 2 ** 64 - 1,
+          "split_seed": 2 ** 64 - 1, "ensemble_size": 1_000, "folds": 100, "max_dataset_bytes": 2 ** 40}
 # With max_time_seconds, the search leaves the refits REFIT_MARGIN times their estimated time
 # (the estimate comes from the trials' own training under the same load; the margin absorbs the
 # machine's swings), but never more than REFIT_MAX_SHARE of the budget (see ``_reserve``).
@@ -60,7 +63,9 @@ class SearchConfig:
     train networks on all search rows for the saved model (see the module docstring).
     ``max_trials_without_improvement`` (None: no limit) and ``min_improvement`` (in the
     objective's units) are the search's early stopping (see the module docstring). ``n_jobs``
-    -1 means one trial process per available core, as in scikit-learn.
+    -1 means one trial process per available core, as in scikit-learn (more than the cores
+    available run as many processes as cores). ``max_dataset_bytes`` caps the dataset file read
+    (``data.load``). ``check`` holds each field's bounds (``MAXIMA``).
     """
 
     dataset_id: str
@@ -83,16 +88,19 @@ class SearchConfig:
     n_jobs: int = 1
     ensemble_size: int = 20
     refit: bool = True
+    max_dataset_bytes: int = data_module.DEFAULT_MAX_BYTES
 
     def check(self):
         """Raise ``ValueError`` naming the first budget field out of range."""
         integers = {"max_trials": 0, "max_trials_without_improvement": 1, "seed": 0, "split_seed": 0,
-                    "ensemble_size": 0}  # each field's least value
+                    "ensemble_size": 0, "folds": 1, "max_dataset_bytes": 1}  # each field's least value
         optional = ("max_trials_without_improvement", "max_time_seconds", "max_trial_seconds")
         for name, least in integers.items():
             value = getattr(self, name)
-            if (value is not None or name not in optional) and not (_is_number(value, int) and value >= least):
-                raise ValueError(f"{name}: must be an integer >= {least}, got {value!r}")
+            if (value is not None or name not in optional) and not (
+                    _is_number(value, int) and least <= value <= MAXIMA[name]):
+                raise ValueError(f"{name}: must be an integer from {least} to {MAXIMA[name]}, got "
+                                 f"{strategies.shown(value)}")
         for name, unit in (("max_time_seconds", " of seconds"), ("max_trial_seconds", " of seconds"),
                            ("min_improvement", "")):
             value = getattr(self, name)
@@ -182,7 +190,8 @@ class Study:
         ``ValueError`` (each naming the field at fault): after this, only running can fail."""
         config.check()
         if data is None:
-            X, y, known_task = data_module.load(config.dataset_id, target=config.target)
+            X, y, known_task = data_module.load(config.dataset_id, target=config.target,
+                                                max_bytes=config.max_dataset_bytes)
         else:
             (X, y), known_task = data_module.from_arrays(*data), None
         splits = data_module.prepare(X, y, name=config.dataset_id, task=config.task or known_task,

@@ -7,6 +7,7 @@ types included, and raises ``CoercionError`` naming the field (docs/codec.md).
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -198,8 +199,13 @@ def _expected(field: str, expected: str, value) -> CoercionError:
 
 
 def _show(value) -> str:
-    """What arrived: its type and a clipped repr."""
-    text = repr(bytes(value) if isinstance(value, memoryview) else value)
+    """What arrived: its type and a clipped repr (abridged for deeply nested or huge values)."""
+    try:
+        text = repr(bytes(value) if isinstance(value, memoryview) else value)
+    except RecursionError:  # e.g. 100 000 nested lists
+        text = reprlib.repr(value)
+    except ValueError:  # an int with more digits than Python prints
+        text = "(too long to show)"
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"

@@ -244,8 +244,8 @@ def test_tpe_proposals_are_valid_and_within_the_space():
 
 @pytest.mark.parametrize("params, message", [
     ({"gamma": 1.0}, "gamma: must be a number between 0 and 1"),
-    ({"in_flight": 0}, "in_flight: must be an integer >= 1"),
-    ({"n_startup_trials": 0}, "n_startup_trials: must be an integer >= 1"),
+    ({"in_flight": 0}, "in_flight: must be an integer from 1 to 1000"),
+    ({"n_startup_trials": 0}, "n_startup_trials: must be an integer from 1 to 1000000"),
 ])
 def test_tpe_settings_are_checked(params, message):
     with pytest.raises(ValueError, match=message):
