@@ -73,3 +73,13 @@ def test_reference_models_prints_every_family_and_the_best_of_them():
     scores = [float(value) for value in row[2:-1]]
     assert row[1] == "3" and len(scores) == 6 and all(0.0 <= value <= 1.0 for value in scores)
     assert row[-1].startswith(f"{max(scores):.4f} (")
+
+
+def test_dataset_bench_reads_each_size_and_prints_its_memory():
+    output = run_bench("dataset_bench.py", "--sizes", "1")
+    [baseline] = table_rows(output, "nothing read")
+    [row] = [cells for cells in (line.strip("|").split("|") for line in output.splitlines())
+             if cells[0].strip().endswith(" MB")]  # the file's size, rounded up to whole 10 000-row blocks
+    row = [cell.strip() for cell in row]
+    assert int(row[1]) > 0 and float(row[2]) >= 0
+    assert int(row[3]) >= int(baseline[3]) and float(row[4]) >= 0
