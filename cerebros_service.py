@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zipfile
 
 import numpy as np
 
@@ -603,7 +604,7 @@ def predict(run_id_or_artifact, X):
             raise _Invalid(f"X: at most {MAX_PREDICT_ROWS} rows a call, got {rows}", "X")
         if isinstance(X, (list, tuple)):
             X = [as_float_list(row, field=f"X[{i}]") for i, row in enumerate(X)]
-        model = load_model(path)
+        model = _saved_model(path)
         classification = model.task == "classification"
         try:
             predictions = model.predict(X).tolist()
@@ -620,12 +621,21 @@ def predict(run_id_or_artifact, X):
         }
     except FileNotFoundError as exc:
         return _failure(request, exc, "no_model", "run_id_or_artifact")
-    except RunDirectoryError as exc:
-        return _failure(request, exc, "invalid_field", "run_id_or_artifact")
     except ValueError as exc:
         return _failure(request, exc, getattr(exc, "kind", "invalid_field"), getattr(exc, "field", None))
     except Exception as exc:
         return _failure(request, exc, "internal_error")
+
+
+def _saved_model(path):
+    """``load_model(path)``; a file or run directory that holds no readable model names the reference."""
+    try:
+        return load_model(path)
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # not our .npz; a damaged ensemble.json
+        raise _Invalid(f"run_id_or_artifact: {path} holds no readable saved model ({exc})",
+                       "run_id_or_artifact") from None
 
 
 def _model_location(reference):

@@ -8,7 +8,6 @@ why: docs/engine.md.
 """
 import concurrent.futures as futures
 import math
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field

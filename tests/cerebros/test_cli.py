@@ -83,6 +83,21 @@ def test_errors_are_reported_with_exit_status_1(tmp_path, capsys):
     assert "--param tau: expected a number, got 'hot'" in capsys.readouterr().err
 
 
+def test_someone_elses_directory_and_an_oversized_dataset_are_refused(tmp_path, capsys):
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "summary.json").write_text("mine")
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path / "theirs"), "--quiet"]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "theirs") == ["summary.json"]
+    (tmp_path / "d.csv").write_text("a,y\n" + "1,0\n2,1\n" * 20)
+    assert main(["run", "--dataset", str(tmp_path / "d.csv"), "--max-dataset-bytes", "10", "--quiet",
+                 "--run-dir", str(tmp_path / "run")]) == 1
+    assert "over the limit of 10" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path / "theirs"), "--input", str(tmp_path / "d.csv"),
+                 "--max-dataset-bytes", "10"]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+
+
 def test_ctrl_c_with_worker_processes_still_prints_the_best_so_far(tmp_path):
     """The terminal's SIGINT reaches the whole process group, the trial processes included."""
     run_dir = tmp_path / "run"

@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -134,8 +135,13 @@ def test_predict_on_what_is_not_a_model_says_so_and_unpickles_nothing(tmp_path):
         assert result["metadata"]["error_type"] == "no_model", name
         assert result["metadata"]["field"] == "run_id_or_artifact", name
         assert "not a run directory" in result["error"] and "pickle" not in result["error"], name
-    result = service.predict(str(tmp_path / "objects.npz"), [[1.0]])
-    assert result["status"] == "failed" and not proof.exists()
+    with zipfile.ZipFile(tmp_path / "document.npz", "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
+    for name in ("objects.npz", "document.npz"):
+        result = service.predict(str(tmp_path / name), [[1.0]])
+        assert result["metadata"]["error_type"] == "invalid_field", name
+        assert result["metadata"]["field"] == "run_id_or_artifact" and "no readable saved model" in result["error"]
+    assert not proof.exists()
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         load_model(tmp_path / "passwd")
     assert not proof.exists()
