@@ -42,6 +42,7 @@ _MANIFEST_FORMAT = "cerebros-run"
 _MODEL = "best_model_{index}.npz"
 _MODEL_FILE = re.compile(r"best_model_\d+\.npz")
 _LOCK = ".lock"
+_STAGED = ".new"  # a saved-model file copied, not yet in place
 # The names of a trial's files (``RunDirectory.trial_model``, ``refit_model``, ``trial_outputs``),
 # with the trial's name as group 1: the only files the clean-up of ``trials/`` deletes.
 _TRIAL_FILE = re.compile(r"(trial_\d{5,})_(?:\d+\.npz|\d+\.json|refit\d+\.npz|refit\d+\.json|oof\.npy)")
@@ -245,23 +246,34 @@ class RunDirectory:
         """Make the saved model the ensemble of ``members``, ``(trial number, weight)`` pairs: every
         fold network of each and, if ``refits`` has its number, that many refit networks; a
         trial's weight is shared equally by its networks. Copies them (a resumed run may change
-        the model, so the trials keep theirs)."""
+        the model, so the trials keep theirs), beside the old model first: if that fails (a full
+        disk), the old model stays whole."""
+        entries, staged = [], []
+        try:
+            for number, weight in members:
+                networks = [(self.trial_model(number, fold), {"fold": fold}) for fold in range(folds)]
+                networks += [(self.refit_model(number, index), {"refit": index})
+                             for index in range(refits.get(number, 0))]
+                for source, which in networks:
+                    name = _MODEL.format(index=len(entries))
+                    for suffix in (".npz", ".json"):
+                        staged.append(self.file(name)[:-4] + suffix + _STAGED)
+                        with storage(staged[-1]):
+                            shutil.copyfile(source[:-4] + suffix, staged[-1])
+                    entries.append({"file": name, "trial": number, **which, "weight": weight / len(networks)})
+        except StorageError:
+            for path in staged:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            raise
         old_models = saved_model(self.path)[0]
-        with storage(self.file(ENSEMBLE)):
+        with storage(self.file(ENSEMBLE)):  # renames and removals: they take no space
             if os.path.exists(self.file(ENSEMBLE)):  # first, so no reader pairs it with the new files
                 os.remove(self.file(ENSEMBLE))
             for old in old_models:
                 _remove_model(old)
-        entries = []
-        for number, weight in members:
-            networks = [(self.trial_model(number, fold), {"fold": fold}) for fold in range(folds)]
-            networks += [(self.refit_model(number, index), {"refit": index}) for index in range(refits.get(number, 0))]
-            for source, which in networks:
-                name = _MODEL.format(index=len(entries))
-                for suffix in (".npz", ".json"):
-                    with storage(self.file(name)[:-4] + suffix):
-                        shutil.copyfile(source[:-4] + suffix, self.file(name)[:-4] + suffix)
-                entries.append({"file": name, "trial": number, **which, "weight": weight / len(networks)})
+            for path in staged:
+                os.replace(path, path[:-len(_STAGED)])
         self.write_json(ENSEMBLE, {"members": entries})
 
     def artifacts(self):

@@ -3,6 +3,7 @@ and a resume once space is freed ends exactly as an uninterrupted run."""
 import errno
 import json
 import os
+import shutil
 
 import pytest
 
@@ -94,4 +95,34 @@ def test_a_network_a_trial_process_cannot_save_stops_a_parallel_search(small_dis
     assert journal(run) == []
     disk.grow("4m")
     resumed = Study.prepare(SearchConfig(**SETTINGS, n_jobs=2)).run(run, resume=True)
+    assert journal_and_result(run, resumed) == straight
+
+
+def saved_model_files(run):
+    return {path.name: path.read_bytes() for path in run.iterdir()
+            if path.name.startswith("best_model_") or path.name == "ensemble.json"}
+
+
+def test_a_full_disk_while_the_saved_model_is_replaced_keeps_the_old_one(tmp_path, monkeypatch, straight):
+    run = tmp_path / "run"
+    Study.prepare(SearchConfig(**{**SETTINGS, "max_trials": 6})).run(run)
+    before = saved_model_files(run)
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+    predicted = service.predict(str(run), rows)["predictions"]
+    copy = shutil.copyfile
+    copies = []
+
+    def fills_up(source, target):
+        copies.append(target)
+        if len(copies) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return copy(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "copyfile", fills_up)
+        with pytest.raises(StorageError, match="ENOSPC"):
+            Study.prepare(SearchConfig(**SETTINGS)).run(run, resume=True)
+    assert len(journal(run)) == 8 and saved_model_files(run) == before
+    assert service.predict(str(run), rows)["predictions"] == predicted
+    resumed = Study.prepare(SearchConfig(**SETTINGS)).run(run, resume=True)
     assert journal_and_result(run, resumed) == straight
