@@ -163,7 +163,8 @@ static void decoder_clear(Decoder *d)
  * grows its lists as elements arrive; it fails such inputs later.) */
 static int room_for(Decoder *d, uint64_t slots, Py_ssize_t pos)
 {
-    return slots <= (uint64_t)(d->end - pos - d->owed);
+    Py_ssize_t left = d->end - pos - d->owed;   /* negative once the input is short */
+    return left >= 0 && slots <= (uint64_t)left;
 }
 
 /* Mark the input as malformed; always returns NULL for `return malformed(d);`. */
@@ -386,8 +387,8 @@ static PyObject *delegate_term(Decoder *d, Py_ssize_t start, Py_ssize_t *pos)
     PyObject *view = d->zero_copy ? get_view(d) : Py_None;
     if (view == NULL)
         return NULL;
-    PyObject *result = PyObject_CallFunction(py_decode_term, "OOnnO", d->src, view, start,
-                                             d->end, d->hooks);
+    PyObject *result = PyObject_CallFunction(py_decode_term, "OOnnOn", d->src, view, start,
+                                             d->end, d->hooks, d->owed);
     if (result == NULL)
         return NULL;
     PyObject *term = NULL;
@@ -438,6 +439,29 @@ static int push_frame(Decoder *d, int kind, PyObject *container, Py_ssize_t size
     frame->filled = 0;
     frame->size = size;
     frame->start = start;
+    return 0;
+}
+
+/* Make room for `more` elements at the end of a list frame's untracked list.
+ * It grows by half as much again when full, so a chain of tails costs time
+ * linear in its length, and at most 1.5 slots per element still owed. */
+static int lengthen_list(Frame *frame, Py_ssize_t more)
+{
+    PyListObject *list = (PyListObject *)frame->container;
+    Py_ssize_t size = frame->size + more;
+    if (size > list->allocated) {
+        Py_ssize_t allocated = size + size / 2;
+        PyObject **items = PyMem_Realloc(list->ob_item, (size_t)allocated * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        list->ob_item = items;
+        list->allocated = allocated;
+    }
+    memset(list->ob_item + frame->size, 0, (size_t)more * sizeof(PyObject *));
+    Py_SET_SIZE(list, size);
+    frame->size = size;
     return 0;
 }
 
@@ -740,7 +764,15 @@ static PyObject *decode_term(Decoder *d, Py_ssize_t *pos_io)
             pos += 4;
             if (!room_for(d, size + 1, pos))   /* elements and the tail */
                 return malformed(d);
-            if (push_frame(d, FRAME_LIST, PyList_New(size), size, size + 1, start) < 0)
+            if (d->depth > 0 && d->frames[d->depth - 1].kind == FRAME_LIST
+                    && d->frames[d->depth - 1].filled == d->frames[d->depth - 1].size) {
+                /* The tail of the open list: its elements join that list's
+                 * (copying the tail once per level would be quadratic). */
+                if (lengthen_list(&d->frames[d->depth - 1], (Py_ssize_t)size) < 0)
+                    return NULL;
+                d->owed += (Py_ssize_t)size + 1;
+            }
+            else if (push_frame(d, FRAME_LIST, PyList_New(size), size, size + 1, start) < 0)
                 return NULL;
             if ((pos = fill_numbers(d, &d->frames[d->depth - 1], pos)) < 0)
                 return NULL;

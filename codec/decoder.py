@@ -180,13 +180,19 @@ def _inflate(src, pos, end, limit):
     return b"".join(pieces), end - len(inflater.unused_data)
 
 
-def _decode_term(src, view, pos, end, hooks):
-    """Decode one term at ``pos`` (its tag); return ``(term, end_offset)``."""
+def _decode_term(src, view, pos, end, hooks, owed=0):
+    """Decode one term at ``pos`` (its tag); return ``(term, end_offset)``.
+
+    ``owed`` counts the terms that enclosing containers still expect after
+    this one; each needs a byte, so no container may claim those bytes.
+    """
     zero_copy, atom_hook, binary_hook, map_hook, tuple_hook, pid_hook = hooks
     u32 = _u32
     utf8_atoms = _utf8_atoms
     latin1_atoms = _latin1_atoms
-    stack = []
+    # Open containers: (kind, items, how many items it needs, start offset,
+    # terms its enclosing containers are owed after it).
+    stack = [(None, None, 0, 0, owed)]
     # The innermost open container's element list and how many it needs,
     # kept in locals because every decoded value goes there.
     top_items = None
@@ -224,7 +230,7 @@ def _decode_term(src, view, pos, end, hooks):
             pos += 4
             if size > end - pos:
                 raise DecodeError(f"binary of {size} bytes but only {end - pos} left", start)
-            if zero_copy and not (stack and stack[-1][0] == _MAP and not len(top_items) & 1):
+            if zero_copy and not (stack[-1][0] == _MAP and not len(top_items) & 1):
                 value = view[pos:pos + size]
             else:
                 value = bytes(src[pos:pos + size])
@@ -260,12 +266,14 @@ def _decode_term(src, view, pos, end, hooks):
                     raise DecodeError("truncated tuple arity", start)
                 arity = u32(src, pos)[0]
                 pos += 4
-            if arity > end - pos:
-                raise DecodeError(f"tuple of {arity} elements but only {end - pos} bytes left", start)
+            left = end - pos - _owed(stack, top_items, top_need)
+            if arity > left:
+                raise DecodeError(f"tuple of {arity} elements but only {max(left, 0)} bytes left",
+                                  start)
             if arity:
-                top_items = []
+                stack.append((_TUPLE, [], arity, start, end - pos - left))
+                top_items = stack[-1][1]
                 top_need = arity
-                stack.append((_TUPLE, top_items, arity, start))
                 continue
             value = ()
             if tuple_hook is not None:
@@ -275,12 +283,14 @@ def _decode_term(src, view, pos, end, hooks):
                 raise DecodeError("truncated map arity", start)
             arity = u32(src, pos)[0]
             pos += 4
-            if arity > (end - pos) // 2:
-                raise DecodeError(f"map of {arity} pairs but only {end - pos} bytes left", start)
+            left = end - pos - _owed(stack, top_items, top_need)
+            if arity > left // 2:
+                raise DecodeError(f"map of {arity} pairs but only {max(left, 0)} bytes left",
+                                  start)
             if arity:
-                top_items = []
+                stack.append((_MAP, [], 2 * arity, start, end - pos - left))
+                top_items = stack[-1][1]
                 top_need = 2 * arity
-                stack.append((_MAP, top_items, top_need, start))
                 continue
             value = _finish_map([], start, map_hook)
         elif tag == 108:  # LIST_EXT
@@ -288,15 +298,25 @@ def _decode_term(src, view, pos, end, hooks):
                 raise DecodeError("truncated list length", start)
             length = u32(src, pos)[0]
             pos += 4
-            if length >= end - pos:
-                raise DecodeError(f"list of {length} elements but only {end - pos} bytes left", start)
-            top_items = []
-            top_need = length + 1
+            left = end - pos - _owed(stack, top_items, top_need)
+            if length >= left:
+                raise DecodeError(f"list of {length} elements but only {max(left, 0)} bytes left",
+                                  start)
+            if stack[-1][0] == _LIST and len(top_items) + 1 == top_need:
+                # The tail of the open list: its elements join that list's
+                # (copying the tail once per level would be quadratic).
+                top_need += length
+                stack[-1] = stack[-1][:2] + (top_need,) + stack[-1][3:]
+            else:
+                stack.append((_LIST, [], length + 1, start, end - pos - left))
+                top_items = stack[-1][1]
+                top_need = length + 1
             if length >= _RUN_MIN:
+                before = len(top_items)
                 pos = _numeric_runs(src, pos, end, length, top_items)
                 if binary_hook is None and not zero_copy:
-                    pos = _binary_run(src, pos, end, length - len(top_items), top_items)
-            stack.append((_LIST, top_items, top_need, start))
+                    pos = _binary_run(src, pos, end, length - (len(top_items) - before),
+                                      top_items)
             continue
         elif tag == 107:  # STRING_EXT
             if pos + 2 > end:
@@ -308,7 +328,7 @@ def _decode_term(src, view, pos, end, hooks):
             value = list(src[pos:pos + length])
             pos += length
         elif tag == 112:  # NEW_FUN_EXT
-            frame, pos = _open_fun(src, start, end)
+            frame, pos = _open_fun(src, start, end, _owed(stack, top_items, top_need))
             stack.append(frame)
             top_items = frame[1]
             top_need = frame[2]
@@ -327,7 +347,7 @@ def _decode_term(src, view, pos, end, hooks):
             return value, pos
         top_items.append(value)
         while len(top_items) >= top_need:
-            kind, items, _, opened = stack.pop()
+            kind, items, _, opened, _ = stack.pop()
             if kind == _LIST:
                 value = _finish_list(items)
             elif kind == _TUPLE:
@@ -338,9 +358,9 @@ def _decode_term(src, view, pos, end, hooks):
                 value = _finish_map(items, opened, map_hook)
             else:
                 value = _finish_fun(src, items, opened, pos)
-            if not stack:
+            if len(stack) == 1:
                 return value, pos
-            _, top_items, top_need, _ = stack[-1]
+            _, top_items, top_need, _, _ = stack[-1]
             top_items.append(value)
 
 
@@ -604,7 +624,14 @@ def _read_export(src, start, end):
     return Export(module, function, arity), pos + 5
 
 
-def _open_fun(src, start, end):
+def _owed(stack, top_items, top_need):
+    """How many terms open containers still expect after the one at hand."""
+    if top_items is None:
+        return stack[0][4]
+    return stack[-1][4] + top_need - len(top_items) - 1
+
+
+def _open_fun(src, start, end, owed):
     """Parse a NEW_FUN_EXT header; return the stack frame for its trailing terms.
 
     The fun's old index, old uniq, creator pid and free variables are decoded
@@ -615,10 +642,11 @@ def _open_fun(src, start, end):
     arity = src[start + 5]
     num_free = _u32(src, start + 26)[0]
     module, pos = _read_atom(src, start + 30, end)
-    if num_free + 3 > end - pos:
-        raise DecodeError(f"fun with {num_free} free variables but only {end - pos} bytes left",
-                          start)
-    return (_FUN, [module, arity], num_free + 5, start), pos
+    left = end - pos - owed
+    if num_free + 3 > left:
+        raise DecodeError(f"fun with {num_free} free variables but only {max(left, 0)} bytes "
+                          "left", start)
+    return (_FUN, [module, arity], num_free + 5, start, owed), pos
 
 
 def _finish_fun(src, items, start, pos):

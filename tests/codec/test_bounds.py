@@ -1,0 +1,111 @@
+"""Work and memory bounded by the input, on both implementations (issue 17).
+
+Decoding: time linear in the (inflated) input and peak memory a small multiple
+of it, on the shapes that used to be quadratic or to allocate ahead. Work is
+compared between sizes n and 16n in CPU time of this process (not wall time,
+so other processes on the machine do not count): linear code takes about 16
+times as long, quadratic code about 256 times.
+"""
+import struct
+import time
+import tracemalloc
+import zlib
+
+import pytest
+
+from codec import decoder
+from codec.errors import DecodeError
+
+try:
+    from codec import _cdecode
+except ImportError:
+    _cdecode = None
+
+DECODERS = [pytest.param(decoder, id="python"),
+            pytest.param(_cdecode, id="c", marks=pytest.mark.skipif(
+                _cdecode is None, reason="C core not built"))]
+
+ONE = b"a\x01"
+
+
+SHAPES = {
+    # [1 | [1 | ... []]]: each level one LIST_EXT holding one element and a tail.
+    "nested tails": lambda n: b"l\x00\x00\x00\x01" + ONE + (b"l\x00\x00\x00\x01" + ONE) * n + b"j",
+    "nested improper tails": lambda n: (b"l\x00\x00\x00\x01" + ONE) * n + ONE,
+    "empty lists as tails": lambda n: b"l\x00\x00\x00\x01" + ONE + b"l\x00\x00\x00\x00" * n + b"j",
+    "wide tuple": lambda n: b"i" + struct.pack(">I", n) + ONE * n,
+    "wide map": lambda n: b"t" + struct.pack(">I", n) + b"".join(
+        b"b" + struct.pack(">i", i) + ONE for i in range(n)),
+    "deep tuples": lambda n: b"h\x01" * n + b"j",
+    "deep lists": lambda n: b"l\x00\x00\x00\x01" * n + b"j" + b"j" * n,
+    "deep maps": lambda n: (b"t\x00\x00\x00\x01" + ONE) * n + b"j",
+}
+
+
+def frame(body: bytes, compressed: bool) -> bytes:
+    if not compressed:
+        return b"\x83" + body
+    return b"\x83P" + struct.pack(">I", len(body)) + zlib.compress(body, 9)
+
+
+def cpu_seconds(action, repeat=3):
+    """The least CPU time of this process that ``action`` took over ``repeat`` runs."""
+    best = float("inf")
+    for _ in range(repeat):
+        begin = time.process_time()
+        action()
+        best = min(best, time.process_time() - begin)
+    return best
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "compressed"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("impl", DECODERS)
+def test_decode_time_is_linear_in_the_input(impl, shape, compressed):
+    n = 1500
+    small, large = (frame(SHAPES[shape](size), compressed) for size in (n, 16 * n))
+    impl.decode(large)  # warm up caches (atoms, code paths)
+    ratio = cpu_seconds(lambda: impl.decode(large)) / max(
+        cpu_seconds(lambda: impl.decode(small)), 1e-6)
+    # Linear is 16 (a little more with cache effects); quadratic is 256.
+    assert ratio < 60, f"{shape}: 16x the input took {ratio:.0f}x the time"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("impl", DECODERS)
+def test_decode_memory_is_a_small_multiple_of_the_input(impl, shape):
+    body = SHAPES[shape](20_000)
+    data = frame(body, compressed=True)
+    tracemalloc.start()
+    try:
+        impl.decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Python objects are big (a one-element tuple is 48 bytes for 2 input
+    # bytes, and the pure decoder's stack entry for it as much again), so
+    # "small" here is under 128 bytes per inflated input byte.
+    assert peak < 128 * len(body) + 1_000_000, f"{shape}: {peak} bytes for {len(body)}"
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"\x83h\x03b\x00\x00\x00\x00i\xff\xff\xff\xff",
+     "tuple of 4294967295 elements but only 0 bytes left"),
+    (b"\x83h\x03b\x00\x00\x00\x00i\x08\x00\x00\x00",
+     "tuple of 134217728 elements but only 0 bytes left"),
+    (b"\x83h\x03b\x00\x00\x00\x00l\xff\xff\xff\xff",
+     "list of 4294967295 elements but only 0 bytes left"),
+    (b"\x83h\x03b\x00\x00\x00\x00t\xff\xff\xff\xff",
+     "map of 4294967295 pairs but only 0 bytes left"),
+])
+@pytest.mark.parametrize("impl", DECODERS)
+def test_a_truncated_container_allocates_nothing(impl, data, reason):
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError) as info:
+            impl.decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == reason
+    assert peak < 1_000_000
