@@ -9,20 +9,21 @@
  *   - every other tag (funs, ports, references, exports, bitstrings, legacy
  *     forms), one whole sub-term at a time, to codec.decoder._decode_term;
  *   - inflating a compressed frame, to codec.decoder._inflate;
- *   - every error it finds in the input: it stops, drops what it built and
- *     calls the Python function on the same arguments, which raises the
- *     reference DecodeError (if that succeeds instead, that is a bug here and
- *     SystemError says so). Errors inside a delegated sub-term and
- *     exceptions raised by hooks propagate unchanged;
+ *   - finding the error in a malformed input: it stops, drops what it built
+ *     and has the Python function read the same bytes again, without the
+ *     hooks, which have already seen every value before the fault (see
+ *     report_malformed). Duplicate map keys it reports itself. Errors inside
+ *     a delegated sub-term and exceptions raised by hooks propagate unchanged;
  *   - calls it would not handle exactly alike, whole: unknown or
  *     positional-as-keyword arguments, a zero_copy that is not a bool, an
- *     offset that is not an int, a strided byte view.
+ *     offset that is not an int.
  *
  * Like the Python decoder it is one loop with an explicit stack of open
  * containers (on the heap once deeper than a few levels), so nesting depth
  * is limited by memory only. It checks every length against the bytes left
  * before allocating anything for it, counting the elements that open
- * containers are still owed, since it allocates each container whole.
+ * containers are still owed (as the Python decoder does), since it allocates
+ * each container whole.
  * Atoms are interned in a fixed-size table, so memory stays bounded.
  */
 #define PY_SSIZE_T_CLEAN
@@ -59,6 +60,7 @@ enum {
 static PyObject *AtomType, *MapType, *ImproperListType, *PidType, *DecodeError;
 static PyObject *py_decode, *py_decode_from;   /* the reference functions */
 static PyObject *py_decode_term, *py_inflate, *py_byte_view, *py_exact_key;
+static PyObject *py_duplicate_key, *py_unchecked_map;
 static PyObject *default_max_inflated_size;
 static PyObject *str_items, *str_tail, *str_offset, *str_reason;
 /* Map has __slots__ ("_entries", "_hash"): where they live in an instance. */
@@ -518,6 +520,16 @@ static PyObject *finish_list(PyObject *items, PyObject *tail)
     return result;
 }
 
+/* Raise the reference's DecodeError for a map holding `key` twice. */
+static void raise_duplicate_key(PyObject *key, Py_ssize_t start)
+{
+    PyObject *error = PyObject_CallFunction(py_duplicate_key, "On", key, start);
+    if (error != NULL) {
+        PyErr_SetObject(DecodeError, error);
+        Py_DECREF(error);
+    }
+}
+
 /* Store one decoded pair of the innermost map frame; consumes `value` and
  * the pending key. Without map_hook this is Map.from_unique_pairs, one pair
  * at a time. */
@@ -550,21 +562,19 @@ static int add_map_pair(Decoder *d, Frame *frame, PyObject *value)
     }
     PyObject *stored = PyDict_SetDefault(frame->container, exact, pair);
     Py_DECREF(exact);
-    Py_DECREF(pair);
     if (stored == NULL) {
         /* Python turns a KeyError here into its duplicate-key DecodeError. */
         if (PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
-            d->malformed = 1;
+            raise_duplicate_key(key, frame->start);
         }
-        return -1;
     }
-    if (stored != pair) {
-        d->malformed = 1;   /* duplicate key */
-        return -1;
-    }
-    frame->filled++;
-    return 0;
+    else if (stored != pair)
+        raise_duplicate_key(key, frame->start);
+    else
+        frame->filled++;
+    Py_DECREF(pair);
+    return stored == pair ? 0 : -1;
 }
 
 /* A Map holding `entries` (consumed), built as Map.from_unique_pairs builds it. */
@@ -933,6 +943,45 @@ static int parse_options(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     return options[OPT_ZERO_COPY] == Py_True || options[OPT_ZERO_COPY] == Py_False;
 }
 
+/* The input is malformed: the reference decoder finds the error to report,
+ * reading the same bytes. Decoding has no side effects but the hooks', and
+ * they already ran on every value before the fault (in the reference's
+ * order), so they are not run again: the reference re-reads the input with
+ * none, and without the duplicate-key check, made here on the hooks'
+ * results. Only if it then found nothing wrong (a bug here) does it decode
+ * once more, with the hooks, to give the reference's result. */
+static PyObject *report_malformed(PyObject *reference, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames, PyObject *const *options)
+{
+    int hooked = 0;
+    for (int i = OPT_ATOM_HOOK; i < OPT_COUNT; i++)
+        hooked |= options[i] != Py_None;
+    if (!hooked)
+        return PyObject_Vectorcall(reference, args, nargsf, kwnames);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *positional = PyTuple_New(nargs);
+    PyObject *keywords = PyDict_New();
+    int ok = positional != NULL && keywords != NULL
+             && PyDict_SetItem(keywords, option_strings[OPT_ZERO_COPY], options[OPT_ZERO_COPY]) == 0
+             && PyDict_SetItem(keywords, option_strings[OPT_MAX_INFLATED_SIZE],
+                               options[OPT_MAX_INFLATED_SIZE]) == 0
+             && PyDict_SetItem(keywords, option_strings[OPT_MAP_HOOK], py_unchecked_map) == 0;
+    PyObject *result = NULL;
+    if (ok) {
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(positional, i, args[i]);
+        }
+        result = PyObject_Call(reference, positional, keywords);
+    }
+    Py_XDECREF(positional);
+    Py_XDECREF(keywords);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    return PyObject_Vectorcall(reference, args, nargsf, kwnames);
+}
+
 /* decode / decode_from: `reference` is the Python function of the same name. */
 static PyObject *decode_call(PyObject *reference, int whole_input, PyObject *const *args,
                              size_t nargsf, PyObject *kwnames)
@@ -967,10 +1016,8 @@ static PyObject *decode_call(PyObject *reference, int whole_input, PyObject *con
         if (view == NULL)
             return NULL;
         if (PyObject_GetBuffer(view, &buffer, PyBUF_SIMPLE) < 0) {
-            /* A strided 1-D byte view: Python reads it element by element. */
-            PyErr_Clear();
             Py_DECREF(view);
-            return PyObject_Vectorcall(reference, args, nargsf, kwnames);
+            return NULL;
         }
         buf = buffer.buf;
         size = buffer.len;
@@ -1003,14 +1050,7 @@ static PyObject *decode_call(PyObject *reference, int whole_input, PyObject *con
     }
     if (result != NULL || !d.malformed)
         return result;
-    /* Malformed input: the reference decoder raises the error to report. */
-    result = PyObject_Vectorcall(reference, args, nargsf, kwnames);
-    if (result == NULL)
-        return NULL;
-    Py_DECREF(result);
-    PyErr_SetString(PyExc_SystemError,
-                    "codec._cdecode refused an input that codec.decoder accepts (a bug)");
-    return NULL;
+    return report_malformed(reference, args, nargsf, kwnames, options);
 }
 
 static PyObject *cdecode_decode(PyObject *module, PyObject *const *args, size_t nargsf,
@@ -1065,6 +1105,8 @@ static int load_python_side(void)
             && (py_decode_term = attribute(decoder, "_decode_term"))
             && (py_inflate = attribute(decoder, "_inflate"))
             && (py_byte_view = attribute(decoder, "_byte_view"))
+            && (py_duplicate_key = attribute(decoder, "_duplicate_key"))
+            && (py_unchecked_map = attribute(decoder, "_unchecked_map"))
             && (default_max_inflated_size = attribute(decoder, "DEFAULT_MAX_INFLATED_SIZE"))
             && (map_entries_offset = slot_offset("_entries")) >= 0
             && (map_hash_offset = slot_offset("_hash")) >= 0

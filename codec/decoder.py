@@ -132,15 +132,15 @@ def _decode_frame(src, view, offset, end, max_inflated_size, hooks):
 
 
 def _byte_view(data) -> memoryview:
-    """A read-only flat byte view of ``data`` without copying it."""
+    """A read-only flat byte view of ``data``, copied only when it is strided."""
     try:
         view = memoryview(data)
     except TypeError:
         raise TypeError(f"decode needs bytes, bytearray or memoryview, not "
                         f"{type(data).__name__}") from None
+    if not view.c_contiguous:
+        return memoryview(view.tobytes())
     if view.ndim != 1 or view.format != "B":
-        if not view.c_contiguous:
-            raise TypeError("decode needs a contiguous buffer")
         view = view.cast("B")
     return view.toreadonly()
 
@@ -387,7 +387,22 @@ def _finish_map(items, offset, map_hook):
     try:
         return Map.from_unique_pairs(zip(flat, flat))
     except KeyError as exc:
-        raise DecodeError(f"duplicate map key {_describe(exc.args[0])}", offset) from None
+        raise _duplicate_key(exc.args[0], offset) from None
+
+
+def _duplicate_key(key, offset):
+    """The DecodeError for a map whose key ``key`` (as decoded) is there twice."""
+    return DecodeError(f"duplicate map key {_describe(key)}", offset)
+
+
+def _unchecked_map(pairs, offset):
+    """A map_hook that builds nothing and checks nothing.
+
+    The C core re-reads an input it found malformed with this and no other
+    hooks, for the reference's error: the hooks already saw every value up
+    to the fault, and the C core checked map keys as they made them.
+    """
+    return None
 
 
 def _describe(term):

@@ -291,3 +291,45 @@ def test_half_built_containers_stay_out_of_the_garbage_collectors_sight():
     data = encode([(1, Atom("x"), 2), [Atom("y")] * 3, Map({Atom("k"): (5, [Atom("v"), 6])})])
     assert same(c.decode(data, atom_hook=look_at_everything), py.decode(data))
     assert seen == []
+
+
+@pytest.mark.parametrize("data", [
+    encode([Atom("a"), Atom("b"), Atom("c")])[:-3],                       # truncated
+    encode([Atom("a"), (Atom("b"),), Map({Atom("k"): 1})])[:-1],
+    encode((Atom("a"), [Atom("b")] * 40), compressed=9)[:-2],             # corrupt zlib
+    b"\x83l\x00\x00\x00\x02w\x01aw\x01bv",                                # bad tail
+    b"\x83h\x03w\x01ab\x00\x00\x00\x00i\xff\xff\xff\xff",                # claims too much
+])
+def test_malformed_input_runs_each_hook_once_per_value(data):
+    logs = []
+    for module in (py, c):
+        recorder = Recorder(HOOK_NAMES, transform=False)
+        got = outcome(module.decode, data, **recorder.hooks())
+        logs.append((got, recorder.log))
+    (python, python_log), (compiled, compiled_log) = logs
+    assert python[0] == "error" and compiled == python
+    assert same(compiled_log, python_log)
+
+
+def test_a_duplicate_key_the_hooks_make_is_reported_like_the_reference():
+    data = encode(Map({Atom("a"): 1, Atom("b"): 2}))
+    for module in (py, c):
+        calls = []
+
+        def one_name(atom, calls=calls):
+            calls.append(atom)
+            return Atom("same")
+        with pytest.raises(py.DecodeError) as info:
+            module.decode(data, atom_hook=one_name)
+        assert info.value.reason == "duplicate map key Atom('same')" and info.value.offset == 1
+        assert calls == ["a", "b"]
+
+
+@pytest.mark.parametrize("module", [py, c], ids=["python", "c"])
+def test_strided_views_decode_as_their_bytes(module):
+    data = encode([1, 2.5, b"xy", Map({Atom("k"): (Atom("v"),)})])
+    spread = bytearray(2 * len(data))
+    spread[::2] = data
+    for zero_copy in (False, True):
+        assert same(module.decode(memoryview(spread)[::2], zero_copy=zero_copy),
+                    py.decode(data, zero_copy=zero_copy))
