@@ -12,20 +12,22 @@
  *     whose opened items it then walks itself;
  *   - the keys of a map that need Python's rules: sorting (`deterministic`)
  *     and a dict whose keys are of several types (distinct Python keys may
- *     be one Erlang key), to _Encoder.map_items; integers beyond 64 bits, to
+ *     be one Erlang key), to _Encoder.map_pairs; integers beyond 64 bits, to
  *     codec.encoder._big; compression, to codec.encoder._compress;
- *   - every error: it stops, drops what it wrote and calls the Python
- *     function with the same arguments, which raises the reference
- *     EncodeError with its path (if that succeeds instead, that is a bug here
- *     and SystemError says so). Exceptions raised by `default` propagate
- *     unchanged, except RecursionError, which becomes the same EncodeError
- *     the Python function makes of it;
+ *   - every term it cannot write (an EncodeError), and a list whose length
+ *     changed while it was written: it stops, drops what it wrote and calls
+ *     the Python function with the same arguments, which raises the
+ *     reference EncodeError with its path, or writes the copy of the list it
+ *     takes. Other exceptions (from `default`, from a subclass's methods,
+ *     KeyboardInterrupt, MemoryError) propagate unchanged, except
+ *     RecursionError from `default`, which becomes the same EncodeError the
+ *     Python function makes of it;
  *   - calls whose arguments are not the plain ones (positional or unknown
  *     keywords, options that are not exact bools/ints/strs), whole.
  *
  * Like the Python encoder it is one loop with an explicit stack of open
  * containers (on the heap once deeper than a few levels), so nesting depth
- * is limited by memory only. The output grows in one bytes object, which is
+ * is limited by MAX_DEPTH only, which also stops a cycle. The output grows in one bytes object, which is
  * shrunk to size and returned.
  */
 #define PY_SSIZE_T_CLEAN
@@ -56,6 +58,7 @@ enum {
 #define MAX_ATOM_CHARS 255
 #define MAX_U32 0xFFFFFFFFLL      /* lengths beyond this make Python's struct.pack fail */
 #define HELPER_CACHE_LIMIT 64     /* as codec.encoder._ENCODER_CACHE_LIMIT */
+#define MAX_DEPTH 200000          /* as codec.encoder.MAX_DEPTH */
 
 /* What the encoding functions return. */
 #define DONE 0
@@ -70,7 +73,7 @@ static PyTypeObject *AtomType, *MapType;
 static PyObject *known_types;   /* what _Encoder.other writes without calling `default` */
 static PyObject *helpers;       /* settings tuple -> _Encoder, for delegated terms */
 static PyObject *str_binary, *str_charlist, *str_nil, *str_true, *str_false;
-static PyObject *str_other, *str_map_items, *str_entries, *str_append;
+static PyObject *str_other, *str_map_pairs, *str_entries, *str_append;
 
 enum { KW_MINOR_VERSION, KW_COMPRESSED, KW_DETERMINISTIC, KW_STR_AS, KW_NONE_AS, KW_DEFAULT,
        KW_COUNT };
@@ -85,6 +88,7 @@ typedef struct {
     WalkKind kind;
     PyObject *source;   /* the list, tuple or iterator (strong); NULL for WALK_REFS */
     Py_ssize_t index;   /* list/tuple: next index; refs: where its slots start */
+    Py_ssize_t length;  /* list: the length its LIST_EXT header gives */
 } Frame;
 
 #define INLINE_FRAMES 32
@@ -232,17 +236,22 @@ grow(void **array, void *inline_array, Py_ssize_t *capacity, size_t item_size)
     return DONE;
 }
 
-/* Open a container; takes over the reference to ``source``. */
+/* Open a container; takes over the reference to ``source``. Deeper than
+ * MAX_DEPTH (a cycle, say) is refused. */
 static int
 push_frame(Encoder *e, WalkKind kind, PyObject *source, Py_ssize_t index)
 {
+    if (e->depth == MAX_DEPTH) {
+        Py_XDECREF(source);
+        return REFUSE;
+    }
     if (e->depth == e->frames_capacity
             && grow((void **)&e->frames, e->inline_frames, &e->frames_capacity,
                     sizeof(Frame)) < 0) {
         Py_XDECREF(source);
         return RAISE;
     }
-    e->frames[e->depth++] = (Frame){kind, source, index};
+    e->frames[e->depth++] = (Frame){kind, source, index, 0};
     return DONE;
 }
 
@@ -280,8 +289,8 @@ next_item(Encoder *e, Frame *frame)
     PyObject *item = NULL;
     switch (frame->kind) {
     case WALK_LIST:
-        /* Checked each time, like a list iterator: Python code may resize it. */
-        if (frame->index < PyList_GET_SIZE(frame->source))
+        /* Checked each time: Python code may resize it (see close_frame). */
+        if (frame->index < frame->length && frame->index < PyList_GET_SIZE(frame->source))
             item = PyList_GET_ITEM(frame->source, frame->index++);
         break;
     case WALK_TUPLE:
@@ -293,7 +302,7 @@ next_item(Encoder *e, Frame *frame)
             return e->refs[--e->refs_used];
         return NULL;
     case WALK_ITER:
-        return PyIter_Next(frame->source);
+        return PyIter_Next(frame->source);   /* NULL with an exception if it failed */
     }
     Py_XINCREF(item);
     return item;
@@ -303,9 +312,16 @@ static int
 close_frame(Encoder *e)
 {
     Frame *frame = &e->frames[--e->depth];
+    /* A list whose length changed while it was written (by a `default`, or
+     * another thread) would not match its header: the Python encoder, which
+     * writes a copy of each list, says what to write. */
+    int resized = frame->kind == WALK_LIST && (frame->index != frame->length
+                                               || PyList_GET_SIZE(frame->source) != frame->length);
     Py_XDECREF(frame->source);
     if (frame->kind != WALK_LIST)
         return DONE;
+    if (resized)
+        return REFUSE;
     if (reserve(e, 1) < 0)
         return RAISE;
     put_u8(e, NIL_EXT);
@@ -554,7 +570,7 @@ write_byte_string(Encoder *e, PyObject *list)
                 PyErr_Clear();
                 return 0;
             }
-            return REFUSE;
+            return RAISE;   /* as bytes() raised it in Python's bulk_list */
         }
         int overflow;
         long value = PyLong_AsLongAndOverflow(item, &overflow);
@@ -582,12 +598,16 @@ open_list(Encoder *e, PyObject *list)
         int written = write_byte_string(e, list);
         if (written != 0)
             return written > 0 ? DONE : written;
+        length = PyList_GET_SIZE(list);   /* __index__ calls may have changed it */
     }
     int rc = write_header(e, LIST_EXT, length);
     if (rc != DONE)
         return rc;
     Py_INCREF(list);
-    return push_frame(e, WALK_LIST, list, 0);
+    rc = push_frame(e, WALK_LIST, list, 0);
+    if (rc == DONE)
+        e->frames[e->depth - 1].length = length;
+    return rc;
 }
 
 static int
@@ -640,46 +660,79 @@ get_helper(Encoder *e)
     return helper;
 }
 
-/* A map whose items Python's map_items gives (sorted, or checked for keys
- * that collide as Erlang terms); the MAP_EXT header is already written. */
+/* The error of a call into Python: an EncodeError is the Python encoder's
+ * to report, with the path (REFUSE); anything else propagates (RAISE). */
 static int
-open_map_items_in_python(Encoder *e, PyObject *map)
+failed_in_python(void)
+{
+    return PyErr_ExceptionMatches(EncodeError) ? REFUSE : RAISE;
+}
+
+/* A map whose pairs Python's map_pairs gives (sorted, or checked for keys
+ * that collide as Erlang terms): its MAP_EXT header, then its pairs open. */
+static int
+open_map_pairs_in_python(Encoder *e, PyObject *map)
 {
     PyObject *helper = get_helper(e);
     if (helper == NULL)
-        return REFUSE;
+        return RAISE;
     PyObject *stack = PyList_New(0);
     if (stack == NULL)
         return RAISE;
-    PyObject *items = PyObject_CallMethodObjArgs(helper, str_map_items, map, stack, Py_None,
+    PyObject *pairs = PyObject_CallMethodObjArgs(helper, str_map_pairs, map, stack, Py_None,
                                                  NULL);
     Py_DECREF(stack);
-    if (items == NULL)
-        return REFUSE;
-    return push_frame(e, WALK_ITER, items, 0);
+    if (pairs == NULL)
+        return failed_in_python();
+    int rc = PyList_CheckExact(pairs) ? write_header(e, MAP_EXT, PyList_GET_SIZE(pairs))
+                                      : REFUSE;
+    Py_ssize_t start = e->refs_used;
+    for (Py_ssize_t i = 0; rc == DONE && i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            rc = REFUSE;
+            break;
+        }
+        Py_INCREF(PyTuple_GET_ITEM(pair, 0));
+        Py_INCREF(PyTuple_GET_ITEM(pair, 1));
+        if (push_ref(e, PyTuple_GET_ITEM(pair, 0)) < 0
+                || push_ref(e, PyTuple_GET_ITEM(pair, 1)) < 0)
+            rc = RAISE;
+    }
+    Py_DECREF(pairs);
+    return rc == DONE ? open_refs(e, start) : rc;
+}
+
+/* Whether distinct Python keys of this type are always distinct Erlang terms
+ * (as codec.encoder._FLAT_KEY_TYPES). */
+static int
+flat_key_type(PyTypeObject *type)
+{
+    return type == &PyLong_Type || type == &PyFloat_Type || type == &PyBytes_Type
+        || type == &PyUnicode_Type || type == AtomType;
 }
 
 static int
 open_dict(Encoder *e, PyObject *dict)
 {
     Py_ssize_t size = PyDict_GET_SIZE(dict);
-    int rc = write_header(e, MAP_EXT, size);
-    if (rc != DONE)
-        return rc;
     Py_ssize_t position = 0;
     PyObject *key, *value;
     if (size > 1) {
         if (e->deterministic)
-            return open_map_items_in_python(e, dict);
+            return open_map_pairs_in_python(e, dict);
         PyTypeObject *first_type = NULL;
         while (PyDict_Next(dict, &position, &key, NULL)) {
-            if (first_type == NULL)
+            if (first_type == NULL && flat_key_type(Py_TYPE(key)))
                 first_type = Py_TYPE(key);
             else if (Py_TYPE(key) != first_type)
-                return open_map_items_in_python(e, dict);
+                return open_map_pairs_in_python(e, dict);
         }
         position = 0;
     }
+    int rc = write_header(e, MAP_EXT, size);
+    if (rc != DONE)
+        return rc;
     Py_ssize_t start = e->refs_used;
     while (PyDict_Next(dict, &position, &key, &value)) {
         Py_INCREF(key);
@@ -720,14 +773,21 @@ open_map(Encoder *e, PyObject *map)
     if (entries == NULL)
         return REFUSE;
     int plain = PyDict_CheckExact(entries);
-    Py_ssize_t size = plain ? PyDict_GET_SIZE(entries) : PyObject_Size(map);
-    int rc = size < 0 ? REFUSE : write_header(e, MAP_EXT, size);
-    if (rc == DONE && plain && !(e->deterministic && size > 1)) {
-        int opened = open_entries(e, entries);
-        rc = opened == 0 ? open_map_items_in_python(e, map) : opened < 0 ? RAISE : DONE;
+    Py_ssize_t size = plain ? PyDict_GET_SIZE(entries) : 0;
+    int rc = DONE;
+    if (plain && !(e->deterministic && size > 1)) {
+        Py_ssize_t header = e->used;
+        rc = write_header(e, MAP_EXT, size);
+        int opened = rc == DONE ? open_entries(e, entries) : 1;
+        if (opened == 0) {
+            e->used = header;
+            rc = open_map_pairs_in_python(e, map);
+        }
+        else if (opened < 0)
+            rc = RAISE;
     }
-    else if (rc == DONE) {
-        rc = open_map_items_in_python(e, map);
+    else {
+        rc = open_map_pairs_in_python(e, map);
     }
     Py_DECREF(entries);
     return rc;
@@ -750,7 +810,7 @@ encode_in_python(Encoder *e, PyObject *obj)
     if (write != NULL && stack != NULL) {
         opened = PyObject_CallMethodObjArgs(helper, str_other, obj, write, stack, Py_None,
                                            NULL);
-        rc = opened == NULL ? REFUSE : write_pieces(e, pieces);
+        rc = opened == NULL ? failed_in_python() : write_pieces(e, pieces);
     }
     if (rc == DONE && opened != Py_None) {
         /* (items, trailer, owner): other() opens with no trailer. */
@@ -824,7 +884,7 @@ encode_other(Encoder *e, PyObject *obj)
         Py_XDECREF(kind);
     }
     if (known < 0)
-        return REFUSE;
+        return RAISE;
     if (known)
         return encode_in_python(e, obj);
     if (e->default_ != NULL)
@@ -875,7 +935,7 @@ encode_term(Encoder *e, PyObject *term)
     while (rc == DONE && e->depth > 0) {
         PyObject *item = next_item(e, &e->frames[e->depth - 1]);
         if (item == NULL) {
-            rc = PyErr_Occurred() ? REFUSE : close_frame(e);
+            rc = PyErr_Occurred() ? RAISE : close_frame(e);
             continue;
         }
         rc = encode_item(e, item);
@@ -1002,19 +1062,14 @@ start_encoder(Encoder *e, const Options *options)
     return e->out == NULL ? -1 : 0;
 }
 
-/* The call failed here: call the Python encoder, which raises the reference error. */
+/* The term cannot be written as it is: the Python encoder raises the
+ * reference EncodeError with its path (or, for a list changed while it was
+ * written, writes the copies it takes). */
 static PyObject *
-raise_like_python(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+encode_like_python(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyErr_Clear();
-    PyObject *result = PyObject_Vectorcall(py_encode, args, nargs, kwnames);
-    if (result == NULL)
-        return NULL;
-    Py_DECREF(result);
-    PyErr_SetString(PyExc_SystemError,
-                    "codec._cencode.encode refused a term that codec.encoder.encode "
-                    "encodes: a bug in the C encoder");
-    return NULL;
+    return PyObject_Vectorcall(py_encode, args, nargs, kwnames);
 }
 
 static PyObject *
@@ -1035,7 +1090,7 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     }
     release(&e);
     if (rc == REFUSE)
-        return raise_like_python(args, nargs, kwnames);
+        return encode_like_python(args, nargs, kwnames);
     if (data == NULL || options.level == 0)
         return data;
     PyObject *packed = PyObject_CallFunction(py_compress, "Oi", data, options.level);
@@ -1077,7 +1132,7 @@ intern_all(void)
         && (str_true = PyUnicode_InternFromString("true")) != NULL
         && (str_false = PyUnicode_InternFromString("false")) != NULL
         && (str_other = PyUnicode_InternFromString("other")) != NULL
-        && (str_map_items = PyUnicode_InternFromString("map_items")) != NULL
+        && (str_map_pairs = PyUnicode_InternFromString("map_pairs")) != NULL
         && (str_entries = PyUnicode_InternFromString("_entries")) != NULL
         && (str_append = PyUnicode_InternFromString("append")) != NULL ? 0 : -1;
 }

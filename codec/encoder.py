@@ -56,6 +56,11 @@ _FLOAT_ROW = np.dtype([("tag", "u1"), ("value", ">f8")])
 _INT_ROW = np.dtype([("tag", "u1"), ("value", ">i4")])
 _SMALL_ROW = np.dtype([("tag", "u1"), ("value", "u1")])
 
+MAX_DEPTH = 200_000
+"""Most containers (and ``default`` results) a term may nest; deeper, or a cycle, is refused."""
+# Key types whose distinct Python values are always distinct Erlang terms.
+_FLAT_KEY_TYPES = frozenset((int, float, bytes, str, Atom))
+
 # Encoded atoms per minor version; bounded like the decoder's cache.
 _ATOM_CACHE_LIMIT = 4096
 _atom_cache = {1: {}, 2: {}}
@@ -130,6 +135,8 @@ class _Encoder:
         trailer = None
         owner = None
         while True:
+            if len(stack) > MAX_DEPTH:
+                _refuse_depth(stack, owner)
             for obj in items:
                 kind = type(obj)
                 if kind is int:
@@ -161,9 +168,12 @@ class _Encoder:
                     if not obj:
                         w(_NIL)
                     elif not self.bulk_list(obj, w, stack, owner):
-                        w(_tag_u32(T.LIST_EXT, len(obj)))
+                        # As it is now: code run later (a `default`, another
+                        # thread) may change the list, not what is written.
+                        elements = obj.copy()
+                        w(_tag_u32(T.LIST_EXT, len(elements)))
                         stack.append((items, trailer, owner))
-                        items, trailer, owner = iter(obj), _NIL, obj
+                        items, trailer, owner = iter(elements), _NIL, obj
                         break
                 elif kind is tuple:
                     self.tuple_header(len(obj), w)
@@ -171,9 +181,10 @@ class _Encoder:
                     items, trailer, owner = iter(obj), None, obj
                     break
                 elif kind is Map or kind is dict:
-                    w(_tag_u32(T.MAP_EXT, len(obj)))
+                    pairs = self.map_pairs(obj, stack, owner)
+                    w(_tag_u32(T.MAP_EXT, len(pairs)))
                     stack.append((items, trailer, owner))
-                    items, trailer, owner = self.map_items(obj, stack, owner), None, obj
+                    items, trailer, owner = chain.from_iterable(pairs), None, obj
                     break
                 else:
                     opened = self.other(obj, w, stack, owner)
@@ -211,19 +222,27 @@ class _Encoder:
                 return iter((codes,)), None, obj
             return iter((str(obj),)), None, obj
         elif isinstance(obj, (bytes, bytearray, memoryview)):
-            view = memoryview(obj).cast("B") if isinstance(obj, memoryview) else obj
-            w(_tag_u32(T.BINARY_EXT, len(view)))
-            w(bytes(view) if isinstance(obj, bytes) else view)
+            # Copied now: its buffer says its length (not a subclass's
+            # __len__), and a later change to it cannot tear the frame.
+            try:
+                data = memoryview(obj).cast("B").tobytes()
+            except (TypeError, ValueError) as exc:
+                self.fail(f"cannot read {type(obj).__name__} as bytes: {exc}", obj, stack, owner)
+            w(_tag_u32(T.BINARY_EXT, len(data)))
+            w(data)
         elif isinstance(obj, (list, tuple)):
             return iter((list(obj) if isinstance(obj, list) else tuple(obj),)), None, obj
         elif isinstance(obj, (Map, dict)):
             return iter((Map(obj) if isinstance(obj, Map) else dict(obj),)), None, obj
         elif isinstance(obj, ImproperList):
-            if not obj.items:
-                self.fail("ImproperList needs at least one element", obj, stack, owner)
-            w(_tag_u32(T.LIST_EXT, len(obj.items)))
-            return chain(obj.items, (obj.tail,)), None, obj
+            if not isinstance(obj.items, (tuple, list)) or not obj.items:
+                self.fail("ImproperList needs a tuple of at least one element", obj, stack, owner)
+            elements = tuple(obj.items)
+            w(_tag_u32(T.LIST_EXT, len(elements)))
+            return chain(elements, (obj.tail,)), None, obj
         elif isinstance(obj, BitBinary):
+            if type(obj.data) is not bytes or type(obj.bits) is not int:
+                self.fail("BitBinary needs bytes and an int", obj, stack, owner)
             if not obj.data or not 1 <= obj.bits <= 8:
                 self.fail(f"BitBinary of {len(obj.data)} bytes cannot use {obj.bits} bits",
                           obj, stack, owner)
@@ -259,6 +278,9 @@ class _Encoder:
             w(self.atom(obj.function, stack, owner))
             w(_SMALL_INTS[obj.arity])
         elif isinstance(obj, Fun):
+            if type(obj.payload) is not bytes:
+                self.fail(f"Fun payload must be bytes, not {type(obj.payload).__name__}", obj,
+                          stack, owner)
             w(bytes((T.NEW_FUN_EXT,)))
             w(obj.payload)
         elif isinstance(obj, Opaque):
@@ -303,25 +325,28 @@ class _Encoder:
         else:
             w(_tag_u32(T.LARGE_TUPLE_EXT, arity))
 
-    def map_items(self, obj, stack, owner):
-        """The keys and values of a map, flattened, in the order they are written."""
+    def map_pairs(self, obj, stack, owner):
+        """The (key, value) pairs of a map as they are now, in the order they are written."""
         pairs = list(obj.items())
-        if type(obj) is dict and len(pairs) > 1 and len(set(map(type, obj))) > 1:
-            # A dict merges only keys Python finds equal; some distinct Python
-            # keys are one Erlang key (True and Atom("true"), "a" and b"a").
-            seen = set()
-            for key, _ in pairs:
-                mark = exact_key(Atom(self.none_as) if key is None else key)
-                if mark in seen:
-                    self.fail(f"map key {key!r} duplicates another key as an Erlang term",
-                              obj, stack, owner)
-                seen.add(mark)
+        if type(obj) is dict and len(pairs) > 1:
+            kinds = set(map(type, obj))
+            if len(kinds) > 1 or not kinds <= _FLAT_KEY_TYPES:
+                # A dict merges only keys Python finds equal; some distinct
+                # Python keys are one Erlang key (True and Atom("true"), "a"
+                # and b"a", ("a",) and (b"a",)).
+                seen = {}
+                for key, _ in pairs:
+                    mark = exact_key(Atom(self.none_as) if key is None else key)
+                    if mark in seen:
+                        self.fail(f"map keys {seen[mark]!r} and {key!r} are the same Erlang "
+                                  "term", obj, stack, owner)
+                    seen[mark] = key
         if self.deterministic:
             try:
                 pairs = sort_pairs(pairs, self.none_as)
             except TypeError as exc:
                 self.fail(str(exc), obj, stack, owner)
-        return chain.from_iterable(pairs)
+        return pairs
 
     def bulk_list(self, obj, w, stack, owner):
         """Write a list as STRING_EXT or through numpy if it qualifies; report whether it did."""
@@ -405,6 +430,23 @@ def _big(value: int) -> bytes:
     if size <= 255:
         return bytes((T.SMALL_BIG_EXT, size, value < 0)) + digits
     return _tag_u32(T.LARGE_BIG_EXT, size) + bytes((value < 0,)) + digits
+
+
+def _refuse_depth(stack, owner):
+    """Raise EncodeError for a term nested deeper than MAX_DEPTH: a cycle, or just deep."""
+    owners = [entry[2] for entry in stack] + [owner]
+    first_seen = {}
+    for depth, container in enumerate(owners):
+        if container is None:
+            continue
+        if id(container) in first_seen:
+            raise EncodeError(f"{type(container).__name__} contains itself (a cycle, or a "
+                              "`default` that returns what it was given)",
+                              _path(owners[:depth], container))
+        first_seen[id(container)] = depth
+    shown = 20
+    raise EncodeError(f"term nested deeper than {MAX_DEPTH} levels",
+                      _path(owners[:shown - 1], owners[shown - 1]) + "...")
 
 
 def _path(owners, obj) -> str:

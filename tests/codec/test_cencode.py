@@ -12,7 +12,9 @@ from codec import encoder, plain
 from codec import strategies as raw
 from codec.plain_strategies import plain_values
 from codec.strategies import terms
-from codec.terms import Atom, BitBinary, Export, ImproperList, Map, Opaque, Pid, Port, Reference
+from codec.decoder import decode as py_decode
+from codec.terms import (Atom, BitBinary, Export, Fun, ImproperList, Map, Opaque, Pid, Port,
+                         Reference)
 
 c = pytest.importorskip("codec._cencode")
 
@@ -277,3 +279,130 @@ def test_long_numeric_lists_encode_the_same():
     for values in (rng.random(100_000).tolist(), rng.integers(-2**40, 2**40, 100_000).tolist(),
                    rng.integers(0, 1000, 100_000).tolist(), list(range(70_000))):
         assert c.encode(values) == encoder.encode(values)
+
+
+ENCODERS = [pytest.param(encoder.encode, id="python"), pytest.param(c.encode, id="c")]
+
+
+class Box:
+    pass
+
+
+class Me(list):
+    def __iter__(self):
+        yield self
+
+
+def cyclic_list():
+    term = [1]
+    term.append(term)
+    return term
+
+
+def cyclic_dict():
+    term = {}
+    term["k"] = [term]
+    return term
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+@pytest.mark.parametrize("make, kwargs, reason, path", [
+    (cyclic_list, {}, "list contains itself", "$[1]"),
+    (cyclic_dict, {}, "dict contains itself", '$["k"][0]'),
+    (lambda: [Box()], {"default": lambda obj: obj}, "Box contains itself", "$[0]"),
+    (lambda: [Me()], {}, "Me contains itself", "$[0][0]"),
+    (lambda: Box(), {"default": lambda obj: Box()}, "term nested deeper than 200000 levels",
+     "$..."),
+])
+def test_cycles_and_runaway_defaults_are_refused_with_a_path(encode, make, kwargs, reason, path):
+    with pytest.raises(encoder.EncodeError) as info:
+        encode(make(), **kwargs)
+    assert info.value.reason.startswith(reason) and info.value.path == path
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_the_maximum_depth_is_allowed(encode):
+    term = []
+    for _ in range(encoder.MAX_DEPTH):
+        term = [term]
+    assert encode(term) == encoder.encode(term)
+    with pytest.raises(encoder.EncodeError, match="deeper than"):
+        encode([term])
+
+
+class Shrinking:
+    """Its __index__ (called by bytes(list) in the encoder) takes the list's last element."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def __index__(self):
+        self.victim.pop()
+        return 2
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_a_list_shrunk_by_its_element_is_written_as_it_is_then(encode):
+    term = [1, 2, 3, 4, 5]
+    term[1] = Shrinking(term)
+    assert py_decode(encode(term, default=lambda obj: 2)) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_a_list_grown_by_default_gives_a_whole_frame(encode):
+    term = [object(), 1, 2]
+    term_now = py_decode(encode(term, default=lambda obj: term.append(9) or 0))
+    assert term_now[:3] == [0, 1, 2] and set(term_now[3:]) <= {9}
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_a_bytearray_grown_by_a_later_default_keeps_its_length(encode):
+    data = bytearray(b"ab")
+    term = [data, object()]
+    assert py_decode(encode(term, default=lambda obj: data.extend(b"cd") or 0)) == [b"ab", 0]
+
+
+class LyingBytes(bytes):
+    def __len__(self):
+        return 99
+
+
+def released():
+    view = memoryview(b"ab")
+    view.release()
+    return view
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+@pytest.mark.parametrize("term, reason, path", [
+    ({("a",): 1, (b"a",): 2}, "map keys ('a',) and (b'a',) are the same Erlang term", "$"),
+    ([{Atom("k"): 1, (b"k",): 2, ("k",): 3}],
+     "map keys (b'k',) and ('k',) are the same Erlang term", "$[0]"),
+    ([memoryview(b"abcd")[::2]], "cannot read memoryview as bytes", "$[0]"),
+    ([1, released()], "cannot read memoryview as bytes", "$[1]"),
+    ((ImproperList(5, 1),), "ImproperList needs a tuple of at least one element", "$[0]"),
+    ([Fun(Atom("m"), 0, "payload")], "Fun payload must be bytes, not str", "$[0]"),
+    ([BitBinary("ab", 3)], "BitBinary needs bytes and an int", "$[0]"),
+])
+def test_unencodable_values_are_encode_errors_with_a_path(encode, term, reason, path):
+    with pytest.raises(encoder.EncodeError) as info:
+        encode(term)
+    assert info.value.reason.startswith(reason) and info.value.path == path
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_a_bytes_subclass_is_written_as_its_buffer_not_its_len(encode):
+    assert py_decode(encode([LyingBytes(b"ab")])) == [b"ab"]
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), MemoryError(), ValueError("mine")])
+def test_exceptions_from_user_code_propagate_unchanged(encode, error):
+    class Interrupting(int):
+        def __int__(self):
+            raise error
+
+    for term in ([1, Interrupting(5)], {"k": [Interrupting(5)]}, [1] * 40 + [Interrupting(5)]):
+        with pytest.raises(type(error)) as info:
+            encode(term)
+        assert info.value is error
