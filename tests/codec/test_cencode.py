@@ -397,12 +397,16 @@ def test_a_bytes_subclass_is_written_as_its_buffer_not_its_len(encode):
 
 @pytest.mark.parametrize("encode", ENCODERS)
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), MemoryError(), ValueError("mine")])
-def test_exceptions_from_user_code_propagate_unchanged(encode, error):
+def test_exceptions_from_user_code_propagate_unchanged_and_once(encode, error):
+    calls = []
+
     class Interrupting(int):
         def __int__(self):
+            calls.append(self)
             raise error
 
     for term in ([1, Interrupting(5)], {"k": [Interrupting(5)]}, [1] * 40 + [Interrupting(5)]):
+        calls.clear()
         with pytest.raises(type(error)) as info:
             encode(term)
-        assert info.value is error
+        assert info.value is error and len(calls) == 1
