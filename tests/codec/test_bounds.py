@@ -67,8 +67,8 @@ def test_decode_time_is_linear_in_the_input(impl, shape, compressed):
     impl.decode(large)  # warm up caches (atoms, code paths)
     ratio = cpu_seconds(lambda: impl.decode(large)) / max(
         cpu_seconds(lambda: impl.decode(small)), 1e-6)
-    # Linear is 16 (a little more with cache effects); quadratic is 256.
-    assert ratio < 60, f"{shape}: 16x the input took {ratio:.0f}x the time"
+    # Linear is 16 (more with cache effects, and under AddressSanitizer); quadratic is 256.
+    assert ratio < 100, f"{shape}: 16x the input took {ratio:.0f}x the time"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
