@@ -461,7 +461,8 @@ static int lengthen_list(Frame *frame, Py_ssize_t more)
         list->ob_item = items;
         list->allocated = allocated;
     }
-    memset(list->ob_item + frame->size, 0, (size_t)more * sizeof(PyObject *));
+    if (more > 0)   /* an empty list may have no item array at all */
+        memset(list->ob_item + frame->size, 0, (size_t)more * sizeof(PyObject *));
     Py_SET_SIZE(list, size);
     frame->size = size;
     return 0;

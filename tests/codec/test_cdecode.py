@@ -333,3 +333,13 @@ def test_strided_views_decode_as_their_bytes(module):
     for zero_copy in (False, True):
         assert same(module.decode(memoryview(spread)[::2], zero_copy=zero_copy),
                     py.decode(data, zero_copy=zero_copy))
+
+
+@pytest.mark.parametrize("data", [
+    b"\x83l\x00\x00\x00\x00l\x00\x00\x00\x00j",                   # [] as the tail of []
+    b"\x83l\x00\x00\x00\x00l\x00\x00\x00\x01a\x01j",
+    b"\x83l\x00\x00\x00\x01a\x01l\x00\x00\x00\x00a\x02",          # [1 | 2]
+    b"\x83l\x00\x00\x00\x01a\x01l\x00\x00\x00\x01k\x00\x01xj",     # a string in a tail's head
+])
+def test_lists_as_tails_decode_the_same(data):
+    assert compare(data)[0] == "ok"
