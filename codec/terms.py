@@ -214,11 +214,15 @@ def _children(term: Any) -> Tuple[bytes, list]:
 
 
 def _digest(root: Any) -> bytes:
-    """Structural digest of a compound term, bottom-up with an explicit stack."""
+    """Structural digest of a compound term, bottom-up with an explicit stack.
+
+    A Map keeps its digest: a map key that holds a map that has a map key
+    ... is then digested in time linear in its size, not quadratic.
+    """
     done: list = []
-    todo: list = [(root, None)]
+    todo: list = [(root, None, None)]
     while todo:
-        term, marker = todo.pop()
+        term, marker, map_ = todo.pop()
         if marker is not None:
             count = len(term)
             parts = done[len(done) - count:] if count else []
@@ -228,13 +232,19 @@ def _digest(root: Any) -> bytes:
                 pairs = sorted(zip(parts[0::2], parts[1::2]))
                 parts = [part for pair in pairs for part in pair]
             done.append(_hash(marker + len(parts).to_bytes(8, "big") + b"".join(parts)))
+            if map_ is not None:
+                map_._exact_digest = done[-1]
         elif isinstance(term, (tuple, list, Map, dict, ImproperList, Opaque)):
             if isinstance(term, list) and not term:
                 done.append(_hash(b"N"))
                 continue
+            map_ = term if isinstance(term, Map) else None
+            if map_ is not None and getattr(map_, "_exact_digest", None) is not None:
+                done.append(map_._exact_digest)
+                continue
             marker, kids = _children(term)
-            todo.append((kids, marker))
-            todo.extend((kid, None) for kid in reversed(kids))
+            todo.append((kids, marker, map_))
+            todo.extend((kid, None, None) for kid in reversed(kids))
         else:
             done.append(_hash(_scalar_bytes(term)))
     return done[0]
@@ -251,7 +261,9 @@ class Map(Mapping):
     term, including unhashable ones such as lists. Immutable and hashable.
     """
 
-    __slots__ = ("_entries", "_hash")
+    # _exact_digest (see _digest) is unset until first needed, also in the Maps
+    # the C decoder makes.
+    __slots__ = ("_entries", "_hash", "_exact_digest")
 
     def __init__(self, pairs: Iterable[Tuple[Any, Any]] | Mapping = ()) -> None:
         items = pairs.items() if isinstance(pairs, Mapping) else pairs

@@ -39,6 +39,8 @@ SHAPES = {
     "deep tuples": lambda n: b"h\x01" * n + b"j",
     "deep lists": lambda n: b"l\x00\x00\x00\x01" * n + b"j" + b"j" * n,
     "deep maps": lambda n: (b"t\x00\x00\x00\x01" + ONE) * n + b"j",
+    # #{#{#{... => 1} => 1} => 1}: each map's key is the next map.
+    "nested map keys": lambda n: b"t\x00\x00\x00\x01" * n + ONE + ONE + ONE * (n - 1),
 }
 
 
