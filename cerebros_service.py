@@ -20,12 +20,11 @@ import numpy as np
 from cerebros import objectives
 from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, RunDirectoryError, StorageError, load_model
 from cerebros.data import names_a_dataset
-from cerebros.space import SpaceError, field_kind
+from cerebros.space import field_kind
 from cerebros.strategies import STRATEGIES, default_elite_size
 from cerebros.study import SearchConfig, SearchStopped, Study
-from codec import Atom
-from codec.coerce import (CoercionError, as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys,
-                          as_text)
+from codec import Atom, FieldError
+from codec.coerce import as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys, as_text
 from codec.tensor import from_term, is_tensor
 
 RUNS_DIR_ENV = "CEREBROS_RUNS_DIR"
@@ -35,29 +34,28 @@ PROGRESS_TAG = Atom("nas_progress")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _KEPT_RUNS = 200  # finished runs remembered for run_status and predict
 
+_DEFAULT_MAX_TRIALS = 10  # when neither max_trials nor max_time_seconds is given
 _GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0.7, "elite_size": None, "tau": 1.0}
-_EPOCH_PARAMS = {"min_epochs": as_int, "max_epochs": as_int, "eta": as_int}
-_STRATEGY_PARAMS = {  # each strategy's own opts.parameters (evolution's are _GA_DEFAULTS)
-    "successive_halving": {"n_configs": as_int, **_EPOCH_PARAMS},
-    "hyperband": _EPOCH_PARAMS,
-    "tpe": {"n_startup_trials": as_int, "gamma": as_float, "n_ei_candidates": as_int, "in_flight": as_int},
-}
+# every strategy's opts.parameters, with their types (cerebros.strategies checks which strategy takes which)
+_PARAMETERS = {"mutation_rate": as_float, "crossover_rate": as_float, "elite_size": as_int, "tau": as_float,
+               "n_configs": as_int, "min_epochs": as_int, "max_epochs": as_int, "eta": as_int,
+               "n_startup_trials": as_int, "gamma": as_float, "n_ei_candidates": as_int, "in_flight": as_int}
 _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
                 "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
                 "resume", "progress_to", "max_dataset_bytes"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "max_trials_without_improvement",
                   "min_improvement", "population_size"}
-_PARAMETER_FIELDS = {"mutation_rate", "crossover_rate", "elite_size", "tau"}.union(*_STRATEGY_PARAMS.values())
-
-
-class _Invalid(ValueError):
-    """A request field that cannot be used: ``field`` names it, ``kind`` is the error_type."""
-
-    def __init__(self, message, field, kind="invalid_field"):
-        super().__init__(message)
-        self.field = field
-        self.kind = kind
+# The request field each engine field comes from (SearchConfig's names, the strategies'
+# parameters, data's "y"); _parse adds the aliases a caller used.
+_REQUEST_FIELDS = {
+    **{name: f"spec.{name}" for name in ("dataset_id", "search_space", "objective", "data", "target", "task")},
+    **{name: f"opts.{name}" for name in ("strategy", "seed", "split_seed", "test_size", "validation_size",
+                                         "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
+                                         "max_dataset_bytes")},
+    **{name: f"opts.budget.{name}" for name in _BUDGET_FIELDS - {"trials"}},
+    **{name: f"opts.parameters.{name}" for name in _PARAMETERS},
+}
 
 
 class _Run:
@@ -83,15 +81,15 @@ _runs_lock = threading.Lock()
 def run_nas(spec, opts=None):
     """Run a neural architecture search; returns the contract's success or failure map."""
     started = time.monotonic()
-    request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": []}
+    request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": [], "fields": _REQUEST_FIELDS}
     run = None
     try:
         _parse(spec, {} if opts is None else opts, request)
         run = _register(request["run_id"], request["run_dir"])
         study = Study.prepare(request["config"], data=request["data"])
-    except ValueError as exc:  # also CoercionError, DataError and the engine's field errors
-        field = _field_of(exc)
-        return _finish(run, _failure(request, _named(exc, field), getattr(exc, "kind", "invalid_field"), field))
+    except FieldError as exc:
+        exc = _as_written(exc, request["fields"])
+        return _finish(run, _failure(request, exc, _error_type(exc, "unknown_dataset"), exc.field))
     except Exception as exc:
         return _finish(run, _failure(request, exc, "internal_error"))
     on_trial = _progress_callback(request, run, study.objective)
@@ -115,70 +113,65 @@ def run_nas(spec, opts=None):
 
 def _parse(spec, opts, parsed):
     """Coerce and check the request's fields into ``parsed`` (config, data, run_id, run_dir, ...),
-    filling it as it goes so that a failure can still report the run_id and dataset."""
+    filling it as it goes so that a failure can still report the run_id and dataset; ``fields``
+    is where each engine field came from, aliases included, for naming errors."""
     warnings = parsed["warnings"]
-    spec = _fields(spec, "spec", _SPEC_FIELDS, warnings)
-    opts = _fields(opts, "opts", _OPTS_FIELDS, warnings)
+    fields = parsed["fields"] = dict(_REQUEST_FIELDS)
+    spec = _fields(spec, "spec", _SPEC_FIELDS)
+    opts = _fields(opts, "opts", _OPTS_FIELDS)
     parsed["pulse_id"] = _pulse_id(opts.get("pulse_id"))
     run_id = _optional(opts, "run_id", as_text, "opts")
     if run_id is None:
         run_id = "nas-" + uuid.uuid4().hex[:12]
     elif not _RUN_ID.fullmatch(run_id):
-        raise _Invalid(f"opts.run_id: use letters, digits, '_', '.' and '-' (at most 128, not starting "
-                       f"with a dot or dash), got {run_id!r}", "opts.run_id")
+        raise FieldError("opts.run_id", f"use letters, digits, '_', '.' and '-' (at most 128, not starting "
+                                        f"with a dot or dash), got {run_id!r}")
     parsed["run_id"] = run_id
 
     dataset_id = _optional(spec, "dataset_id", as_text, "spec")
     alias = _optional(spec, "dataset", as_text, "spec")
     if dataset_id is not None and alias is not None and alias != dataset_id:
-        raise _Invalid(f"spec: dataset_id {dataset_id!r} and dataset {alias!r} disagree", "spec.dataset_id")
-    dataset_id = dataset_id if dataset_id is not None else alias
+        raise FieldError("spec.dataset_id", f"{dataset_id!r} and spec.dataset {alias!r} disagree")
+    if dataset_id is None and alias is not None:
+        dataset_id, fields["dataset_id"] = alias, "spec.dataset"
     data = _inline_data(spec.get("data"))
     if data is not None and dataset_id is not None and names_a_dataset(dataset_id):
-        raise _Invalid(f"spec: dataset_id {dataset_id!r} names a dataset and spec.data gives another; send one "
-                       "(dataset_id may name the inline data, but not as a dataset or a file)", "spec.dataset_id")
+        raise FieldError(fields["dataset_id"], f"{dataset_id!r} names a dataset and spec.data gives another; "
+                                               "send one (dataset_id may name the inline data, but not as a "
+                                               "dataset or a file)")
     if dataset_id is None:
         if data is None:
-            raise _Invalid("spec.dataset_id: required (a dataset name, a .csv/.npz path, or a name for "
-                           "inline data given in spec.data)", "spec.dataset_id")
+            raise FieldError("spec.dataset_id", "required (a dataset name, a .csv/.npz path, or a name for "
+                                                "inline data given in spec.data)")
         dataset_id = "inline"
+    fields["y"] = "spec.data.y" if data is not None else fields["dataset_id"]
     parsed["dataset_id"] = dataset_id
     parsed["data"] = data
 
-    budget = _fields(opts.get("budget") or {}, "opts.budget", _BUDGET_FIELDS, warnings)
-    parameters = _fields(opts.get("parameters") or {}, "opts.parameters", _PARAMETER_FIELDS, warnings)
+    budget = _fields(opts.get("budget") or {}, "opts.budget", _BUDGET_FIELDS)
+    parameters = _fields(opts.get("parameters") or {}, "opts.parameters", set(_PARAMETERS))
     max_trials = _optional(budget, "max_trials", as_int, "opts.budget")
     trials = _optional(budget, "trials", as_int, "opts.budget")
     if max_trials is not None and trials is not None and max_trials != trials:
-        raise _Invalid(f"opts.budget: max_trials {max_trials} and trials {trials} disagree",
-                       "opts.budget.max_trials")
-    max_trials = max_trials if max_trials is not None else trials
+        raise FieldError("opts.budget.max_trials", f"{max_trials} and opts.budget.trials {trials} disagree")
+    if max_trials is None and trials is not None:
+        max_trials, fields["max_trials"] = trials, "opts.budget.trials"
+    max_time_seconds = _optional(budget, "max_time_seconds", as_float, "opts.budget")
+    if max_trials is None and max_time_seconds is None:
+        max_trials = _DEFAULT_MAX_TRIALS
 
     strategy = _optional(opts, "strategy", as_text, "opts") or "evolution"
-    if strategy not in STRATEGIES:
-        raise _Invalid(f"opts.strategy: unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})",
-                       "opts.strategy")
-    ga = _ga_params(budget, parameters, opts)
-    parsed["ga_params"] = ga
-    if strategy == "evolution":
-        strategy_params = ga
-    else:
-        strategy_params = {name: _optional(parameters, name, coerce, "opts.parameters")
-                           for name, coerce in _STRATEGY_PARAMS.get(strategy, {}).items()
-                           if parameters.get(name) is not None}
-    ignored = sorted(set(_strategy_fields_given(budget, parameters, opts)) - set(strategy_params))
-    if ignored:
-        warnings.append(f"the {strategy} strategy ignores {', '.join(ignored)}")
-    trial_budget = 10 if max_trials is None else max_trials
-    if strategy == "evolution" and ga["population_size"] >= trial_budget:
-        warnings.append(f"opts.budget: max_trials {trial_budget} does not exceed population_size "
+    parsed["ga_params"] = ga = _ga_params(budget, parameters, opts, fields)
+    strategy_params = _strategy_params(strategy, budget, parameters, opts, ga)
+    if strategy == "evolution" and max_trials is not None and ga["population_size"] >= max_trials:
+        warnings.append(f"opts.budget: max_trials {max_trials} does not exceed population_size "
                         f"{ga['population_size']}, so evolution only samples its first, random generation")
 
     def option(name, coerce, default):
         value = _optional(opts, name, coerce, "opts")
         return default if value is None else value
 
-    config = SearchConfig(
+    parsed["config"] = SearchConfig(
         dataset_id=dataset_id,
         objective=_optional(spec, "objective", as_text, "spec"),
         strategy=strategy,
@@ -191,8 +184,8 @@ def _parse(spec, opts, parsed):
         folds=option("folds", as_int, SearchConfig.folds),
         target=_optional(spec, "target", as_text, "spec"),
         task=_optional(spec, "task", as_text, "spec"),
-        max_trials=trial_budget,
-        max_time_seconds=_optional(budget, "max_time_seconds", as_float, "opts.budget"),
+        max_trials=max_trials,
+        max_time_seconds=max_time_seconds,
         max_trial_seconds=_optional(budget, "max_trial_seconds", as_float, "opts.budget"),
         max_trials_without_improvement=_optional(budget, "max_trials_without_improvement", as_int, "opts.budget"),
         min_improvement=_optional(budget, "min_improvement", as_float, "opts.budget") or 0.0,
@@ -201,15 +194,7 @@ def _parse(spec, opts, parsed):
         refit=option("refit", as_bool, SearchConfig.refit),
         max_dataset_bytes=option("max_dataset_bytes", as_int, SearchConfig.max_dataset_bytes),
     )
-    try:
-        config.check()
-    except ValueError as exc:
-        name = str(exc).split(":")[0]
-        if name == "max_trials" and budget.get("max_trials") is None:  # the caller wrote budget.trials
-            name, exc = "trials", str(exc).replace("max_trials", "trials", 1)
-        where = "opts.budget" if name in _BUDGET_FIELDS else "opts"
-        raise _Invalid(f"{where}.{exc}", f"{where}.{name}") from None
-    parsed["config"] = config
+    parsed["config"].check()
     parsed["run_dir"] = _run_directory(_optional(opts, "run_dir", as_text, "opts"), run_id)
     parsed["resume"] = bool(_optional(opts, "resume", as_bool, "opts"))
     parsed["progress_to"] = opts.get("progress_to")
@@ -218,11 +203,19 @@ def _parse(spec, opts, parsed):
         parsed["progress_to"] = None
 
 
-def _strategy_fields_given(budget, parameters, opts):
-    """The strategy parameters the caller set (to warn when the strategy ignores them)."""
-    given = [name for name in ("population_size",) if budget.get(name) is not None]
-    given += [name for name in sorted(_PARAMETER_FIELDS) if parameters.get(name) is not None]
-    return given + (["tau"] if opts.get("tau") is not None else [])
+def _strategy_params(strategy, budget, parameters, opts, ga):
+    """The strategy's parameters: evolution's with their defaults (``ga``), another strategy's as
+    given. One the strategy does not take is passed on all the same, for ``cerebros.strategies``
+    to refuse, naming it and the strategy's own."""
+    given = {name: _optional(parameters, name, _PARAMETERS[name], "opts.parameters") for name in parameters}
+    given = {name: value for name, value in given.items() if value is not None}
+    if strategy == "evolution":
+        return {**given, **ga}
+    if budget.get("population_size") is not None:
+        given["population_size"] = ga["population_size"]
+    if opts.get("tau") is not None:
+        given["tau"] = ga["tau"]
+    return given
 
 
 def _run_directory(run_dir, run_id):
@@ -232,16 +225,16 @@ def _run_directory(run_dir, run_id):
     if not run_dir:
         return os.path.join(root, run_id)
     if "\0" in run_dir or len(run_dir.encode()) > MAX_PATH_BYTES:
-        raise _Invalid(f"opts.run_dir: expected a path without NUL bytes, at most {MAX_PATH_BYTES} bytes long, "
-                       f"got {len(run_dir.encode())} bytes", "opts.run_dir")
+        raise FieldError("opts.run_dir", f"expected a path without NUL bytes, at most {MAX_PATH_BYTES} bytes long, "
+                                         f"got {len(run_dir.encode())} bytes")
     if os.path.isabs(run_dir):
         return os.path.normpath(run_dir)
     path = os.path.normpath(os.path.join(root, run_dir))
     real_root = os.path.realpath(root)
     real_path = os.path.realpath(path)
     if real_path == real_root or os.path.commonpath([real_path, real_root]) != real_root:
-        raise _Invalid(f"opts.run_dir: a relative run_dir is a folder under the runs root {root}; "
-                       f"{run_dir!r} leaves it", "opts.run_dir")
+        raise FieldError("opts.run_dir", f"a relative run_dir is a folder under the runs root {root}; "
+                                         f"{run_dir!r} leaves it")
     return path
 
 
@@ -250,11 +243,14 @@ def _runs_root():
     return os.environ.get(RUNS_DIR_ENV) or os.path.join(tempfile.gettempdir(), "cerebros-runs")
 
 
-def _ga_params(budget, parameters, opts):
+def _ga_params(budget, parameters, opts, fields):
+    """Evolution's parameters, defaults filled in (the result's ``metadata.ga_params``)."""
     tau = _optional(opts, "tau", as_float, "opts")
     tau_parameter = _optional(parameters, "tau", as_float, "opts.parameters")
     if tau is not None and tau_parameter is not None and tau != tau_parameter:
-        raise _Invalid(f"opts: tau {tau} and parameters.tau {tau_parameter} disagree", "opts.tau")
+        raise FieldError("opts.tau", f"{tau} and opts.parameters.tau {tau_parameter} disagree")
+    if tau is not None:
+        fields["tau"] = "opts.tau"
     given = {
         "population_size": _optional(budget, "population_size", as_int, "opts.budget"),
         "mutation_rate": _optional(parameters, "mutation_rate", as_float, "opts.parameters"),
@@ -268,39 +264,27 @@ def _ga_params(budget, parameters, opts):
     return ga
 
 
-def _field_of(exc):
-    """The request field an error is about, as the caller spells it (``spec.objective``, ...)."""
-    field = getattr(exc, "field", None)
-    if isinstance(exc, SpaceError):
-        return "spec.search_space"
-    if field is None:  # strategy parameters name themselves first: "elite_size: must be ..."
-        name = str(exc).split(":")[0]
-        if name == "population_size":
-            return "opts.budget.population_size"
-        return f"opts.parameters.{name}" if name in _PARAMETER_FIELDS else None
-    if field.split(".")[0] in ("dataset_id", "data", "target", "task", "objective"):
-        return f"spec.{field}"
-    if field == "y":
-        return "spec.data.y"
-    return f"opts.{field}" if field in ("test_size", "validation_size", "folds") else field
+def _as_written(exc, fields):
+    """``exc`` naming the request field as the caller wrote it: the engine names its own fields
+    (``search_space.activation``, ``elite_size``), ``fields`` says where each came from."""
+    head = re.split(r"[.\[]", exc.field, maxsplit=1)[0]
+    if head not in fields:  # named by this module already (spec.*, opts.*)
+        return exc
+    return exc.renamed(fields[head] + exc.field[len(head):])
 
 
-def _named(exc, field):
-    """``exc``'s message with the field it starts with as the caller spells it: the engine says
-    "population_size: ...", the caller wrote ``opts.budget.population_size``."""
-    message = str(exc)
-    name = message.split(":")[0]
-    if field is None or name == field or not field.endswith("." + name):
-        return message
-    return field + message[len(name):]
+def _error_type(exc, not_found):
+    """The contract's ``error_type`` for a ``FieldError``: ``not_found`` (unknown_dataset,
+    unknown_run) for a name that finds nothing, else invalid_field."""
+    return not_found if exc.kind == "not_found" else "invalid_field"
 
 
-def _fields(mapping, where, known, warnings):
-    """``mapping`` with text keys; unknown keys are dropped with a warning (callers differ)."""
+def _fields(mapping, where, known):
+    """``mapping`` with text keys, all of them ``known``."""
     fields = as_str_keys(mapping, field=where)
-    for name in sorted(set(fields) - known):
-        warnings.append(f"ignored unknown field {where}.{name}")
-        del fields[name]
+    for name in fields:
+        if name not in known:
+            raise FieldError.unknown_key(where, name, known)
     return fields
 
 
@@ -343,10 +327,10 @@ def _int_range(value, *, field):
         return [as_int(item, field=f"{field}[{i}]") for i, item in enumerate(list(value))]
     try:
         return as_int(value, field=field)
-    except CoercionError:
+    except FieldError:
         pair = as_int_list(value, field=field) if isinstance(value, (str, bytes)) else []
     if len(pair) != 2:
-        raise CoercionError(field, f"expected an integer or a [minimum, maximum] pair, got "
+        raise FieldError(field, f"expected an integer or a [minimum, maximum] pair, got "
                                    f"{type(value).__name__} {value!r}")
     return pair
 
@@ -369,7 +353,7 @@ def _inline_data(value):
     data = as_str_keys(value, field="spec.data")
     missing = [name for name in ("X", "y") if data.get(name) is None]
     if missing:
-        raise _Invalid(f"spec.data: needs X and y (missing {', '.join(missing)})", "spec.data")
+        raise FieldError("spec.data", f"needs X and y (missing {', '.join(missing)})")
     X = from_term(data["X"]) if is_tensor(data["X"]) else data["X"]
     y = from_term(data["y"]) if is_tensor(data["y"]) else data["y"]
     if isinstance(X, (list, tuple)):
@@ -495,7 +479,7 @@ def _register(run_id, run_dir):
     with _runs_lock:
         current = _runs.get(run_id)
         if current is not None and current.state == "running":
-            raise _Invalid(f"opts.run_id: a run called {run_id!r} is already running", "opts.run_id")
+            raise FieldError("opts.run_id", f"a run called {run_id!r} is already running")
         run = _runs[run_id] = _Run(run_id, run_dir)
         finished = [r for r in _runs.values() if r.state != "running"]
         for old in sorted(finished, key=lambda r: r.finished)[:max(0, len(finished) - _KEPT_RUNS)]:
@@ -580,7 +564,7 @@ def _status_on_disk(run_dir):
 def _text_or_none(value):
     try:
         return as_text(value, field="run_id")
-    except CoercionError:
+    except FieldError:
         return None
 
 
@@ -601,7 +585,7 @@ def predict(run_id_or_artifact, X):
         X = from_term(X) if is_tensor(X) else X
         rows = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else len(X) if isinstance(X, (list, tuple)) else 0
         if rows > MAX_PREDICT_ROWS:
-            raise _Invalid(f"X: at most {MAX_PREDICT_ROWS} rows a call, got {rows}", "X")
+            raise FieldError("X", f"at most {MAX_PREDICT_ROWS} rows a call, got {rows}")
         if isinstance(X, (list, tuple)):
             X = [as_float_list(row, field=f"X[{i}]") for i, row in enumerate(X)]
         model = _saved_model(path)
@@ -610,7 +594,7 @@ def predict(run_id_or_artifact, X):
             predictions = model.predict(X).tolist()
             probabilities = model.predict_proba(X).tolist() if classification else None
         except ValueError as exc:  # the rows: their shape, their values
-            raise _Invalid(str(exc), "X") from None
+            raise FieldError("X", str(exc)) from None
         return {
             "status": "success",
             "run_id": reference,
@@ -621,8 +605,8 @@ def predict(run_id_or_artifact, X):
         }
     except FileNotFoundError as exc:
         return _failure(request, exc, "no_model", "run_id_or_artifact")
-    except ValueError as exc:
-        return _failure(request, exc, getattr(exc, "kind", "invalid_field"), getattr(exc, "field", None))
+    except FieldError as exc:
+        return _failure(request, exc, _error_type(exc, "unknown_run"), exc.field)
     except Exception as exc:
         return _failure(request, exc, "internal_error")
 
@@ -634,8 +618,7 @@ def _saved_model(path):
     except FileNotFoundError:
         raise
     except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # not our .npz; a damaged ensemble.json
-        raise _Invalid(f"run_id_or_artifact: {path} holds no readable saved model ({exc})",
-                       "run_id_or_artifact") from None
+        raise FieldError("run_id_or_artifact", f"{path} holds no readable saved model ({exc})") from None
 
 
 def _model_location(reference):
@@ -648,5 +631,4 @@ def _model_location(reference):
     default = os.path.join(_runs_root(), reference)
     if _RUN_ID.fullmatch(reference) and os.path.isdir(default):
         return default
-    raise _Invalid(f"run_id_or_artifact: no run or saved model called {reference!r}", "run_id_or_artifact",
-                   kind="unknown_run")
+    raise FieldError("run_id_or_artifact", f"no run or saved model called {reference!r}", kind="not_found")

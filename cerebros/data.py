@@ -17,6 +17,8 @@ import numpy as np
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from codec.errors import FieldError
+
 TASKS = ("classification", "regression")
 BUNDLED = {
     "iris": (sk_datasets.load_iris, "classification"),
@@ -33,16 +35,6 @@ EARLY_STOPPING_SIZE = 0.2
 # The largest dataset file read unless a caller allows more (max_dataset_bytes).
 DEFAULT_MAX_BYTES = 256 * 2 ** 20
 _LIMIT = "raise it with max_dataset_bytes, or --max-dataset-bytes on the command line"
-
-
-class DataError(ValueError):
-    """The dataset cannot be used; ``field`` names the input at fault, ``kind`` says how
-    ("unknown_dataset" for a name or path that does not exist, else "invalid_field")."""
-
-    def __init__(self, message, field="dataset_id", kind="invalid_field"):
-        super().__init__(message)
-        self.field = field
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -71,10 +63,9 @@ class Splits:
 def load(dataset_id, *, target=None, max_bytes=DEFAULT_MAX_BYTES):
     """``(X, y, task_or_None)`` for a bundled dataset name or a .csv/.npz path of at most ``max_bytes``."""
     if not isinstance(dataset_id, str) or not dataset_id:
-        raise DataError(f"dataset_id: expected a dataset name or file path, got {dataset_id!r}")
+        raise FieldError("dataset_id", f"expected a dataset name or file path, got {dataset_id!r}")
     if target is not None and not dataset_id.lower().endswith(".csv"):
-        raise DataError(f"target: names a column of a .csv file; {dataset_id!r} brings its own target",
-                        field="target")
+        raise FieldError("target", f"names a column of a .csv file; {dataset_id!r} brings its own target")
     if dataset_id in BUNDLED:
         loader, task = BUNDLED[dataset_id]
         X, y = loader(return_X_y=True)
@@ -82,12 +73,12 @@ def load(dataset_id, *, target=None, max_bytes=DEFAULT_MAX_BYTES):
     extension = os.path.splitext(dataset_id)[1].lower()
     if extension in FILE_TYPES:
         if not os.path.isfile(dataset_id):
-            raise DataError(f"dataset_id: no such file {dataset_id!r}", kind="unknown_dataset")
+            raise FieldError("dataset_id", f"no such file {dataset_id!r}", kind="not_found")
         _check_size(dataset_id, "dataset_id", max_bytes)
         X, y = _load_csv(dataset_id, target) if extension == ".csv" else _load_npz(dataset_id, max_bytes)
         return X, y, None
-    raise DataError(f"dataset_id: unknown dataset {dataset_id!r} (bundled: {', '.join(BUNDLED)}; "
-                    "or a path ending in .csv or .npz)", kind="unknown_dataset")
+    raise FieldError("dataset_id", f"unknown dataset {dataset_id!r} (bundled: {', '.join(BUNDLED)}; "
+                                   "or a path ending in .csv or .npz)", kind="not_found")
 
 
 def names_a_dataset(dataset_id):
@@ -100,7 +91,7 @@ def from_arrays(X, y):
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"data.X: expected a 2-d table of numbers ({exc})", field="data.X") from None
+        raise FieldError("data.X", f"expected a 2-d table of numbers ({exc})") from None
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -126,11 +117,10 @@ def split_indices(y, task, *, test_size=0.25, validation_size=0.2, seed=0):
     no test rows out: the model is then searched and trained on every row.
     """
     if not (test_size == 0 or 0.0 < test_size < 1.0):
-        raise DataError(f"test_size: must be 0 (no test split) or between 0 and 1 (exclusive), got {test_size!r}",
-                        field="test_size")
+        raise FieldError("test_size", "must be 0 (no test split) or between 0 and 1 (exclusive), "
+                                      f"got {test_size!r}")
     if not 0.0 < validation_size < 1.0:
-        raise DataError(f"validation_size: must be between 0 and 1 (exclusive), got {validation_size!r}",
-                        field="validation_size")
+        raise FieldError("validation_size", f"must be between 0 and 1 (exclusive), got {validation_size!r}")
     rows = np.arange(len(y))
     if test_size == 0:
         rest, test = rows, rows[:0]
@@ -145,15 +135,15 @@ def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds
     if task is None:
         task = infer_task(y)
     elif task not in TASKS:
-        raise DataError(f"task: must be one of {', '.join(TASKS)}, got {task!r}", field="task")
+        raise FieldError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
     if task == "regression":
         if y.dtype.kind not in "iuf":
-            raise DataError(f"task: regression needs numeric targets, got {y.dtype} values", field="task")
+            raise FieldError("task", f"regression needs numeric targets, got {y.dtype} values")
         y = y.astype(np.float64)
     elif len(np.unique(y)) < 2:
-        raise DataError("y: classification needs at least two classes", field="y")
+        raise FieldError("y", "classification needs at least two classes")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
-        raise DataError(f"folds: must be an integer >= 1, got {folds!r}", field="folds")
+        raise FieldError("folds", f"must be an integer >= 1, got {folds!r}")
     train, val, test = split_indices(y, task, test_size=test_size, validation_size=validation_size, seed=seed)
     search = np.concatenate([train, val])
     if folds == 1:
@@ -181,10 +171,10 @@ def early_stopping_split(rows, y, task, seed, size=EARLY_STOPPING_SIZE):
 def _cross_validation(y, task, folds, seed):
     splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
     if task == "classification" and np.unique(y, return_counts=True)[1].min() < folds:
-        raise DataError(f"folds: {folds}-fold cross-validation needs at least {folds} search rows of every "
-                        "class", field="folds")
+        raise FieldError("folds", f"{folds}-fold cross-validation needs at least {folds} search rows of "
+                                  "every class")
     if len(y) < 2 * folds:
-        raise DataError(f"folds: {len(y)} search rows are too few for {folds} folds", field="folds")
+        raise FieldError("folds", f"{len(y)} search rows are too few for {folds} folds")
     return list(splitter.split(np.zeros(len(y)), y))
 
 
@@ -193,31 +183,29 @@ def _split(rows, y, task, size, seed, field):
     try:
         return train_test_split(rows, test_size=size, stratify=stratify, random_state=seed)
     except ValueError as exc:
-        raise DataError(f"{field}: cannot split {len(rows)} rows this way ({exc})", field=field) from None
+        raise FieldError(field, f"cannot split {len(rows)} rows this way ({exc})") from None
 
 
 def _checked(X, y, x_field, y_field, x_name=None, y_name=None):
-    """``(X, y)`` if usable, else ``DataError`` naming the field; ``x_name``/``y_name`` say what
-    the messages call them (a file's features, ...), by default the field."""
-    x_name, y_name = x_name or x_field, y_name or y_field
+    """``(X, y)`` if usable, else ``FieldError`` naming the field; ``x_name``/``y_name`` say what
+    the messages call them (a file's features, ...), if not the field itself."""
+    x_name, y_name = (x_name + ": " if x_name else ""), (y_name + ": " if y_name else "")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"{x_name}: expected a non-empty 2-d table (rows, features), got shape {X.shape}",
-                        field=x_field)
+        raise FieldError(x_field, f"{x_name}expected a non-empty 2-d table (rows, features), got shape {X.shape}")
     if not np.isfinite(X).all():
         row, column = np.argwhere(~np.isfinite(X))[0]
-        raise DataError(f"{x_name}: contains NaN or infinite values (first at row {row}, column {column})",
-                        field=x_field)
+        raise FieldError(x_field, f"{x_name}contains NaN or infinite values (first at row {row}, column {column})")
     if y.ndim != 1 or len(y) != len(X):
-        raise DataError(f"{y_name}: expected one target per row ({len(X)}), got shape {y.shape}", field=y_field)
+        raise FieldError(y_field, f"{y_name}expected one target per row ({len(X)}), got shape {y.shape}")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise DataError(f"{y_name}: contains NaN or infinite values (first at row "
-                        f"{np.argwhere(~np.isfinite(y))[0][0]})", field=y_field)
+        raise FieldError(y_field, f"{y_name}contains NaN or infinite values (first at row "
+                                  f"{np.argwhere(~np.isfinite(y))[0][0]})")
     return X, y
 
 
 def load_features(path, max_bytes=DEFAULT_MAX_BYTES):
     """Feature rows to predict on, from a .csv whose every column is a feature (a header row is
-    optional) or an .npz holding ``X``, of at most ``max_bytes``. ``DataError`` (field "input")
+    optional) or an .npz holding ``X``, of at most ``max_bytes``. ``FieldError`` (field "input")
     names what is wrong and where: the line and column of a bad .csv cell."""
     _check_size(path, "input", max_bytes)
     if os.path.splitext(path)[1].lower() == ".npz":
@@ -225,24 +213,21 @@ def load_features(path, max_bytes=DEFAULT_MAX_BYTES):
     else:
         X, _ = _read_csv(path, "input", label=None)
     if X.ndim != 2 or X.dtype.kind not in "iufb":
-        raise DataError(f"input: {path}: expected a 2-d table of numbers, got {X.dtype} of shape {X.shape}",
-                        field="input")
+        raise FieldError("input", f"{path}: expected a 2-d table of numbers, got {X.dtype} of shape {X.shape}")
     return X
 
 
 def _check_size(path, field, max_bytes):
     size = os.path.getsize(path)
     if size > max_bytes:
-        raise DataError(f"{field}: {path} is {size} bytes, over the limit of {max_bytes} ({_LIMIT})",
-                        field=field)
+        raise FieldError(field, f"{path} is {size} bytes, over the limit of {max_bytes} ({_LIMIT})")
 
 
 def _load_npz(path, max_bytes):
     X, y = _npz_arrays(path, ("X", "y"), "dataset_id", max_bytes)
     if X.dtype.kind not in "iufb":
-        raise DataError(f"dataset_id: {path}: X must be numeric, got dtype {X.dtype}")
-    return _checked(X.astype(np.float64), y, "dataset_id", "dataset_id", f"dataset_id: {path}: X",
-                    f"dataset_id: {path}: y")
+        raise FieldError("dataset_id", f"{path}: X must be numeric, got dtype {X.dtype}")
+    return _checked(X.astype(np.float64), y, "dataset_id", "dataset_id", f"{path}: X", f"{path}: y")
 
 
 def _npz_arrays(path, keys, field, max_bytes):
@@ -251,25 +236,23 @@ def _npz_arrays(path, keys, field, max_bytes):
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{field}: {path} is not a readable .npz archive ({exc})", field=field) from None
+        raise FieldError(field, f"{path} is not a readable .npz archive ({exc})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{field}: {path} holds a single array, not an .npz archive of {' and '.join(keys)}",
-                        field=field)
+        raise FieldError(field, f"{path} holds a single array, not an .npz archive of {' and '.join(keys)}")
     with archive:
         missing = [key for key in keys if key not in archive]
         if missing:
-            raise DataError(f"{field}: {path} lacks array(s) {', '.join(missing)} (needs {' and '.join(keys)})",
-                            field=field)
+            raise FieldError(field, f"{path} lacks array(s) {', '.join(missing)} (needs {' and '.join(keys)})")
         try:
             size = sum(_npy_bytes(archive.zip, key) for key in keys)
             if size > max_bytes:
-                raise DataError(f"{field}: {path}: {' and '.join(keys)} take {size} bytes once read, over the limit "
-                                f"of {max_bytes} ({_LIMIT})", field=field)
+                raise FieldError(field, f"{path}: {' and '.join(keys)} take {size} bytes once read, over the "
+                                        f"limit of {max_bytes} ({_LIMIT})")
             return [archive[key] for key in keys]
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, DataError):
+            if isinstance(exc, FieldError):
                 raise
-            raise DataError(f"{field}: {path}: {' or '.join(keys)} cannot be read ({exc})", field=field) from None
+            raise FieldError(field, f"{path}: {' or '.join(keys)} cannot be read ({exc})") from None
 
 
 def _npy_bytes(archive, key):
@@ -285,8 +268,7 @@ def _npy_bytes(archive, key):
 def _load_csv(path, target):
     X, labels = _read_csv(path, "dataset_id", label=_LAST if target is None else target)
     y = labels.astype(np.float64) if all(_is_number(v) for v in labels) else labels
-    return _checked(X, y, "dataset_id", "dataset_id", f"dataset_id: {path}: the features",
-                    f"dataset_id: {path}: the target")
+    return _checked(X, y, "dataset_id", "dataset_id", f"{path}: the features", f"{path}: the target")
 
 
 _LAST = object()  # _read_csv's label: the last column
@@ -307,12 +289,12 @@ def _read_csv(path, field, label):
             if header is not None:
                 continue
         if len(row) != width:
-            raise DataError(f"{field}: {path} line {line} has {len(row)} cells, expected {width}", field=field)
+            raise FieldError(field, f"{path} line {line} has {len(row)} cells, expected {width}")
         lines += 1
         if column is not None:
             label_length = max(label_length, len(row[column].strip()))
     if width is None:
-        raise DataError(f"{field}: {path} is empty", field=field)
+        raise FieldError(field, f"{path} is empty")
     names = header or [f"column {i + 1}" for i in range(width)]
     features = np.empty((lines, width - (column is not None)), dtype=np.float64)
     labels = np.empty(lines if column is not None else 0, dtype=f"<U{label_length}")
@@ -323,15 +305,15 @@ def _read_csv(path, field, label):
         values = []
         for i, cell in enumerate(cell.strip() for cell in row):
             if not cell:
-                raise DataError(f"{field}: {path} line {line}, {names[i]!r}: missing value", field=field)
+                raise FieldError(field, f"{path} line {line}, {names[i]!r}: missing value")
             if i == column:
                 labels[index] = cell
                 continue
             try:
                 values.append(float(cell))
             except ValueError:
-                raise DataError(f"{field}: {path} line {line}, {names[i]!r}: expected a number, got {cell!r}",
-                                field=field) from None
+                raise FieldError(field, f"{path} line {line}, {names[i]!r}: expected a number, "
+                                        f"got {cell!r}") from None
         features[index] = values
     return features, labels
 
@@ -342,7 +324,7 @@ def _label_column(path, header, width, label):
     if label is _LAST:
         return width - 1
     if header is None or label not in header:
-        raise DataError(f"target: column {label!r} not found in the header of {path}", field="target")
+        raise FieldError("target", f"column {label!r} not found in the header of {path}")
     return header.index(label)
 
 
@@ -354,9 +336,9 @@ def _csv_reader(path, field):
                 if row:
                     yield line, row
     except UnicodeDecodeError as exc:
-        raise DataError(f"{field}: {path} is not UTF-8 text (byte {exc.start})", field=field) from None
+        raise FieldError(field, f"{path} is not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
-        raise DataError(f"{field}: {path} is not a readable .csv ({exc})", field=field) from None
+        raise FieldError(field, f"{path} is not a readable .csv ({exc})") from None
 
 
 def _is_number(text):

@@ -9,6 +9,8 @@ from typing import Callable
 import numpy as np
 from sklearn import metrics as sk_metrics
 
+from codec.errors import FieldError
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -48,23 +50,17 @@ OBJECTIVES = {
 DEFAULTS = {"classification": "accuracy", "regression": "r2"}
 
 
-class ObjectiveError(ValueError):
-    """An objective name is unknown or does not fit the task."""
-
-    field = "objective"
-
-
 def get(name, task):
     """The objective called ``name`` for ``task``; None gives the task's default."""
     if name is None:
         name = DEFAULTS[task]
     if name not in OBJECTIVES:
-        raise ObjectiveError(f"objective: unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
+        raise FieldError("objective", f"unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
     objective = OBJECTIVES[name]
     if objective.task != task:
         usable = ", ".join(n for n, o in OBJECTIVES.items() if o.task == task)
-        raise ObjectiveError(f"objective: {name!r} is a {objective.task} metric but the dataset is a "
-                             f"{task} task (use one of {usable})")
+        raise FieldError("objective", f"{name!r} is a {objective.task} metric but the dataset is a "
+                                      f"{task} task (use one of {usable})")
     return objective
 
 

@@ -20,15 +20,13 @@ from typing import Tuple
 
 import numpy as np
 
+from codec.errors import FieldError
+
 from .activations import ACTIVATIONS
 
 NORMALIZATIONS = ("batchnorm", "dropout", "none")
 ROUNDINGS = ("ceil", "floor")
 LATERAL_DECAY = 0.95
-
-
-class SpaceError(ValueError):
-    """A search space or candidate field is invalid; the message names the field and the value."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +89,12 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d):
-        """Rebuild and validate a candidate from ``to_dict`` output; ``SpaceError`` on any defect."""
+        """Rebuild and validate a candidate from ``to_dict`` output; ``FieldError`` on any defect."""
         d = _require_mapping(d, "candidate")
         _reject_unknown(d, _CANDIDATE_KEYS, "candidate")
         missing = [key for key in _CANDIDATE_KEYS if key not in d]
         if missing:
-            raise SpaceError(f"candidate: missing field(s) {', '.join(missing)}")
+            raise FieldError("candidate", f"missing field(s) {', '.join(missing)}")
         levels = _require_list(d["levels"], "levels")
         candidate = cls(
             n_inputs=_as_int(d["n_inputs"], "n_inputs", low=1),
@@ -124,21 +122,20 @@ class Candidate:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def check(self):
-        """Raise ``SpaceError`` unless the wiring is a valid network (see the module docstring)."""
+        """Raise ``FieldError`` unless the wiring is a valid network (see the module docstring)."""
         widths = [1] + [len(level) for level in self.levels]
         consumed = set()
         for k, level in enumerate(self.levels, start=1):
             if not level:
-                raise SpaceError(f"levels[{k - 1}]: a hidden level needs at least one unit")
+                raise FieldError(f"levels[{k - 1}]", "a hidden level needs at least one unit")
             for i, unit in enumerate(level):
                 where = f"levels[{k - 1}][{i}]"
                 if unit.neurons < 1:
-                    raise SpaceError(f"{where}.neurons: must be >= 1, got {unit.neurons}")
+                    raise FieldError(f"{where}.neurons", f"must be >= 1, got {unit.neurons}")
                 _check_refs(unit.inputs, k, widths, f"{where}.inputs")
                 for m in unit.lateral_inputs:
                     if not 0 <= m < i:
-                        raise SpaceError(
-                            f"{where}.lateral_inputs: {m} is not an earlier unit of the same level")
+                        raise FieldError(f"{where}.lateral_inputs", f"{m} is not an earlier unit of the same level")
                     consumed.add((k, m))
                 consumed.update(unit.inputs)
         _check_refs(self.output_inputs, len(self.levels) + 1, widths, "output_inputs")
@@ -146,8 +143,7 @@ class Candidate:
         for k, level in enumerate(self.levels, start=1):
             for i in range(len(level)):
                 if (k, i) not in consumed:
-                    raise SpaceError(
-                        f"levels[{k - 1}][{i}]: the unit feeds nothing downstream (orphan)")
+                    raise FieldError(f"levels[{k - 1}][{i}]", "the unit feeds nothing downstream (orphan)")
 
 
 @dataclass(frozen=True)
@@ -157,7 +153,7 @@ class SearchSpace:
     Integer ranges are sampled uniformly, except ``batch_size`` which is log-uniform like
     ``learning_rate`` and ``weight_decay`` (``weight_decay`` may be fixed at 0 by giving 0
     as both ends). ``dropout`` is uniform and used only with the "dropout" normalization.
-    Build from caller data with ``SearchSpace.from_dict``; ``SpaceError`` on any bad field.
+    Build from caller data with ``SearchSpace.from_dict``; ``FieldError`` on any bad field.
     """
 
     minimum_levels: int = 0
@@ -205,35 +201,31 @@ class SearchSpace:
         """
         d = _require_mapping(d, "search_space")
         values = {}
+        written = {}  # each field's key as the caller wrote it, so that errors name that key
         for key, value in d.items():
             if not isinstance(key, str):
-                raise SpaceError(f"search_space: field names must be text, got {key!r}")
-            key = _ALIASES.get(str(key), str(key))  # str(): an Atom key becomes a plain name
-            if key in _RANGE_SHORT_FORMS:
-                low, high = _as_pair(value, key)
-                _set_once(values, f"minimum_{key}", low)
-                _set_once(values, f"maximum_{key}", high)
-            elif key in _CHOICE_SHORT_FORMS:
-                _set_once(values, _CHOICE_SHORT_FORMS[key], value if isinstance(value, (list, tuple)) else [value])
-            elif key in _FIELD_TYPES:
-                _set_once(values, key, value)
+                raise FieldError("search_space", f"field names must be text, got {key!r}")
+            key = str(key)  # an Atom key becomes a plain name
+            name = _ALIASES.get(key, key)
+            if name in _RANGE_SHORT_FORMS:
+                low, high = _as_pair(value, f"search_space.{key}")
+                fields = {f"minimum_{name}": low, f"maximum_{name}": high}
+            elif name in _CHOICE_SHORT_FORMS:
+                fields = {_CHOICE_SHORT_FORMS[name]: value if isinstance(value, (list, tuple)) else [value]}
+            elif name in _FIELD_TYPES:
+                fields = {name: value}
             else:
-                raise SpaceError(f"search_space: unknown field {key!r}")
-        converted = {}
-        for name, value in values.items():
-            kind = _FIELD_TYPES[name]
-            if kind is int:
-                converted[name] = _as_int(value, name)
-            elif kind is float:
-                converted[name] = _as_float(value, name)
-            elif kind is str:
-                converted[name] = _as_text(value, name)
-            else:
-                items = _require_list(value, name)
-                if not items:
-                    raise SpaceError(f"{name}: must name at least one choice, got {value!r}")
-                converted[name] = tuple(dict.fromkeys(_as_text(v, f"{name}[{i}]") for i, v in enumerate(items)))
-        return cls(**converted)
+                raise FieldError.unknown_key("search_space", key, _KNOWN_KEYS)
+            for field, item in fields.items():
+                if field in values:
+                    raise FieldError(f"search_space.{key}", f"{field} given twice (by {written[field]} and by {key})")
+                values[field] = item
+                written[field] = key
+        try:
+            return cls(**{name: _converted(name, value) for name, value in values.items()})
+        except FieldError as exc:  # named for the space's own field: name the key that set it
+            name = exc.field.split("[")[0]
+            raise exc.renamed(f"search_space.{written.get(name, name)}{exc.field[len(name):]}") from None
 
     def to_dict(self):
         """All fields as a JSON-safe dict (tuples become lists); ``from_dict`` inverts it."""
@@ -250,26 +242,26 @@ class SearchSpace:
         for name, (low, high) in _BOUNDS.items():
             value = getattr(self, name)
             if not low <= value <= high:
-                raise SpaceError(f"{name}: must be between {low} and {high}, got {value!r}")
+                raise FieldError(name, f"must be between {low} and {high}, got {value!r}")
         for name in ("levels", "units_per_level", "neurons_per_unit", "skip_connection_depth",
                      "learning_rate", "weight_decay", "batch_size", "epochs", "dropout"):
             low_name, high_name = _range_names(name)
             low, high = getattr(self, low_name), getattr(self, high_name)
             if low > high:
-                raise SpaceError(f"{low_name}: {low!r} is greater than {high_name} {high!r}")
+                raise FieldError(low_name, f"{low!r} is greater than {high_name} {high!r}")
         if self.minimum_weight_decay == 0 and self.maximum_weight_decay > 0:
-            raise SpaceError(
-                "minimum_weight_decay: 0 cannot start a log-uniform range; give a positive "
+            raise FieldError(
+                "minimum_weight_decay", "0 cannot start a log-uniform range; give a positive "
                 f"minimum or 0 for both ends (maximum_weight_decay is {self.maximum_weight_decay!r})")
         if self.rounding not in ROUNDINGS:
-            raise SpaceError(f"rounding: must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
+            raise FieldError("rounding", f"must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         for name, known in (("activations", ACTIVATIONS), ("normalizations", NORMALIZATIONS)):
             choices = getattr(self, name)
             if not isinstance(choices, tuple) or not choices:
-                raise SpaceError(f"{name}: must be a non-empty tuple of names, got {choices!r}")
+                raise FieldError(name, f"must be a non-empty tuple of names, got {choices!r}")
             for choice in choices:
                 if choice not in known:
-                    raise SpaceError(f"{name}: unknown name {choice!r} (known: {', '.join(known)})")
+                    raise FieldError(name, f"unknown name {choice!r} (known: {', '.join(known)})")
 
     # ---- sampling -----------------------------------------------------------------------
 
@@ -436,7 +428,7 @@ class SearchSpace:
         each level from a parent that has it, the level count and output wiring from either;
         then repaired, so the child is always valid."""
         if a.n_inputs != b.n_inputs:
-            raise SpaceError(f"crossover: parents differ in n_inputs ({a.n_inputs} vs {b.n_inputs})")
+            raise ValueError(f"crossover: parents differ in n_inputs ({a.n_inputs} vs {b.n_inputs})")
         ha, hb = _hyper_of(a), _hyper_of(b)
         hyper = {}
         for name in ha:
@@ -582,6 +574,7 @@ _ALIASES = {
     "predecessor_level_connection_affinity_factor_main": "affinity_main",
     "predecessor_level_connection_affinity_factor_decay_main": "affinity_decay",
 }
+_KNOWN_KEYS = set(_FIELD_TYPES) | set(_RANGE_SHORT_FORMS) | set(_CHOICE_SHORT_FORMS) | set(_ALIASES)
 
 
 def field_kind(name):
@@ -600,10 +593,19 @@ def _range_names(name):
     return f"minimum_{name}", f"maximum_{name}"
 
 
-def _set_once(values, name, value):
-    if name in values:
-        raise SpaceError(f"search_space: field {name!r} given twice (directly and by a short form)")
-    values[name] = value
+def _converted(name, value):
+    """A ``from_dict`` value as the type of the space's field ``name``."""
+    kind = _FIELD_TYPES[name]
+    if kind is int:
+        return _as_int(value, name)
+    if kind is float:
+        return _as_float(value, name)
+    if kind is str:
+        return _as_text(value, name)
+    items = _require_list(value, name)
+    if not items:
+        raise FieldError(name, f"must name at least one choice, got {value!r}")
+    return tuple(dict.fromkeys(_as_text(v, f"{name}[{i}]") for i, v in enumerate(items)))
 
 
 def _hyper_of(candidate):
@@ -629,55 +631,55 @@ def _log_step(rng, value, low, high):
 
 def _require_mapping(d, where):
     if not isinstance(d, dict):
-        raise SpaceError(f"{where}: expected a map, got {type(d).__name__}")
+        raise FieldError(where, f"expected a map, got {type(d).__name__}")
     return d
 
 
 def _require_list(value, where):
     if not isinstance(value, (list, tuple)):
-        raise SpaceError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        raise FieldError(where, f"expected a list, got {type(value).__name__} {value!r}")
     return value
 
 
 def _reject_unknown(d, known, where):
     for key in d:
         if key not in known:
-            raise SpaceError(f"{where}: unknown field {key!r}")
+            raise FieldError(where, f"unknown field {key!r}")
 
 
 def _as_int(value, name, low=None):
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise SpaceError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+        raise FieldError(name, f"expected an integer, got {type(value).__name__} {value!r}")
     if low is not None and value < low:
-        raise SpaceError(f"{name}: must be >= {low}, got {value!r}")
+        raise FieldError(name, f"must be >= {low}, got {value!r}")
     return int(value)
 
 
 def _as_float(value, name, low=None, high=None, low_open=False, high_open=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise SpaceError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+        raise FieldError(name, f"expected a number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise SpaceError(f"{name}: must be finite, got {value!r}")
+        raise FieldError(name, f"must be finite, got {value!r}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise SpaceError(f"{name}: must be {'>' if low_open else '>='} {low}, got {value!r}")
+        raise FieldError(name, f"must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise SpaceError(f"{name}: must be {'<' if high_open else '<='} {high}, got {value!r}")
+        raise FieldError(name, f"must be {'<' if high_open else '<='} {high}, got {value!r}")
     return value
 
 
 def _as_text(value, name):
     if not isinstance(value, str):
-        raise SpaceError(f"{name}: expected text, got {type(value).__name__} {value!r}")
+        raise FieldError(name, f"expected text, got {type(value).__name__} {value!r}")
     return str(value)
 
 
 def _as_choice(value, name, choices):
     value = _as_text(value, name)
     if value not in choices:
-        raise SpaceError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+        raise FieldError(name, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -685,7 +687,7 @@ def _as_pair(value, name):
     """A short-form range: one number (fixed) or a [minimum, maximum] pair."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise SpaceError(f"{name}: a range is [minimum, maximum], got {list(value)!r}")
+            raise FieldError(name, f"a range is [minimum, maximum], got {list(value)!r}")
         return value[0], value[1]
     return value, value
 
@@ -694,7 +696,7 @@ def _refs_from_list(value, where):
     refs = []
     for n, ref in enumerate(_require_list(value, where)):
         if not isinstance(ref, (list, tuple)) or len(ref) != 2:
-            raise SpaceError(f"{where}[{n}]: expected a [level, unit] pair, got {ref!r}")
+            raise FieldError(f"{where}[{n}]", f"expected a [level, unit] pair, got {ref!r}")
         refs.append((_as_int(ref[0], f"{where}[{n}] level"), _as_int(ref[1], f"{where}[{n}] unit")))
     return tuple(sorted(set(refs)))
 
@@ -703,7 +705,7 @@ def _unit_from_dict(d, where):
     d = _require_mapping(d, where)
     _reject_unknown(d, _UNIT_KEYS, where)
     if "neurons" not in d or "inputs" not in d:
-        raise SpaceError(f"{where}: a unit needs 'neurons' and 'inputs'")
+        raise FieldError(where, "a unit needs 'neurons' and 'inputs'")
     lateral = _require_list(d.get("lateral_inputs", []), f"{where}.lateral_inputs")
     return Unit(
         neurons=_as_int(d["neurons"], f"{where}.neurons", low=1),
@@ -714,7 +716,7 @@ def _unit_from_dict(d, where):
 
 def _check_refs(refs, k, widths, where):
     if not refs:
-        raise SpaceError(f"{where}: a unit needs at least one input from an earlier level")
+        raise FieldError(where, "a unit needs at least one input from an earlier level")
     for j, u in refs:
         if not (0 <= j < k and 0 <= u < widths[j]):
-            raise SpaceError(f"{where}: ({j}, {u}) is not a unit on an earlier level")
+            raise FieldError(where, f"({j}, {u}) is not a unit on an earlier level")

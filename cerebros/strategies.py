@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codec.errors import FieldError
+
 from . import parzen
 from .space import Candidate
 
@@ -118,12 +120,12 @@ class Evolution(Strategy):
             elite_size = default_elite_size(population_size)
         _check_int("elite_size", elite_size, 0)
         if elite_size >= population_size:
-            raise ValueError(f"elite_size: must be smaller than population_size ({population_size}), "
-                             f"got {elite_size}")
+            raise FieldError("elite_size", f"must be smaller than population_size ({population_size}), "
+                                           f"got {elite_size}")
         _check_fraction("crossover_rate", crossover_rate)
         _check_fraction("mutation_rate", mutation_rate)
         if not (_is_real(tau) and math.isfinite(tau) and tau > 0):
-            raise ValueError(f"tau: must be a positive number, got {tau!r}")
+            raise FieldError("tau", f"must be a positive number, got {tau!r}")
         self.population_size = int(population_size)
         self.tau = float(tau)
         self.crossover_rate = float(crossover_rate)
@@ -232,8 +234,8 @@ class SuccessiveHalving(Strategy):
         _check_int("eta", eta, 2)
         if max_epochs is None:
             if min_epochs > space.maximum_epochs:
-                raise ValueError(f"min_epochs: must be at most the space's maximum_epochs ({space.maximum_epochs}) "
-                                 f"when max_epochs is not given, got {min_epochs}")
+                raise FieldError("min_epochs", f"must be at most the search space's maximum_epochs "
+                                               f"({space.maximum_epochs}) when max_epochs is not given, got {min_epochs}")
             max_epochs = space.maximum_epochs
         _check_int("max_epochs", max_epochs, min_epochs)
         self.n_configs, self.min_epochs = int(n_configs), int(min_epochs)
@@ -359,7 +361,7 @@ class Tpe(Strategy):
         _check_int("n_ei_candidates", n_ei_candidates, 1)
         _check_int("in_flight", in_flight, 1)
         if not (_is_real(gamma) and 0 < gamma < 1):
-            raise ValueError(f"gamma: must be a number between 0 and 1 (exclusive), got {gamma!r}")
+            raise FieldError("gamma", f"must be a number between 0 and 1 (exclusive), got {gamma!r}")
         self.n_startup_trials = int(n_startup_trials)
         self.gamma = float(gamma)
         self.n_ei_candidates = int(n_ei_candidates)
@@ -446,13 +448,13 @@ STRATEGIES = {cls.name: cls for cls in (RandomSearch, Evolution, SuccessiveHalvi
 def create(name, space, n_inputs, seed, **params):
     """The strategy called ``name`` (a key of ``STRATEGIES``) with its own ``params``."""
     if name not in STRATEGIES:
-        raise ValueError(f"strategy: unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
+        raise FieldError("strategy", f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
     cls = STRATEGIES[name]
     accepted = [p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise ValueError(f"{unknown[0]}: not a parameter of the {name} strategy "
-                         f"(its parameters: {', '.join(accepted) or 'none'})")
+        raise FieldError(unknown[0], f"not a parameter of the {name} strategy "
+                                     f"(its parameters: {', '.join(accepted) or 'none'})")
     return cls(space, n_inputs, seed, **params)
 
 
@@ -480,7 +482,7 @@ def _check_int(name, value, low):
     if not (_is_real(value) and isinstance(value, numbers.Integral)) or value < low or \
             (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"from {low} to {high}"
-        raise ValueError(f"{name}: must be an integer {bounds}, got {shown(value)}")
+        raise FieldError(name, f"must be an integer {bounds}, got {shown(value)}")
 
 
 def shown(value):
@@ -493,4 +495,4 @@ def shown(value):
 
 def _check_fraction(name, value):
     if not _is_real(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: must be a number in [0, 1], got {value!r}")
+        raise FieldError(name, f"must be a number in [0, 1], got {value!r}")

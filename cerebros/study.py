@@ -15,6 +15,8 @@ from typing import Optional
 
 import numpy as np
 
+from codec.errors import FieldError
+
 from . import data as data_module
 from . import objectives, selection, strategies
 from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, RunDirectoryError, saved_model
@@ -61,7 +63,9 @@ class SearchConfig:
     best trials whose networks the earlier run still kept. ``refit``: the selected trials also
     train networks on all search rows for the saved model (see the module docstring).
     ``max_trials_without_improvement`` (None: no limit) and ``min_improvement`` (in the
-    objective's units) are the search's early stopping (see the module docstring). ``n_jobs``
+    objective's units) are the search's early stopping (see the module docstring).
+    ``max_trials`` None means no trial cap: the search then runs until ``max_time_seconds``
+    (one of the two must be given), whichever comes first when both are. ``n_jobs``
     -1 means one trial process per available core, as in scikit-learn (more than the cores
     available run as many processes as cores). ``max_dataset_bytes`` caps the dataset file read
     (``data.load``). ``check`` holds each field's bounds (``MAXIMA``).
@@ -79,7 +83,7 @@ class SearchConfig:
     folds: int = 5
     target: Optional[str] = None
     task: Optional[str] = None
-    max_trials: int = 10
+    max_trials: Optional[int] = 10
     max_time_seconds: Optional[float] = None
     max_trial_seconds: Optional[float] = None
     max_trials_without_improvement: Optional[int] = None
@@ -90,26 +94,28 @@ class SearchConfig:
     max_dataset_bytes: int = data_module.DEFAULT_MAX_BYTES
 
     def check(self):
-        """Raise ``ValueError`` naming the first budget field out of range."""
+        """Raise ``FieldError`` naming the first budget field out of range."""
+        if self.max_trials is None and self.max_time_seconds is None:
+            raise FieldError("max_trials", "give max_trials, max_time_seconds or both: a search needs a bound")
         integers = {"max_trials": 0, "max_trials_without_improvement": 1, "seed": 0, "split_seed": 0,
                     "ensemble_size": 0, "folds": 1, "max_dataset_bytes": 1}  # each field's least value
-        optional = ("max_trials_without_improvement", "max_time_seconds", "max_trial_seconds")
+        optional = ("max_trials", "max_trials_without_improvement", "max_time_seconds", "max_trial_seconds")
         for name, least in integers.items():
             value = getattr(self, name)
             if (value is not None or name not in optional) and not (
                     _is_number(value, int) and least <= value <= MAXIMA[name]):
-                raise ValueError(f"{name}: must be an integer from {least} to {MAXIMA[name]}, got "
-                                 f"{strategies.shown(value)}")
+                raise FieldError(name, f"must be an integer from {least} to {MAXIMA[name]}, got "
+                                       f"{strategies.shown(value)}")
         for name, unit in (("max_time_seconds", " of seconds"), ("max_trial_seconds", " of seconds"),
                            ("min_improvement", "")):
             value = getattr(self, name)
             if (value is not None or name not in optional) and not (
                     _is_number(value, (int, float)) and value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name}: must be a finite number{unit} >= 0, got {value!r}")
+                raise FieldError(name, f"must be a finite number{unit} >= 0, got {value!r}")
         if not (_is_number(self.n_jobs, int) and (self.n_jobs >= 1 or self.n_jobs == -1)):
-            raise ValueError(f"n_jobs: must be an integer >= 1, or -1 for every available core, got {self.n_jobs!r}")
+            raise FieldError("n_jobs", f"must be an integer >= 1, or -1 for every available core, got {self.n_jobs!r}")
         if not isinstance(self.refit, bool):
-            raise ValueError(f"refit: must be true or false, got {self.refit!r}")
+            raise FieldError("refit", f"must be true or false, got {self.refit!r}")
 
 
 def _is_number(value, types):
@@ -185,8 +191,8 @@ class Study:
     @classmethod
     def prepare(cls, config, *, data=None):
         """Check ``config`` and build everything it names; ``data`` is inline ``(X, y)`` instead of
-        loading ``config.dataset_id``. Raises ``DataError``, ``ObjectiveError``, ``SpaceError`` or
-        ``ValueError`` (each naming the field at fault): after this, only running can fail."""
+        loading ``config.dataset_id``. Raises ``FieldError`` naming the config field at fault
+        (``search_space.activation``, ``elite_size``): after this, only running can fail."""
         config.check()
         if data is None:
             X, y, known_task = data_module.load(config.dataset_id, target=config.target,
@@ -256,7 +262,7 @@ class Study:
                 if stopped_reason:  # stop the running trials: a trial started before the refit
                     runner.stop()   # reserve grew would otherwise run on to its own, later deadline
             if stopped_reason is None:
-                while len(running) < self._processes() and asked < self.config.max_trials:
+                while len(running) < self._processes() and not self._trials_spent(asked):
                     trial = self.strategy.ask()
                     if trial is None:
                         break
@@ -273,7 +279,11 @@ class Study:
                 next_to_tell += 1
         for number in finished:  # trials after the one that stalled the search: a one-process search never ran them
             self.run_dir.discard(number)
-        return stopped_reason or ("max_trials" if asked >= self.config.max_trials else "exhausted")
+        return stopped_reason or ("max_trials" if self._trials_spent(asked) else "exhausted")
+
+    def _trials_spent(self, asked):
+        """Whether ``asked`` trials use up ``max_trials`` (None: no cap, the deadline ends the search)."""
+        return self.config.max_trials is not None and asked >= self.config.max_trials
 
     def _processes(self):
         cores = available_cores()
@@ -552,10 +562,7 @@ class Study:
             warnings.append(f"in_flight: the {self.strategy.name} strategy proposes at most {in_flight} trial(s) "
                             f"ahead of their predecessors' results, so at most {in_flight} of the "
                             f"{self._processes()} trial processes were busy at once")
-        if stopped_reason == "max_time":
-            warnings.append(f"max_time_seconds: the {self.config.max_time_seconds} s deadline stopped the "
-                            f"search after {len(self.records)} trials; the result is the best so far")
-        elif stopped_reason == "cancelled":
+        if stopped_reason == "cancelled":
             warnings.append(f"cancelled after {len(self.records)} trials; the result is the best so far")
         failed = [r["number"] for r in self.records if r["status"] == "failed"]
         if failed:

@@ -5,7 +5,7 @@
 """
 from .core import decode, decode_from, encode
 from .decoder import DEFAULT_MAX_INFLATED_SIZE
-from .errors import DecodeError, EncodeError
+from .errors import DecodeError, EncodeError, FieldError
 from .terms import (
     Atom,
     BitBinary,
@@ -22,13 +22,13 @@ from .terms import (
 
 __all__ = [
     "DEFAULT_MAX_INFLATED_SIZE", "decode", "decode_from", "encode", "DecodeError",
-    "EncodeError", "Atom", "BitBinary", "Export", "Fun", "ImproperList", "Map", "Opaque",
+    "EncodeError", "FieldError", "Atom", "BitBinary", "Export", "Fun", "ImproperList", "Map", "Opaque",
     "Pid", "Port", "Reference", "exact_key",
 ]
 
-from .coerce import (CoercionError, as_bool, as_float, as_float_list, as_int, as_int_list,
+from .coerce import (as_bool, as_float, as_float_list, as_int, as_int_list,
                      as_str_keys, as_text)
 from . import plain, tensor
 
-__all__ += ["CoercionError", "as_bool", "as_float", "as_float_list", "as_int", "as_int_list",
+__all__ += ["as_bool", "as_float", "as_float_list", "as_int", "as_int_list",
             "as_str_keys", "as_text", "plain", "tensor"]

@@ -2,7 +2,7 @@
 
 Only the receiver's schema can say what a BEAM value is (``[32, 64]`` and ``" @"`` are one
 term), so each helper takes every shape a value can arrive in, stock ErlPort's runtime
-types included, and raises ``CoercionError`` naming the field (docs/codec.md).
+types included, and raises ``FieldError`` naming the field (docs/codec.md).
 """
 from __future__ import annotations
 
@@ -12,15 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .errors import FieldError
 from .terms import ImproperList
-
-
-class CoercionError(ValueError):
-    """A value that cannot be what its field means; ``field`` names the field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 def as_text(value, *, field: str) -> str:
@@ -51,7 +44,7 @@ def as_int(value, *, field: str) -> int:
     if number is None:
         try:
             return int(as_text(value, field=field))
-        except (CoercionError, ValueError):
+        except ValueError:  # FieldError included
             pass
     raise _expected(field, "an integer", value)
 
@@ -62,7 +55,7 @@ def as_float(value, *, field: str) -> float:
     if number is None:
         try:
             number = as_text(value, field=field)
-        except CoercionError:
+        except FieldError:
             pass
     result = _finite_float(number)
     if result is None:
@@ -76,7 +69,7 @@ def as_bool(value, *, field: str) -> bool:
         return bool(value)
     try:
         text = as_text(value, field=field)
-    except CoercionError:
+    except FieldError:
         text = None
     if text in ("true", "false"):
         return text == "true"
@@ -132,7 +125,7 @@ def as_str_keys(mapping, *, field: str) -> dict:
     for key, value in pairs:
         text = as_text(key, field=f"{field} (a key)")
         if text in result:
-            raise CoercionError(field, f"keys {_show(originals[text])} and {_show(key)} "
+            raise FieldError(field, f"keys {_show(originals[text])} and {_show(key)} "
                                        f"both read as {text!r}")
         result[text] = value
         originals[text] = key
@@ -194,8 +187,8 @@ def _finite_float(number):
     return result if math.isfinite(result) else None
 
 
-def _expected(field: str, expected: str, value) -> CoercionError:
-    return CoercionError(field, f"expected {expected}, got {_show(value)}")
+def _expected(field: str, expected: str, value) -> FieldError:
+    return FieldError(field, f"expected {expected}, got {_show(value)}")
 
 
 def _show(value) -> str:

@@ -1,4 +1,6 @@
-"""The two exceptions of the codec: one for bad input, one for unencodable terms."""
+"""The codec's exceptions: bad ETF input, unencodable terms, and a caller's value that cannot be
+what its field means (``FieldError``, raised by ``codec.coerce`` and by every layer above)."""
+import difflib
 
 
 class DecodeError(ValueError):
@@ -17,3 +19,36 @@ class EncodeError(ValueError):
         super().__init__(f"{message} at {path}")
         self.path = path
         self.reason = message
+
+
+class FieldError(ValueError):
+    """A value a caller gave that cannot be used.
+
+    ``field`` names it as the caller wrote it (``opts.budget.max_trials``, ``search_space.activation``),
+    ``problem`` says what is wrong, and ``kind`` how: ``"invalid"`` (the value is wrong) or
+    ``"not_found"`` (it names a dataset, file or run that does not exist).
+    """
+
+    def __init__(self, field: str, problem: str, kind: str = "invalid") -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.kind = kind
+
+    @classmethod
+    def unknown_key(cls, where: str, name: str, known) -> "FieldError":
+        """The error for a key ``name`` that the map ``where`` does not take: it names the
+        closest of the ``known`` keys, if one is close, and lists them all."""
+        known = sorted(known)
+        closest = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean `{closest[0]}`? " if closest else ""
+        return cls(f"{where}.{name}" if where else name,
+                   f"unknown field; {hint}known: {', '.join(known)}")
+
+    def within(self, prefix: str) -> "FieldError":
+        """The same error with its field named from ``prefix`` (``spec.search_space``, ...)."""
+        return FieldError(f"{prefix}.{self.field}", self.problem, self.kind)
+
+    def renamed(self, field: str) -> "FieldError":
+        """The same error with its field called ``field`` (how the caller wrote it)."""
+        return FieldError(field, self.problem, self.kind)

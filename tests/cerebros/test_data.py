@@ -5,6 +5,7 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
 from cerebros import data
+from codec import FieldError
 
 
 @pytest.mark.parametrize("name,task,shape", [("iris", "classification", (150, 4)), ("wine", "classification", (178, 13)),
@@ -18,10 +19,10 @@ def test_bundled_datasets_load_with_their_task(name, task, shape):
 
 @pytest.mark.parametrize("dataset_id", ["mnist", "", "/no/such/file.csv", "/no/such/file.npz"])
 def test_an_unknown_dataset_is_a_clear_error(dataset_id):
-    with pytest.raises(data.DataError, match="dataset_id") as info:
+    with pytest.raises(FieldError, match="dataset_id") as info:
         data.load(dataset_id)
     assert info.value.field == "dataset_id"
-    assert info.value.kind == ("invalid_field" if dataset_id == "" else "unknown_dataset")
+    assert info.value.kind == ("invalid" if dataset_id == "" else "not_found")
 
 
 def test_csv_with_header_named_target_and_text_labels(tmp_path):
@@ -52,7 +53,7 @@ def test_csv_without_header_takes_the_last_column(tmp_path):
 def test_bad_csv_names_the_problem(tmp_path, text, target, message):
     path = tmp_path / "d.csv"
     path.write_text(text)
-    with pytest.raises(data.DataError, match=message) as info:
+    with pytest.raises(FieldError, match=message) as info:
         data.load(str(path), target=target)
     assert info.value.field == ("target" if target else "dataset_id") and str(path) in str(info.value)
 
@@ -62,20 +63,20 @@ def test_bad_csv_names_the_problem(tmp_path, text, target, message):
 def test_a_file_that_is_not_an_npz_archive_is_named(tmp_path, content, message):
     path = tmp_path / "d.npz"
     path.write_bytes(content)
-    with pytest.raises(data.DataError, match=message) as info:
+    with pytest.raises(FieldError, match=message) as info:
         data.load(str(path))
     assert info.value.field == "dataset_id"
     single = tmp_path / "single.npz"
     with open(single, "wb") as f:
         np.save(f, np.ones(3))
-    with pytest.raises(data.DataError, match="holds a single array"):
+    with pytest.raises(FieldError, match="holds a single array"):
         data.load(str(single))
 
 
 def test_a_csv_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "d.csv"
     path.write_bytes(b"a,b\n1,\xff\n")
-    with pytest.raises(data.DataError, match="is not UTF-8 text \\(byte 6\\)"):
+    with pytest.raises(FieldError, match="is not UTF-8 text \\(byte 6\\)"):
         data.load(str(path))
 
 
@@ -85,7 +86,7 @@ def test_npz_needs_X_and_y(tmp_path):
     np.savez(bad, X=np.ones((4, 2)))
     X, y, _ = data.load(str(good))
     assert X.shape == (4, 2) and y.tolist() == [0, 1, 0, 1]
-    with pytest.raises(data.DataError, match="lacks array\\(s\\) y"):
+    with pytest.raises(FieldError, match="lacks array\\(s\\) y"):
         data.load(str(bad))
 
 
@@ -97,25 +98,25 @@ def test_rows_to_predict_on_come_from_a_csv_or_an_npz_and_bad_cells_are_named(tm
     for path in (with_header, bare, archive):
         assert data.load_features(str(path)).tolist() == [[1.5, 2.0], [3.0, 4.0]]
     with_header.write_text("a,b\n1.5,2\n3,x\n")
-    with pytest.raises(data.DataError, match="input: .*a.csv line 3, 'b': expected a number, got 'x'") as info:
+    with pytest.raises(FieldError, match="input: .*a.csv line 3, 'b': expected a number, got 'x'") as info:
         data.load_features(str(with_header))
     assert info.value.field == "input"
     bare.write_text("1.5,2\n3\n")
-    with pytest.raises(data.DataError, match="line 2 has 1 cells, expected 2"):
+    with pytest.raises(FieldError, match="line 2 has 1 cells, expected 2"):
         data.load_features(str(bare))
     np.savez(archive, rows=np.ones((2, 2)))
-    with pytest.raises(data.DataError, match="lacks array\\(s\\) X"):
+    with pytest.raises(FieldError, match="lacks array\\(s\\) X"):
         data.load_features(str(archive))
 
 
 def test_inline_arrays_are_checked():
     X, y = data.from_arrays([[1, 2], [3, 4]], [b"a", b"b"])
     assert X.dtype == np.float64 and y.tolist() == ["a", "b"]
-    with pytest.raises(data.DataError, match="data.X: contains NaN"):
+    with pytest.raises(FieldError, match="data.X: contains NaN"):
         data.from_arrays([[1, float("nan")]], [0])
-    with pytest.raises(data.DataError, match="data.y: expected one target per row"):
+    with pytest.raises(FieldError, match="data.y: expected one target per row"):
         data.from_arrays([[1, 2], [3, 4]], [0])
-    with pytest.raises(data.DataError, match="data.X: expected a 2-d table of numbers"):
+    with pytest.raises(FieldError, match="data.X: expected a 2-d table of numbers"):
         data.from_arrays([["x", 2]], [0])
 
 
@@ -155,9 +156,9 @@ def test_cross_validation_folds_cover_the_search_rows_and_never_the_test_rows():
     assert sorted(np.concatenate([v for _, v in splits.folds]).tolist()) == list(range(len(search)))
     for fold_train, fold_val in splits.folds:
         assert not set(fold_train) & set(fold_val) and len(np.unique(splits.y[fold_val])) == 3
-    with pytest.raises(data.DataError, match="folds: must be an integer >= 1"):
+    with pytest.raises(FieldError, match="folds: must be an integer >= 1"):
         data.prepare(X, y, name="iris", folds=0)
-    with pytest.raises(data.DataError, match="folds: 200-fold cross-validation needs"):
+    with pytest.raises(FieldError, match="folds: 200-fold cross-validation needs"):
         data.prepare(X, y, name="iris", folds=200)
 
 
@@ -179,12 +180,12 @@ def test_early_stopping_rows_are_a_seeded_stratified_share_of_the_training_rows(
 def test_prepare_checks_task_and_classes():
     X = np.arange(20.0).reshape(10, 2)
     assert data.prepare(X, np.linspace(0, 1, 10) ** 2, name="r", task="regression").y.dtype == np.float64
-    with pytest.raises(data.DataError, match="task: must be one of"):
+    with pytest.raises(FieldError, match="task: must be one of"):
         data.prepare(X, np.zeros(10), name="x", task="ranking")
-    with pytest.raises(data.DataError, match="at least two classes"):
+    with pytest.raises(FieldError, match="at least two classes"):
         data.prepare(X, np.zeros(10), name="x")
     for bad in (1.5, 1.0, -0.1):
-        with pytest.raises(data.DataError, match="test_size: must be 0 .no test split. or between 0 and 1"):
+        with pytest.raises(FieldError, match="test_size: must be 0 .no test split. or between 0 and 1"):
             data.prepare(X, np.arange(10) % 2, name="x", test_size=bad)
 
 

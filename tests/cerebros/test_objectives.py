@@ -6,6 +6,7 @@ import pytest
 from sklearn import metrics
 
 from cerebros import objectives
+from codec import FieldError
 
 
 class FixedModel:
@@ -34,9 +35,9 @@ def test_directions_and_fitness():
 def test_defaults_and_errors():
     assert objectives.get(None, "classification").name == "accuracy"
     assert objectives.get(None, "regression").name == "r2"
-    with pytest.raises(objectives.ObjectiveError, match="unknown objective 'auc'"):
+    with pytest.raises(FieldError, match="unknown objective 'auc'"):
         objectives.get("auc", "classification")
-    with pytest.raises(objectives.ObjectiveError, match="'accuracy' is a classification metric .* regression"):
+    with pytest.raises(FieldError, match="'accuracy' is a classification metric .* regression"):
         objectives.get("accuracy", "regression")
 
 

@@ -128,16 +128,18 @@ def test_search_space_values_in_every_shape_a_bridge_delivers(tmp_path, neurons,
     assert model["learning_rate"] == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("space,message", [
-    ({"epochs": "many"}, "spec.search_space.epochs: expected an integer or a [minimum, maximum] pair"),
-    ({"learning_rate": [b"fast", 0.1]}, "spec.search_space.learning_rate[0]: expected a finite number"),
-    ({"activations": []}, "activations: must name at least one choice"),
-    ({"neurons_per_unit": [8, 16, 32]}, "neurons_per_unit: a range is [minimum, maximum]"),
+@pytest.mark.parametrize("space,field,message", [
+    ({"epochs": "many"}, "spec.search_space.epochs", "expected an integer or a [minimum, maximum] pair"),
+    ({"learning_rate": [b"fast", 0.1]}, "spec.search_space.learning_rate[0]", "expected a finite number"),
+    ({"activations": []}, "spec.search_space.activations", "must name at least one choice"),
+    ({"activation": "sigmoidal"}, "spec.search_space.activation", "unknown name 'sigmoidal'"),
+    ({"neurons_per_unit": [8, 16, 32]}, "spec.search_space.neurons_per_unit", "a range is [minimum, maximum]"),
+    ({"levels": [0, 2]}, "spec.search_space.levels", "must be between 1 and 32, got 0"),
 ])
-def test_a_bad_search_space_value_is_named(tmp_path, space, message):
+def test_a_bad_search_space_value_is_named_as_written(tmp_path, space, field, message):
     result = failure(service.run_nas({"dataset_id": "iris", "search_space": space}, opts(tmp_path)),
-                     "invalid_field", "spec.search_space" if "spec." not in message else message.split(":")[0])
-    assert message in result["error"]
+                     "invalid_field", field)
+    assert result["error"].startswith(f"{field}: ") and message in result["error"]
 
 
 @pytest.mark.parametrize("X,y", [([[0.0, 1.0], [1.0, 0.0]] * 20, [0, 1] * 20),
@@ -172,15 +174,13 @@ def test_inline_targets_with_several_columns_are_refused(tmp_path):
     assert "expected one target per row (40), got shape (40, 2)" in result["error"]
 
 
-def test_strategy_parameters_reach_their_strategy_and_others_are_reported_ignored(tmp_path):
+def test_strategy_parameters_reach_their_strategy(tmp_path):
     result = service.run_nas({"dataset_id": "iris", "search_space": TINY},
                              opts(tmp_path, strategy=b"tpe", budget={"max_trials": 3},
-                                  parameters={"n_startup_trials": b"2", "in_flight": 1, "gamma": 0.25, "eta": 3,
-                                              "mutation_rate": 0.2}))
+                                  parameters={"n_startup_trials": b"2", "in_flight": 1, "gamma": 0.25}))
     assert result["status"] == "success", result
     assert result["metadata"]["strategy_params"] == {"strategy": "tpe", "n_startup_trials": 2, "gamma": 0.25,
                                                      "n_ei_candidates": 24, "in_flight": 1}
-    assert "the tpe strategy ignores eta, mutation_rate" in result["warnings"]
     hyperband = service.run_nas({"dataset_id": "iris", "search_space": TINY},
                                 opts(tmp_path, run_dir=str(tmp_path / "hb"), strategy=Atom("hyperband"),
                                      budget={"max_trials": 2}, parameters={"min_epochs": 2, "max_epochs": 6}))
@@ -210,12 +210,22 @@ def test_a_population_of_two_runs_with_the_default_elites(tmp_path):
     ({"dataset_id": "iris", "dataset": "wine"}, {}, "invalid_field", "spec.dataset_id"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials": "many"}}, "invalid_field", "opts.budget.max_trials"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials": 2, "trials": 3}}, "invalid_field", "opts.budget.max_trials"),
+    ({"dataset_id": "iris"}, {"budget": {"trials": -1}}, "invalid_field", "opts.budget.trials"),
+    ({"dataset": "iris", "target": "species"}, {}, "invalid_field", "spec.target"),
+    ({"dataset": "nope"}, {}, "unknown_dataset", "spec.dataset"),
+    ({"dataset_id": "iris"}, {"tau": 0}, "invalid_field", "opts.tau"),
+    ({"dataset_id": "iris"}, {"parameters": {"tau": 0}}, "invalid_field", "opts.parameters.tau"),
+    ({"dataset_id": "iris"}, {"budget": {"population_size": 1}}, "invalid_field", "opts.budget.population_size"),
+    ({"dataset_id": "iris"}, {"test_size": 1.5}, "invalid_field", "opts.test_size"),
+    ({"dataset_id": "iris"}, {"folds": 500}, "invalid_field", "opts.folds"),
+    ({"data": {"X": [[1.0]] * 8, "y": [1] * 8}}, {}, "invalid_field", "spec.data.y"),
+    ({"data": {"X": [[1.0], [2.0, 3.0]] * 4, "y": [0, 1] * 4}}, {}, "invalid_field", "spec.data.X"),
     ({"dataset_id": "iris"}, {"budget": {"max_time_seconds": -1}}, "invalid_field", "opts.budget.max_time_seconds"),
     ({"dataset_id": "iris"}, {"budget": {"max_trials_without_improvement": 0}}, "invalid_field",
      "opts.budget.max_trials_without_improvement"),
     ({"dataset_id": "iris"}, {"budget": {"min_improvement": "-1"}}, "invalid_field", "opts.budget.min_improvement"),
     ({"dataset_id": "iris", "objective": "rmse"}, {}, "invalid_field", "spec.objective"),
-    ({"dataset_id": "iris", "search_space": {"levels": [4, 2]}}, {}, "invalid_field", "spec.search_space"),
+    ({"dataset_id": "iris", "search_space": {"levels": [4, 2]}}, {}, "invalid_field", "spec.search_space.levels"),
     ({"dataset_id": "iris"}, {"parameters": {"elite_size": 50}}, "invalid_field", "opts.parameters.elite_size"),
     ({"dataset_id": "iris"}, {"strategy": "grid"}, "invalid_field", "opts.strategy"),
     ({"dataset_id": "iris"}, {"strategy": "tpe", "parameters": {"gamma": 2}}, "invalid_field",
@@ -320,10 +330,9 @@ def test_a_failing_progress_destination_does_not_stop_the_search(tmp_path):
     result = service.run_nas({"dataset_id": "iris", "search_space": TINY}, opts(tmp_path, progress_to=Broken()))
     assert result["status"] == "success" and result["completed_trials"] == 3
     assert any("port closed" in w for w in result["warnings"])
-    ignored = service.run_nas({"dataset_id": "iris", "search_space": TINY},
-                              opts(tmp_path, run_dir=str(tmp_path / "b"), progress_to=object(), colour="red"))
-    assert "ignored unknown field opts.colour" in ignored["warnings"]
-    assert any("no send method" in w for w in ignored["warnings"])
+    no_send = service.run_nas({"dataset_id": "iris", "search_space": TINY},
+                              opts(tmp_path, run_dir=str(tmp_path / "b"), progress_to=object()))
+    assert any("no send method" in w for w in no_send["warnings"])
 
 
 def test_predict_by_run_id_and_by_path(tmp_path):
@@ -353,3 +362,63 @@ def test_test_size_0_gives_a_model_trained_on_every_row_and_no_test_metric(tmp_p
     assert "test_size: must be 0 (no test split) or between 0 and 1" in failure(bad, "invalid_field",
                                                                                  "opts.test_size")["error"]
 
+
+@pytest.mark.parametrize("spec,options,field,closest", [
+    ({"dataset_id": "iris", "objectve": "accuracy"}, {}, "spec.objectve", "objective"),
+    ({"dataset_id": "iris"}, {"stratgy": "random"}, "opts.stratgy", "strategy"),
+    ({"dataset_id": "iris"}, {"colour": "red"}, "opts.colour", None),
+    ({"dataset_id": "iris"}, {"budget": {"max_time_secs": 5}}, "opts.budget.max_time_secs", "max_time_seconds"),
+    ({"dataset_id": "iris"}, {"parameters": {"mutaton_rate": 0.2}}, "opts.parameters.mutaton_rate", "mutation_rate"),
+    ({"dataset_id": "iris", "search_space": {"activatoin": "relu"}}, {}, "spec.search_space.activatoin",
+     "activation"),
+    ({Atom("dataset_id"): "iris"}, {b"budget": [(Atom("max_trails"), 2)]}, "opts.budget.max_trails", "max_trials"),
+])
+def test_an_unknown_key_anywhere_is_refused_naming_it_and_the_closest_known(tmp_path, spec, options, field, closest):
+    result = failure(service.run_nas(spec, {"run_dir": str(tmp_path / "run"), **options}), "invalid_field", field)
+    assert result["error"].startswith(f"{field}: unknown field; ")
+    assert (f"did you mean `{closest}`?" in result["error"]) == (closest is not None)
+    assert "known: " in result["error"] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("strategy,options,field", [
+    ("evolution", {"parameters": {"n_configs": 4}}, "opts.parameters.n_configs"),
+    ("tpe", {"parameters": {"mutation_rate": 0.2}}, "opts.parameters.mutation_rate"),
+    ("random", {"budget": {"max_trials": 3, "population_size": 4}}, "opts.budget.population_size"),
+    ("hyperband", {"tau": 0.5}, "opts.tau"),
+])
+def test_a_parameter_the_strategy_does_not_take_is_refused(tmp_path, strategy, options, field):
+    result = failure(service.run_nas({"dataset_id": "iris"}, {"run_dir": str(tmp_path / "run"),
+                                                              "strategy": strategy, **options}),
+                     "invalid_field", field)
+    assert f"not a parameter of the {strategy} strategy (its parameters: " in result["error"]
+
+
+def test_a_time_budget_alone_searches_until_its_deadline(tmp_path):
+    # one-epoch trials on a few rows take milliseconds; a 10-trial cap would end this search
+    # long before its deadline, so the trial count and the stopped_reason tell which stopped it
+    space = {**TINY, "epochs": 1, "neurons_per_unit": 4, "levels": 1, "units_per_level": 1}
+    X = [[float(i % 7), float(i % 3)] for i in range(60)]
+    y = [i % 2 for i in range(60)]
+    result = service.run_nas({"data": {"X": X, "y": y}, "search_space": space},
+                             {"run_dir": str(tmp_path / "run"), "folds": 1, "refit": False, "strategy": "random",
+                              "budget": {"max_time_seconds": 4}})
+    assert result["status"] == "success", result
+    assert result["metadata"]["stopped_reason"] == "max_time"
+    assert result["metadata"]["budget"]["max_trials"] is None
+    assert result["completed_trials"] > 10
+    assert not any("max_time_seconds" in w for w in result["warnings"])  # a normal stop, not a warning
+
+
+def test_without_any_budget_the_search_runs_ten_trials(tmp_path):
+    result = service.run_nas({"dataset_id": "iris", "search_space": {**TINY, "epochs": 1}},
+                             {"run_dir": str(tmp_path / "run"), "folds": 1, "refit": False, "strategy": "random"})
+    assert result["status"] == "success", result
+    assert result["completed_trials"] == 10 and result["metadata"]["stopped_reason"] == "max_trials"
+
+
+def test_with_both_budgets_the_trial_cap_can_come_first(tmp_path):
+    result = service.run_nas({"dataset_id": "iris", "search_space": {**TINY, "epochs": 1}},
+                             {"run_dir": str(tmp_path / "run"), "folds": 1, "refit": False, "strategy": "random",
+                              "budget": {"max_trials": 2, "max_time_seconds": 600}})
+    assert result["status"] == "success" and result["completed_trials"] == 2
+    assert result["metadata"]["stopped_reason"] == "max_trials"

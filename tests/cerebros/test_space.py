@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from cerebros.space import Candidate, SearchSpace, SpaceError
+from cerebros.space import Candidate, SearchSpace
+from codec import FieldError
 
 
 def rng(seed=0):
@@ -96,7 +97,7 @@ BAD_FIELDS = [
 
 @pytest.mark.parametrize("name,value", BAD_FIELDS)
 def test_every_bad_field_is_rejected_by_name_and_value(name, value):
-    with pytest.raises(SpaceError) as info:
+    with pytest.raises(FieldError) as info:
         SearchSpace.from_dict({name: value})
     message = str(info.value)
     assert name in message
@@ -114,26 +115,27 @@ def test_every_field_of_the_space_is_covered_by_the_validation_cases():
 def test_minimum_above_maximum_is_rejected(name):
     low = {"learning_rate": 0.02, "weight_decay": 0.02, "dropout": 0.4}.get(name, 4)
     high = {"learning_rate": 0.01, "weight_decay": 0.01, "dropout": 0.2}.get(name, 3)
-    with pytest.raises(SpaceError, match=f"minimum_{name}.*greater than maximum_{name}"):
+    with pytest.raises(FieldError, match=f"minimum_{name}.*greater than maximum_{name}"):
         SearchSpace.from_dict({f"minimum_{name}": low, f"maximum_{name}": high})
 
 
 def test_unknown_field_and_non_map_and_non_text_key_are_rejected():
-    with pytest.raises(SpaceError, match="unknown field 'levles'"):
+    with pytest.raises(FieldError, match="^search_space.levles: unknown field; did you mean `levels`\\? known: ") as info:
         SearchSpace.from_dict({"levles": 3})
-    with pytest.raises(SpaceError, match="expected a map"):
+    assert info.value.field == "search_space.levles" and "maximum_epochs" in info.value.problem
+    with pytest.raises(FieldError, match="expected a map"):
         SearchSpace.from_dict([("minimum_levels", 1)])
-    with pytest.raises(SpaceError, match="must be text"):
+    with pytest.raises(FieldError, match="must be text"):
         SearchSpace.from_dict({b"minimum_levels": 1})
-    with pytest.raises(SpaceError, match="given twice"):
+    with pytest.raises(FieldError, match="given twice"):
         SearchSpace.from_dict({"levels": [1, 2], "minimum_levels": 1})
-    with pytest.raises(SpaceError, match=r"learning_rate: a range is \[minimum, maximum\]"):
+    with pytest.raises(FieldError, match=r"learning_rate: a range is \[minimum, maximum\]"):
         SearchSpace.from_dict({"learning_rate": [0.1, 0.2, 0.3]})
 
 
 def test_weight_decay_may_be_zero_only_at_both_ends():
     assert SearchSpace.from_dict({"weight_decay": 0}).sample(rng(), 3).weight_decay == 0.0
-    with pytest.raises(SpaceError, match="minimum_weight_decay: 0 cannot start a log-uniform range"):
+    with pytest.raises(FieldError, match="minimum_weight_decay: 0 cannot start a log-uniform range"):
         SearchSpace.from_dict({"minimum_weight_decay": 0.0})
 
 
@@ -264,7 +266,7 @@ def test_candidate_from_dict_rejects_broken_wiring():
     for damage, message in cases:
         d = json.loads(json.dumps(good))
         damage(d)
-        with pytest.raises(SpaceError, match=message):
+        with pytest.raises(FieldError, match=message):
             Candidate.from_dict(d)
 
 
@@ -284,7 +286,7 @@ def test_repair_fixes_orphans_and_missing_inputs():
     broken = dataclasses.replace(candidate, output_inputs=((3, 0),),
                                  levels=((dataclasses.replace(first[0], inputs=()),) + first[1:],)
                                  + candidate.levels[1:])
-    with pytest.raises(SpaceError):
+    with pytest.raises(FieldError):
         broken.check()
     repaired = space.repair(broken, rng(0))
     assert_valid(repaired, space)
@@ -349,7 +351,23 @@ def test_mutation_and_crossover_are_deterministic_per_seed():
 
 def test_crossover_rejects_parents_of_different_input_widths_and_mutation_a_bad_rate():
     space = SearchSpace()
-    with pytest.raises(SpaceError, match="n_inputs"):
+    with pytest.raises(ValueError, match="n_inputs"):
         space.crossover(space.sample(rng(), 3), space.sample(rng(), 4), rng())
-    with pytest.raises(SpaceError, match="rate: must be <= 1.0"):
+    with pytest.raises(FieldError, match="rate: must be <= 1.0"):
         space.mutate(space.sample(rng(), 3), rng(), 1.5)
+
+
+@pytest.mark.parametrize("written,value,field", [
+    ("activation", "sigmoidal", "search_space.activation"),            # a short form: one name
+    ("activations", ["relu", "nope"], "search_space.activations"),
+    ("levels", [0, 3], "search_space.levels"),                          # a short-form range
+    ("minimum_levels", 0, "search_space.minimum_levels"),
+    ("predecessor_level_connection_affinity_factor_main", -1.0,        # Cerebros's long name
+     "search_space.predecessor_level_connection_affinity_factor_main"),
+    ("normalization", 3, "search_space.normalization[0]"),
+])
+def test_errors_name_the_key_as_the_caller_wrote_it(written, value, field):
+    with pytest.raises(FieldError) as info:
+        SearchSpace.from_dict({written: value})
+    assert info.value.field == field and str(info.value).startswith(field + ": ")
+    assert info.value.kind == "invalid"

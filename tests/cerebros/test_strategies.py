@@ -101,7 +101,7 @@ def test_the_default_elites_fit_every_valid_population():
 def test_numpy_numbers_are_parameters_too():
     evolution = strategies.Evolution(SPACE, 4, seed=0, population_size=np.int64(4), tau=np.float32(0.5))
     assert evolution.params()["population_size"] == 4 and type(evolution.params()["tau"]) is float
-    with pytest.raises(ValueError, match="min_epochs: must be at most the space's maximum_epochs \\(30\\) when "
+    with pytest.raises(ValueError, match="min_epochs: must be at most the search space's maximum_epochs \\(30\\) when "
                                          "max_epochs is not given, got 50"):
         strategies.SuccessiveHalving(SPACE, 4, seed=0, min_epochs=50)
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import codec
-from codec import Atom, CoercionError, ImproperList, Map, plain
+from codec import Atom, FieldError, ImproperList, Map, plain
 from codec.coerce import (as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys,
                           as_text)
 
@@ -137,9 +137,9 @@ def test_as_str_keys_normalises_every_key_shape(mapping, data):
 
 
 def test_as_str_keys_refuses_keys_that_become_one():
-    with pytest.raises(CoercionError, match=r"spec: keys bytes b'a' and Atom Atom\('a'\)"):
+    with pytest.raises(FieldError, match=r"spec: keys bytes b'a' and Atom Atom\('a'\)"):
         as_str_keys(Map([(b"a", 1), (Atom("a"), 2)]), field="spec")
-    with pytest.raises(CoercionError, match=r"spec \(a key\): expected text, got int 1"):
+    with pytest.raises(FieldError, match=r"spec \(a key\): expected text, got int 1"):
         as_str_keys({1: 2}, field="spec")
 
 
@@ -164,12 +164,12 @@ def test_as_str_keys_refuses_keys_that_become_one():
     (as_str_keys, [1, 2], r"list \[1, 2\]"),
 ])
 def test_errors_name_the_field_and_what_arrived(helper, value, got):
-    with pytest.raises(CoercionError, match=f"^search_space.layers: expected .*, got {got}") as e:
+    with pytest.raises(FieldError, match=f"^search_space.layers: expected .*, got {got}") as e:
         helper(value, field="search_space.layers")
     assert e.value.field == "search_space.layers" and isinstance(e.value, ValueError)
 
 
 def test_long_values_are_clipped_in_messages():
-    with pytest.raises(CoercionError) as caught:
+    with pytest.raises(FieldError) as caught:
         as_int_list(list(range(1000)) + [None], field="f")
     assert len(str(caught.value)) < 150 and str(caught.value).endswith("...")
