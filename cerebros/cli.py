@@ -22,6 +22,7 @@ from .strategies import STRATEGIES
 from .study import SearchConfig, SearchStopped, Study
 
 _BAR_WIDTH = 30
+_DEFAULT_MAX_TRIALS = 30  # when neither --max-trials nor --max-time is given
 
 
 def main(argv=None):
@@ -34,17 +35,20 @@ def main(argv=None):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m cerebros", description="Cerebros-style neural architecture search")
+    # allow_abbrev=False: a misspelt or shortened flag (--max-t) is refused, never taken for another
+    parser = argparse.ArgumentParser(prog="python -m cerebros", description="Cerebros-style neural architecture search",
+                                     allow_abbrev=False)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="search for networks and save an ensemble of the best")
+    run = commands.add_parser("run", help="search for networks and save an ensemble of the best", allow_abbrev=False)
     run.set_defaults(command=_run)
     run.add_argument("--dataset", required=True, help="iris, wine, breast_cancer, digits, diabetes, or a .csv/.npz path")
     run.add_argument("--target", help="the target column of a .csv with a header (default: the last column)")
     run.add_argument("--task", choices=("classification", "regression"), help="default: inferred from the target")
     run.add_argument("--objective", help="accuracy, f1_macro, log_loss, rmse, mae or r2 (default: accuracy or r2)")
     run.add_argument("--strategy", choices=sorted(STRATEGIES), default="evolution")
-    run.add_argument("--max-trials", type=int, default=30)
+    run.add_argument("--max-trials", type=int,
+                     help=f"trials to run (default {_DEFAULT_MAX_TRIALS}; with --max-time alone, as many as it allows)")
     run.add_argument("--max-time", type=float, help="hard deadline for the whole search, in seconds")
     run.add_argument("--max-trial-time", type=float, help="limit for each trial, in seconds")
     run.add_argument("--max-trials-without-improvement", type=int, metavar="N",
@@ -76,7 +80,7 @@ def _parser():
                      help="a strategy parameter (repeatable), e.g. population_size=10, tau=0.5, eta=3")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    predict = commands.add_parser("predict", help="predict with a run's saved model")
+    predict = commands.add_parser("predict", help="predict with a run's saved model", allow_abbrev=False)
     predict.set_defaults(command=_predict)
     predict.add_argument("--model", required=True, help="a run directory, or one of its best_model_<i>.npz networks")
     predict.add_argument("--input", required=True, help="a .csv of feature columns or a .npz holding X")
@@ -87,11 +91,14 @@ def _parser():
 
 
 def _run(args):
+    max_trials = args.max_trials
+    if max_trials is None and args.max_time is None:
+        max_trials = _DEFAULT_MAX_TRIALS
     config = SearchConfig(
         dataset_id=args.dataset, objective=args.objective, strategy=args.strategy,
         strategy_params=dict(_strategy_param(text) for text in args.param), search_space=args.search_space,
-        seed=args.seed, split_seed=args.split_seed, test_size=args.test_size, folds=args.folds, target=args.target, task=args.task,
-        max_trials=args.max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
+        seed=args.seed, split_seed=args.split_seed, test_size=args.test_size, folds=args.folds, target=args.target,
+        task=args.task, max_trials=max_trials, max_time_seconds=args.max_time, max_trial_seconds=args.max_trial_time,
         max_trials_without_improvement=args.max_trials_without_improvement, min_improvement=args.min_improvement,
         n_jobs=args.n_jobs, ensemble_size=args.ensemble_size, refit=args.refit,
         max_dataset_bytes=args.max_dataset_bytes)
@@ -99,7 +106,7 @@ def _run(args):
         raise ValueError("--resume: give --run-dir, the directory of the search to continue")
     run_dir = args.run_dir or _new_run_dir(args.dataset)
     study = Study.prepare(config)
-    bar = None if args.quiet else _ProgressBar(study.objective.name, args.max_trials, args.max_time)
+    bar = None if args.quiet else _ProgressBar(study.objective.name, max_trials, args.max_time)
     cancel = threading.Event()
     # Ctrl-C stops the search and still reports the best so far
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
@@ -145,12 +152,16 @@ class _ProgressBar:
         self.started = time.monotonic()
 
     def __call__(self, event):
-        done = event["completed"] / self.max_trials if self.max_trials else 1.0
+        if self.max_trials is None:  # a time budget alone: the bar shows the time
+            done = 0.0
+        else:
+            done = event["completed"] / self.max_trials if self.max_trials else 1.0
         if self.max_time:
             done = max(done, (time.monotonic() - self.started) / self.max_time)
         filled = int(round(min(done, 1.0) * _BAR_WIDTH))
         best = "-" if event["best_value"] is None else f"{event['best_value']:.4f}"
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {event['completed']}/{self.max_trials} "
+        of = "" if self.max_trials is None else f"/{self.max_trials}"
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {event['completed']}{of} "
                          f"trials  best {self.metric} {best}  {event['elapsed_seconds']:.0f} s ")
         sys.stderr.flush()
 

@@ -453,8 +453,7 @@ def create(name, space, n_inputs, seed, **params):
     accepted = [p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise FieldError(unknown[0], f"not a parameter of the {name} strategy "
-                                     f"(its parameters: {', '.join(accepted) or 'none'})")
+        raise FieldError.unknown_key("", unknown[0], accepted, f"not a parameter of the {name} strategy")
     return cls(space, n_inputs, seed, **params)
 
 

@@ -562,6 +562,9 @@ class Study:
             warnings.append(f"in_flight: the {self.strategy.name} strategy proposes at most {in_flight} trial(s) "
                             f"ahead of their predecessors' results, so at most {in_flight} of the "
                             f"{self._processes()} trial processes were busy at once")
+        if self.best["status"] == "interrupted":
+            warnings.append(f"every trial was cut short (stopped_reason {stopped_reason}): the result is the "
+                            "best of those interrupted trials, trained for part of their epochs")
         if stopped_reason == "cancelled":
             warnings.append(f"cancelled after {len(self.records)} trials; the result is the best so far")
         failed = [r["number"] for r in self.records if r["status"] == "failed"]

@@ -36,18 +36,13 @@ class FieldError(ValueError):
         self.kind = kind
 
     @classmethod
-    def unknown_key(cls, where: str, name: str, known) -> "FieldError":
-        """The error for a key ``name`` that the map ``where`` does not take: it names the
-        closest of the ``known`` keys, if one is close, and lists them all."""
+    def unknown_key(cls, where: str, name: str, known, problem: str = "unknown field") -> "FieldError":
+        """The error for a key ``name`` that the map ``where`` (or, if empty, the top level) does
+        not take: it names the closest of the ``known`` keys, if one is close, and lists them all."""
         known = sorted(known)
-        closest = difflib.get_close_matches(name, known, n=1)
+        closest = difflib.get_close_matches(name, known, n=1, cutoff=0.75)  # 0.6 offers `tau` for `eta`
         hint = f"did you mean `{closest[0]}`? " if closest else ""
-        return cls(f"{where}.{name}" if where else name,
-                   f"unknown field; {hint}known: {', '.join(known)}")
-
-    def within(self, prefix: str) -> "FieldError":
-        """The same error with its field named from ``prefix`` (``spec.search_space``, ...)."""
-        return FieldError(f"{prefix}.{self.field}", self.problem, self.kind)
+        return cls(f"{where}.{name}" if where else name, f"{problem}; {hint}known: {', '.join(known) or 'none'}")
 
     def renamed(self, field: str) -> "FieldError":
         """The same error with its field called ``field`` (how the caller wrote it)."""

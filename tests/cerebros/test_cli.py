@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cerebros.cli import main
 
 TINY = json.dumps({"levels": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]})
@@ -114,3 +116,31 @@ def test_ctrl_c_with_worker_processes_still_prints_the_best_so_far(tmp_path):
     assert search.returncode == 0, err
     assert "Traceback" not in err
     assert "best trial" in out and "(stopped by cancelled)" in out and "result is the best so far" in out
+
+
+def test_a_shortened_or_unknown_flag_is_refused_not_guessed(tmp_path, capsys):
+    # argparse took --split for --split-seed and --ensemble for --ensemble-size (--max-t was ambiguous)
+    for flag in ("--split", "--ensemble", "--max-t", "--dataset-id"):
+        with pytest.raises(SystemExit) as info:
+            main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), flag, "5"])
+        assert info.value.code == 2 and f"unrecognized arguments: {flag} 5" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+def test_an_unknown_search_space_field_or_strategy_parameter_names_the_closest(tmp_path, capsys):
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--search-space", '{"levles": 2}']) == 1
+    assert "search_space.levles: unknown field; did you mean `levels`?" in capsys.readouterr().err
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--param", "mutaton_rate=0.2"]) == 1
+    assert ("mutaton_rate: not a parameter of the evolution strategy; did you mean `mutation_rate`?"
+            in capsys.readouterr().err)
+    assert not os.listdir(tmp_path)
+
+
+def test_max_time_alone_runs_until_the_deadline(tmp_path, capsys):
+    space = json.dumps({"levels": 1, "units_per_level": 1, "neurons_per_unit": 4, "epochs": 1})
+    assert main(["run", "--dataset", "iris", "--run-dir", str(tmp_path), "--search-space", space, "--max-time", "4",
+                 "--folds", "1", "--no-refit", "--strategy", "random"]) == 0
+    out, err = capsys.readouterr()
+    trials = int(out.split("trials", 1)[1].split()[0])
+    assert "(stopped by max_time)" in out and trials > 30  # more than the default cap of 30
+    assert f"] {trials} trials" in err  # the progress bar counts trials without a cap

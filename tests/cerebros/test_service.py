@@ -390,7 +390,8 @@ def test_a_parameter_the_strategy_does_not_take_is_refused(tmp_path, strategy, o
     result = failure(service.run_nas({"dataset_id": "iris"}, {"run_dir": str(tmp_path / "run"),
                                                               "strategy": strategy, **options}),
                      "invalid_field", field)
-    assert f"not a parameter of the {strategy} strategy (its parameters: " in result["error"]
+    assert f"{field}: not a parameter of the {strategy} strategy; " in result["error"]
+    assert "known: " in result["error"] and not (tmp_path / "run").exists()
 
 
 def test_a_time_budget_alone_searches_until_its_deadline(tmp_path):

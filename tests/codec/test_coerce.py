@@ -173,3 +173,16 @@ def test_long_values_are_clipped_in_messages():
     with pytest.raises(FieldError) as caught:
         as_int_list(list(range(1000)) + [None], field="f")
     assert len(str(caught.value)) < 150 and str(caught.value).endswith("...")
+
+
+@pytest.mark.parametrize("where,name,known,message", [
+    ("opts.budget", "max_time_secs", {"max_trials", "max_time_seconds"},
+     "opts.budget.max_time_secs: unknown field; did you mean `max_time_seconds`? known: max_time_seconds, max_trials"),
+    ("opts", "colour", {"seed", "strategy"}, "opts.colour: unknown field; known: seed, strategy"),
+    ("", "eta", {"tau"}, "eta: unknown field; known: tau"),  # too far from tau to suggest it
+])
+def test_an_unknown_key_names_the_closest_known_and_lists_them(where, name, known, message):
+    error = FieldError.unknown_key(where, name, known)
+    assert str(error) == message and error.field == message.split(":")[0] and error.kind == "invalid"
+    renamed = error.renamed("y")
+    assert (renamed.field, renamed.problem, renamed.kind) == ("y", error.problem, "invalid")
