@@ -350,7 +350,7 @@ def _inline_data(value):
     """``spec.data`` as ``(X, y)``: lists, numpy arrays, or raw tensor terms."""
     if value is None:
         return None
-    data = as_str_keys(value, field="spec.data")
+    data = _fields(value, "spec.data", {"X", "y"})
     missing = [name for name in ("X", "y") if data.get(name) is None]
     if missing:
         raise FieldError("spec.data", f"needs X and y (missing {', '.join(missing)})")
@@ -590,11 +590,8 @@ def predict(run_id_or_artifact, X):
             X = [as_float_list(row, field=f"X[{i}]") for i, row in enumerate(X)]
         model = _saved_model(path)
         classification = model.task == "classification"
-        try:
-            predictions = model.predict(X).tolist()
-            probabilities = model.predict_proba(X).tolist() if classification else None
-        except ValueError as exc:  # the rows: their shape, their values
-            raise FieldError("X", str(exc)) from None
+        predictions = model.predict(X).tolist()  # a FieldError names X: its shape, its values
+        probabilities = model.predict_proba(X).tolist() if classification else None
         return {
             "status": "success",
             "run_id": reference,

@@ -38,6 +38,8 @@ import time
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from codec.errors import FieldError
+
 from .activations import ACTIVATIONS
 from .optim import AdamW
 from .space import Candidate
@@ -534,19 +536,22 @@ class CerebrosNetwork:
             raise ValueError("this CerebrosNetwork is not fitted yet: call fit first")
 
     def _check_X(self, X, name, min_rows=0):
-        X = np.asarray(X)
+        try:
+            X = np.asarray(X)
+        except ValueError:  # ragged rows
+            raise FieldError(name, "expected a 2-d array (rows, features): its rows differ in length") from None
         if X.shape == (0,):  # no rows at all: ``[]`` has no row to show the width
             X = X.reshape(0, self.candidate.n_inputs)
         if X.ndim != 2 or len(X) < min_rows:
-            raise ValueError(f"{name}: expected a 2-d array (rows, features) with at least {min_rows} row(s), "
-                             f"got shape {X.shape}")
+            raise FieldError(name, f"expected a 2-d array (rows, features) with at least {min_rows} row(s), "
+                                   f"got shape {X.shape}")
         if X.shape[1] != self.candidate.n_inputs:
-            raise ValueError(f"{name}: the candidate takes {self.candidate.n_inputs} features, got {X.shape[1]}")
+            raise FieldError(name, f"the model takes {self.candidate.n_inputs} features, got {X.shape[1]}")
         if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
-            raise ValueError(f"{name}: expected real numbers, got dtype {X.dtype}")
+            raise FieldError(name, f"expected real numbers, got dtype {X.dtype}")
         X = X.astype(self.dtype, copy=False)
         if not np.isfinite(X).all():
-            raise ValueError(f"{name}: contains NaN or infinite values")
+            raise FieldError(name, "contains NaN or infinite values")
         return X
 
     def _standardised(self, X):
@@ -555,8 +560,8 @@ class CerebrosNetwork:
     def _check_y(self, y, n_rows, name, allow_2d):
         y = np.asarray(y)
         if y.ndim not in ((1, 2) if allow_2d else (1,)) or len(y) != n_rows:
-            raise ValueError(f"{name}: expected {'1-d or 2-d' if allow_2d else '1-d'} with {n_rows} rows, "
-                             f"got shape {y.shape}")
+            raise FieldError(name, f"expected {'1-d or 2-d' if allow_2d else '1-d'} with {n_rows} rows, "
+                                   f"got shape {y.shape}")
         return y
 
     def _encode(self, y, n_rows, name):
@@ -567,14 +572,14 @@ class CerebrosNetwork:
             index = np.minimum(index, len(self.classes_) - 1)
             unknown = self.classes_[index] != y
             if np.any(unknown):
-                raise ValueError(f"{name}: label {y[unknown][0].tolist()!r} was not among the training classes "
-                                 f"{self.classes_.tolist()!r}")
+                raise FieldError(name, f"label {y[unknown][0].tolist()!r} was not among the training classes "
+                                       f"{self.classes_.tolist()!r}")
             return index
         y = self._check_y(y, n_rows, name, allow_2d=True).astype(np.float64).reshape(n_rows, -1)
         if y.shape[1] != self.n_outputs_:
-            raise ValueError(f"{name}: expected {self.n_outputs_} target column(s), got {y.shape[1]}")
+            raise FieldError(name, f"expected {self.n_outputs_} target column(s), got {y.shape[1]}")
         if not np.isfinite(y).all():
-            raise ValueError(f"{name}: contains NaN or infinite values")
+            raise FieldError(name, "contains NaN or infinite values")
         return ((y - self._y_mean) / self._y_scale).astype(self.dtype)
 
 

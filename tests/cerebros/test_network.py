@@ -294,7 +294,7 @@ def test_bad_inputs_are_reported_by_name():
     net = CerebrosNetwork(small_candidate(1), random_state=0)
     with pytest.raises(ValueError, match="not fitted"):
         net.predict(X)
-    with pytest.raises(ValueError, match="X: the candidate takes 3 features, got 2"):
+    with pytest.raises(ValueError, match="X: the model takes 3 features, got 2"):
         net.fit(X[:, :2], y)
     with pytest.raises(ValueError, match="X_val: expected a 2-d array .* at least 1 row"):
         net.fit(X, y, X[:0], y[:0])

@@ -347,6 +347,7 @@ def test_predict_by_run_id_and_by_path(tmp_path):
     assert result["best_metric"] > 0
     failure(service.predict("no-such-run", rows), "unknown_run", "run_id_or_artifact")
     failure(service.predict("to-predict", [[1.0, 2.0]]), "invalid_field", "X")
+    failure(service.predict("to-predict", [[1.0, 2.0, 3.0, 4.0], [1.0]]), "invalid_field", "X")  # ragged
     nothing = service.predict("to-predict", [])
     assert nothing["status"] == "success" and nothing["predictions"] == [] and nothing["probabilities"] == []
 
@@ -372,6 +373,7 @@ def test_test_size_0_gives_a_model_trained_on_every_row_and_no_test_metric(tmp_p
     ({"dataset_id": "iris", "search_space": {"activatoin": "relu"}}, {}, "spec.search_space.activatoin",
      "activation"),
     ({Atom("dataset_id"): "iris"}, {b"budget": [(Atom("max_trails"), 2)]}, "opts.budget.max_trails", "max_trials"),
+    ({"data": {"X": [[1.0]] * 8, "y": [0, 1] * 4, "weights": [1] * 8}}, {}, "spec.data.weights", None),
 ])
 def test_an_unknown_key_anywhere_is_refused_naming_it_and_the_closest_known(tmp_path, spec, options, field, closest):
     result = failure(service.run_nas(spec, {"run_dir": str(tmp_path / "run"), **options}), "invalid_field", field)
