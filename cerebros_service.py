@@ -21,7 +21,7 @@ from cerebros import objectives
 from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, RunDirectoryError, StorageError, load_model
 from cerebros.data import names_a_dataset
 from cerebros.space import field_kind
-from cerebros.strategies import STRATEGIES, default_elite_size
+from cerebros.strategies import default_elite_size
 from cerebros.study import SearchConfig, SearchStopped, Study
 from codec import Atom, FieldError
 from codec.coerce import as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys, as_text
