@@ -134,7 +134,7 @@ def test_search_space_values_in_every_shape_a_bridge_delivers(tmp_path, neurons,
     ({"activations": []}, "spec.search_space.activations", "must name at least one choice"),
     ({"activation": "sigmoidal"}, "spec.search_space.activation", "unknown name 'sigmoidal'"),
     ({"neurons_per_unit": [8, 16, 32]}, "spec.search_space.neurons_per_unit", "a range is [minimum, maximum]"),
-    ({"levels": [0, 2]}, "spec.search_space.levels", "must be between 1 and 32, got 0"),
+    ({"levels": [1, 40]}, "spec.search_space.levels", "and 32, got 40"),
 ])
 def test_a_bad_search_space_value_is_named_as_written(tmp_path, space, field, message):
     result = failure(service.run_nas({"dataset_id": "iris", "search_space": space}, opts(tmp_path)),

@@ -360,8 +360,8 @@ def test_crossover_rejects_parents_of_different_input_widths_and_mutation_a_bad_
 @pytest.mark.parametrize("written,value,field", [
     ("activation", "sigmoidal", "search_space.activation"),            # a short form: one name
     ("activations", ["relu", "nope"], "search_space.activations"),
-    ("levels", [0, 3], "search_space.levels"),                          # a short-form range
-    ("minimum_levels", 0, "search_space.minimum_levels"),
+    ("levels", [1, 40], "search_space.levels"),                         # a short-form range
+    ("minimum_levels", -1, "search_space.minimum_levels"),
     ("predecessor_level_connection_affinity_factor_main", -1.0,        # Cerebros's long name
      "search_space.predecessor_level_connection_affinity_factor_main"),
     ("normalization", 3, "search_space.normalization[0]"),
