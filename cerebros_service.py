@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 
 from cerebros import objectives
-from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, RunDirectoryError, StorageError, load_model
+from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, StorageError, load_model
 from cerebros.data import names_a_dataset
 from cerebros.space import field_kind
 from cerebros.strategies import default_elite_size
@@ -96,8 +96,10 @@ def run_nas(spec, opts=None):
     try:
         result = study.run(request["run_dir"], resume=request["resume"], on_trial=on_trial, cancel=run.cancel)
         return _finish(run, _success(request, result, time.monotonic() - started))
-    except RunDirectoryError as exc:
-        return _finish(run, _failure(request, exc, "invalid_field", "opts.run_dir", completed=len(study.records)))
+    except FieldError as exc:  # the run directory: not one, held by another search, another search's journal
+        exc = _as_written(exc, request["fields"])
+        return _finish(run, _failure(request, exc, _error_type(exc, "unknown_dataset"), exc.field,
+                                     completed=len(study.records)))
     except StorageError as exc:  # the disk, not the request: what was written stays, and resume continues it
         return _finish(run, _failure(request, exc, "storage_error", "opts.run_dir", completed=len(study.records)))
     except SearchStopped as exc:

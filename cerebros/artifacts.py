@@ -30,6 +30,8 @@ import zipfile
 
 import numpy as np
 
+from codec.errors import FieldError
+
 from .network import CerebrosNetwork
 
 CONFIG = "config.json"
@@ -46,13 +48,6 @@ _STAGED = ".new"  # a saved-model file copied, not yet in place
 # The names of a trial's files (``RunDirectory.trial_model``, ``refit_model``, ``trial_outputs``),
 # with the trial's name as group 1: the only files the clean-up of ``trials/`` deletes.
 _TRIAL_FILE = re.compile(r"(trial_\d{5,})_(?:\d+\.npz|\d+\.json|refit\d+\.npz|refit\d+\.json|oof\.npy)")
-
-
-class RunDirectoryError(ValueError):
-    """The run directory cannot be used: it is not a run directory, another search holds it,
-    or its journal is unreadable or belongs to another configuration."""
-
-    field = "run_dir"
 
 
 class StorageError(OSError):
@@ -91,13 +86,13 @@ class RunDirectory:
         """Make the directory this engine's, or check that it is: a missing or empty directory
         is created with its manifest first; one holding the manifest is a run directory
         already. Anything else (a file, a directory with other files) raises
-        ``RunDirectoryError`` with nothing written."""
+        ``FieldError`` (field ``run_dir``) with nothing written."""
         if os.path.lexists(self.path) and not os.path.isdir(self.path):
-            raise RunDirectoryError(f"run_dir: {self.path} exists and is not a directory")
+            raise FieldError("run_dir", f"{self.path} exists and is not a directory")
         if os.path.isdir(self.path) and not self.is_run_directory() and os.listdir(self.path):
-            raise RunDirectoryError(f"run_dir: {self.path} is a directory with other files and no {MANIFEST}: "
-                                    "not a run directory, so nothing is written there (give a new or empty "
-                                    "directory)")
+            raise FieldError("run_dir", f"{self.path} is a directory with other files and no {MANIFEST}: "
+                                        "not a run directory, so nothing is written there (give a new or empty "
+                                        "directory)")
         with storage(self.path):
             os.makedirs(self.path, exist_ok=True)
             if not self.is_run_directory():
@@ -329,7 +324,7 @@ def load_model(path):
 
 def saved_model(folder):
     """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if
-    none). ``RunDirectoryError`` if its ``ensemble.json`` names a file that is not one of its networks."""
+    none). ``FieldError`` (``run_dir``) if its ``ensemble.json`` names a file that is not one of its networks."""
     manifest = os.path.join(folder, ENSEMBLE)
     if not os.path.exists(manifest):
         return [], []
@@ -337,8 +332,8 @@ def saved_model(folder):
         members = json.load(f)["members"]
     for member in members:
         if not _MODEL_FILE.fullmatch(str(member["file"])):
-            raise RunDirectoryError(f"run_dir: {manifest} lists {member['file']!r}, which is not one of the run's "
-                                    "networks")
+            raise FieldError("run_dir", f"{manifest} lists {member['file']!r}, which is not one of the run's "
+                                        "networks")
     return [os.path.join(folder, m["file"]) for m in members], [m["weight"] for m in members]
 
 

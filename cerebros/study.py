@@ -19,7 +19,7 @@ from codec.errors import FieldError
 
 from . import data as data_module
 from . import objectives, selection, strategies
-from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, RunDirectoryError, saved_model
+from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, saved_model
 from .runners import InlineRunner, PoolRunner, available_cores, result_or_failure
 from .space import Candidate, SearchSpace
 from .trials import class_labels, failed_trial, refit_trial, train_trial
@@ -214,7 +214,7 @@ class Study:
         With ``resume`` the directory's journal is replayed first (its trials are not trained
         again). ``on_trial(event)`` is called after each trial with a dict: trial, completed,
         max_trials, status, value, best_value, best_trial, generation, duration_seconds,
-        elapsed_seconds. ``cancel``: a ``threading.Event``. Raises ``RunDirectoryError`` for a
+        elapsed_seconds. ``cancel``: a ``threading.Event``. Raises ``FieldError`` (``run_dir``) for a
         directory it cannot use, ``SearchStopped`` when no trial finished, and
         ``artifacts.StorageError`` when writing the run directory fails: the search stops at
         once, the trials it cut short are not journaled, and a resume continues it.
@@ -414,27 +414,27 @@ class Study:
         try:
             records = self.run_dir.read_journal()
         except ValueError as exc:
-            raise RunDirectoryError(f"run_dir: {exc}") from None
+            raise FieldError("run_dir", str(exc)) from None
         if records and not resume:
-            raise RunDirectoryError(f"run_dir: {self.run_dir.path} already holds a journal; resume it or use "
-                                    "another directory")
+            raise FieldError("run_dir", f"{self.run_dir.path} already holds a journal; resume it or use "
+                                        "another directory")
         for line, record in enumerate(records, start=1):
-            _check_record(record, f"run_dir: {self.run_dir.path} journal line {line}")
+            _check_record(record, f"{self.run_dir.path} journal line {line}")
         records = _before_first_interrupted(sorted(records, key=lambda r: r["number"]))
         if records:
             saved = self.run_dir.read_json(CONFIG)
             differing = sorted(name for name in _IDENTITY if saved.get(name) != identity[name])
             if differing:
-                raise RunDirectoryError(f"run_dir: the journal in {self.run_dir.path} was written with other "
-                                        f"settings ({', '.join(differing)} differ)")
+                raise FieldError("run_dir", f"the journal in {self.run_dir.path} was written with other "
+                                            f"settings ({', '.join(differing)} differ)")
         self.run_dir.write_json(CONFIG, identity)
         self.run_dir.write_journal(records)  # drops a line a crash cut short, and the dropped trials
         for record in records:
             trial = self.strategy.ask()
             if trial is None or trial.number != record["number"] or \
                     trial.candidate.key() != Candidate.from_dict(record["candidate"]).key():
-                raise RunDirectoryError(f"run_dir: journal trial {record['number']} is not what this search "
-                                        "proposes at that point; the journal does not match")
+                raise FieldError("run_dir", f"journal trial {record['number']} is not what this search "
+                                            "proposes at that point; the journal does not match")
             self._accept(trial, record)
         self._keep_saved_candidates(records)
 
@@ -511,8 +511,8 @@ class Study:
         left). Returns the candidates, the members ``[{"trial", "weight"}]``, the selection
         check's report (``selection.select_checked``) and the ensemble's out-of-fold metrics."""
         if not self.kept:
-            raise RunDirectoryError(f"run_dir: no trial's networks are left in {self.run_dir.path}; "
-                                    "run the search again in a new directory")
+            raise FieldError("run_dir", f"no trial's networks are left in {self.run_dir.path}; "
+                                        "run the search again in a new directory")
         candidates = self._candidates()
         outputs = [self.outputs[record["number"]] for record in candidates]
         weights, check = selection.select_checked(outputs, self.oof_targets, self.objective, self.classes,
@@ -589,7 +589,7 @@ def _open_run_directory(path):
     try:
         run_dir.lock()
     except BlockingIOError:
-        raise RunDirectoryError(f"run_dir: another search is running in {run_dir.path}") from None
+        raise FieldError("run_dir", f"another search is running in {run_dir.path}") from None
     return run_dir
 
 
@@ -603,18 +603,18 @@ def _before_first_interrupted(records):
 
 
 def _check_record(record, where):
-    """Raise ``RunDirectoryError`` unless a journal record has every field, of the right type."""
+    """Raise ``FieldError`` (``run_dir``) unless a journal record has every field, of the right type."""
     if not isinstance(record, dict):
-        raise RunDirectoryError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise FieldError("run_dir", f"{where}: expected a JSON object, got {type(record).__name__}")
     for name, types in _RECORD_TYPES.items():
         if name not in record:
-            raise RunDirectoryError(f"{where}: the record lacks {name!r}")
+            raise FieldError("run_dir", f"{where}: the record lacks {name!r}")
         if not isinstance(record[name], types) or isinstance(record[name], bool):
-            raise RunDirectoryError(f"{where}: {name} is {record[name]!r}, not a {types[0].__name__}")
+            raise FieldError("run_dir", f"{where}: {name} is {record[name]!r}, not a {types[0].__name__}")
     try:
         Candidate.from_dict(record["candidate"])
     except ValueError as exc:
-        raise RunDirectoryError(f"{where}: candidate: {exc}") from None
+        raise FieldError("run_dir", f"{where}: the trial's network: {exc}") from None
 
 
 def trial_seed(seed, number):

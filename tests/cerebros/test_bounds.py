@@ -10,6 +10,7 @@ import cerebros_service as service
 from cerebros import data, strategies
 from cerebros.space import SearchSpace
 from cerebros.study import SearchConfig, Study
+from codec import FieldError
 
 TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]}
 
@@ -86,7 +87,7 @@ def test_a_dataset_file_over_the_limit_is_refused_before_it_is_read(tmp_path):
     small.write_text("a,b,y\n" + "1,2,0\n3,4,1\n" * 20)
     refused = service.run_nas({"dataset_id": str(small)}, {"run_dir": str(tmp_path / "run"), "max_dataset_bytes": 100})
     assert refused["metadata"]["field"] == "spec.dataset_id" and "over the limit of 100" in refused["error"]
-    with pytest.raises(data.DataError, match="max_dataset_bytes"):
+    with pytest.raises(FieldError, match="max_dataset_bytes"):
         data.load_features(path)
 
 
@@ -103,9 +104,9 @@ def npz_claiming(path, shape):
 @pytest.mark.timeout(60)
 def test_an_npz_announcing_more_than_the_limit_is_refused_from_its_headers(tmp_path):
     path = npz_claiming(tmp_path / "bomb.npz", (10 ** 6, 10 ** 4))
-    with pytest.raises(data.DataError, match="take 160000000000 bytes once read, over the limit"):
+    with pytest.raises(FieldError, match="take 160000000000 bytes once read, over the limit"):
         data.load(path)
-    with pytest.raises(data.DataError, match="over the limit"):
+    with pytest.raises(FieldError, match="over the limit"):
         data.load_features(path)
 
 
@@ -127,7 +128,7 @@ def test_a_csv_is_read_into_arrays_not_python_rows(tmp_path):
 def test_a_csv_cell_larger_than_the_csv_reader_allows_is_named(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,y\n" + "1" * 200_000 + ",0\n")
-    with pytest.raises(data.DataError, match="dataset_id: .* is not a readable .csv"):
+    with pytest.raises(FieldError, match="dataset_id: .* is not a readable .csv"):
         data.load(str(path))
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import cerebros_service as service
-from cerebros.artifacts import RunDirectoryError, load_model
+from cerebros.artifacts import load_model
 from cerebros.study import SearchConfig, Study
+from codec import FieldError
 
 TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8]}
 
@@ -37,11 +38,11 @@ def snapshot(folder):
 def test_an_existing_directory_without_the_manifest_is_refused_untouched(tmp_path):
     before = someone_elses(tmp_path / "theirs")
     for resume in (False, True):
-        with pytest.raises(RunDirectoryError, match="not a run directory"):
+        with pytest.raises(FieldError, match="not a run directory"):
             Study.prepare(config()).run(tmp_path / "theirs", resume=resume)
     assert snapshot(tmp_path / "theirs") == before
     (tmp_path / "a-file").write_text("mine")
-    with pytest.raises(RunDirectoryError, match="not a directory"):
+    with pytest.raises(FieldError, match="not a directory"):
         Study.prepare(config()).run(tmp_path / "a-file")
     assert (tmp_path / "a-file").read_text() == "mine"
 
@@ -83,7 +84,7 @@ def test_a_saved_model_list_naming_other_files_deletes_nothing(tmp_path):
     ensemble = json.loads((run / "ensemble.json").read_text())
     ensemble["members"][0]["file"] = "../victim.npz"
     (run / "ensemble.json").write_text(json.dumps(ensemble))
-    with pytest.raises(RunDirectoryError, match="not one of the run's networks"):
+    with pytest.raises(FieldError, match="not one of the run's networks"):
         Study.prepare(config(max_trials=4)).run(run, resume=True)
     assert (tmp_path / "victim.npz").read_text() == "keep me"
     failure = service.predict(str(run), [[1.0, 2.0, 3.0, 4.0]])

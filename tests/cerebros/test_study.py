@@ -16,7 +16,8 @@ import cerebros.study
 from cerebros import data, objectives
 from cerebros.artifacts import StorageError, load_model, saved_model
 from cerebros.network import CerebrosNetwork
-from cerebros.study import RunDirectoryError, SearchConfig, SearchStopped, Study
+from cerebros.study import SearchConfig, SearchStopped, Study
+from codec import FieldError
 
 TINY = {"levels": [1, 2], "units_per_level": [1, 2], "neurons_per_unit": [4, 12], "epochs": [3, 8],
         "batch_size": [16, 64]}
@@ -482,9 +483,9 @@ def test_resume_continues_the_journal_exactly(tmp_path):
     assert journal(tmp_path / "resumed") == journal(tmp_path / "straight")
     assert resumed.ensemble == straight.ensemble and resumed.test_metrics == straight.test_metrics
     assert resumed.completed_trials == 7 and len(resumed.population_history) >= 2
-    with pytest.raises(RunDirectoryError, match="seed"):
+    with pytest.raises(FieldError, match="seed"):
         Study.prepare(config(max_trials=8, seed=5)).run(tmp_path / "resumed", resume=True)
-    with pytest.raises(RunDirectoryError, match="already holds a journal"):
+    with pytest.raises(FieldError, match="already holds a journal"):
         Study.prepare(config(max_trials=8)).run(tmp_path / "resumed")
 
 
@@ -552,7 +553,7 @@ def test_resume_accepts_the_same_settings_written_differently(tmp_path):
     same = {"minimum_levels": 1, "maximum_levels": 2, "epochs": [3, 8], "neurons_per_unit": [8, 8]}
     resumed = Study.prepare(config(search_space=same, objective="accuracy", max_trials=3)).run(tmp_path, resume=True)
     assert resumed.completed_trials == 3
-    with pytest.raises(RunDirectoryError, match="search_space differ"):
+    with pytest.raises(FieldError, match="search_space differ"):
         Study.prepare(config(search_space={**same, "epochs": [3, 9]}, max_trials=4)).run(tmp_path, resume=True)
 
 
@@ -562,13 +563,14 @@ def test_resume_accepts_the_same_settings_written_differently(tmp_path):
      "journal line 1: the record lacks 'epochs_trained'"),
     (lambda lines: [lines[0].replace('"status": "completed"', '"status": 3')] + lines[1:], "status is 3, not a str"),
     (lambda lines: lines[:1] + ["[1, 2]"], "journal line 2: expected a JSON object"),
-    (lambda lines: [lines[0].replace('"neurons": ', '"neurons": -')] + lines[1:], "journal line 1: candidate:"),
+    (lambda lines: [lines[0].replace('"neurons": ', '"neurons": -')] + lines[1:],
+     "journal line 1: the trial's network: levels"),
 ])
 def test_a_damaged_journal_is_named_not_raised_through(tmp_path, edit, message):
     Study.prepare(config(max_trials=2)).run(tmp_path)
     path = tmp_path / "journal.jsonl"
     path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
-    with pytest.raises(RunDirectoryError, match=message):
+    with pytest.raises(FieldError, match=message):
         Study.prepare(config(max_trials=3)).run(tmp_path, resume=True)
 
 
@@ -576,7 +578,7 @@ def test_a_run_directory_in_use_or_unwritable_is_refused(tmp_path):
     held = cerebros.study.RunDirectory(tmp_path / "busy")
     held.claim()
     held.lock()
-    with pytest.raises(RunDirectoryError, match="another search is running in"):
+    with pytest.raises(FieldError, match="another search is running in"):
         Study.prepare(config(max_trials=1)).run(tmp_path / "busy")
     held.unlock()
     assert Study.prepare(config(max_trials=1)).run(tmp_path / "busy").completed_trials == 1
