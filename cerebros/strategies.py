@@ -235,7 +235,8 @@ class SuccessiveHalving(Strategy):
         if max_epochs is None:
             if min_epochs > space.maximum_epochs:
                 raise FieldError("min_epochs", f"must be at most the search space's maximum_epochs "
-                                               f"({space.maximum_epochs}) when max_epochs is not given, got {min_epochs}")
+                                               f"({space.maximum_epochs}) when max_epochs is not given, "
+                                               f"got {min_epochs}")
             max_epochs = space.maximum_epochs
         _check_int("max_epochs", max_epochs, min_epochs)
         self.n_configs, self.min_epochs = int(n_configs), int(min_epochs)

@@ -120,7 +120,8 @@ def test_minimum_above_maximum_is_rejected(name):
 
 
 def test_unknown_field_and_non_map_and_non_text_key_are_rejected():
-    with pytest.raises(FieldError, match="^search_space.levles: unknown field; did you mean `levels`\\? known: ") as info:
+    with pytest.raises(FieldError, match="^search_space.levles: unknown field; did you mean `levels`\\? known: ") \
+            as info:
         SearchSpace.from_dict({"levles": 3})
     assert info.value.field == "search_space.levles" and "maximum_epochs" in info.value.problem
     with pytest.raises(FieldError, match="expected a map"):
