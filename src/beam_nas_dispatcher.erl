@@ -15,21 +15,27 @@
     tickets = #{} :: #{reference() => pid()}       % caller monitor => worker
 }).
 
+-spec start_link(pid(), pos_integer()) -> {ok, pid()}.
 start_link(Pool, Size) ->
     gen_server:start_link(?MODULE, {Pool, Size}, []).
 
 %% @doc A worker for one call, and the ticket to give back with `checkin/2'.
+-spec checkout(pid()) -> {ok, pid(), reference()} | {error, term()}.
 checkout(Dispatcher) ->
     try gen_server:call(Dispatcher, checkout, infinity)
     catch exit:{Reason, _} -> {error, {pool_down, Reason}}
     end.
 
+-spec checkin(pid(), reference()) -> ok.
 checkin(Dispatcher, Ticket) ->
     gen_server:cast(Dispatcher, {checkin, Ticket}).
 
+-spec init({pid(), pos_integer()}) -> {ok, #state{}}.
 init({Pool, Size}) ->
     {ok, #state{pool = Pool, size = Size}}.
 
+-spec handle_call(checkout, gen_server:from(), #state{}) ->
+    {reply, {ok, pid(), reference()} | {error, no_workers}, #state{}}.
 handle_call(checkout, {Caller, _}, State0) ->
     State = refresh(State0),
     case maps:to_list(State#state.busy) of
@@ -43,10 +49,12 @@ handle_call(checkout, {Caller, _}, State0) ->
                          tickets = (State#state.tickets)#{Ticket => Worker}}}
     end.
 
+-spec handle_cast({checkin, reference()}, #state{}) -> {noreply, #state{}}.
 handle_cast({checkin, Ticket}, State) ->
     erlang:demonitor(Ticket, [flush]),
     {noreply, release(Ticket, State)}.
 
+-spec handle_info({'DOWN', reference(), process, pid(), term()}, #state{}) -> {noreply, #state{}}.
 handle_info({'DOWN', Ref, process, Pid, _}, State = #state{busy = Busy}) ->
     case maps:is_key(Pid, Busy) of
         true -> {noreply, State#state{busy = maps:remove(Pid, Busy)}};

@@ -12,6 +12,7 @@
 %% `name' (registers the pool supervisor), `intensity' and `period' (restart
 %% limit: more than `intensity' worker restarts in `period' seconds stop the
 %% pool instead of restarting forever).
+-spec start_link(map()) -> supervisor:startlink_ret() | {error, {unknown_options, [term()], term()}}.
 start_link(Options) when is_map(Options) ->
     Known = [size, worker, name, intensity, period],
     case {maps:keys(Options) -- Known, maps:get(name, Options, undefined)} of
@@ -21,16 +22,20 @@ start_link(Options) when is_map(Options) ->
         {[], Name} -> supervisor:start_link(Name, ?MODULE, Options)
     end.
 
+-spec child_spec(map()) -> supervisor:child_spec().
 child_spec(Options) ->
     #{id => maps:get(id, Options, ?MODULE),
       start => {?MODULE, start_link, [maps:remove(id, Options)]},
       type => supervisor,
       shutdown => infinity}.
 
+-spec call(supervisor:sup_ref(), atom(), atom(), list()) -> {ok, term()} | {error, term()}.
 call(Pool, Module, Function, Args) ->
     call(Pool, Module, Function, Args, default).
 
 %% @doc Like `beam_nas_worker:call/5', on the least busy worker of `Pool'.
+-spec call(supervisor:sup_ref(), atom(), atom(), list(), timeout() | default) ->
+    {ok, term()} | {error, term()}.
 call(Pool, Module, Function, Args, Timeout) ->
     case checkout(Pool) of
         {ok, Dispatcher, Worker, Ticket} ->
@@ -45,6 +50,8 @@ call(Pool, Module, Function, Args, Timeout) ->
 %% once, for what only one of them can answer: `cerebros_service:run_status'
 %% and `cancel_run' act on the searches of the worker they reach. Returns
 %% `[{Worker, Result}]', each `Result' as `beam_nas_worker:call/5' returns it.
+-spec call_all(supervisor:sup_ref(), atom(), atom(), list(), timeout() | default) ->
+    [{pid(), {ok, term()} | {error, term()}}].
 call_all(Pool, Module, Function, Args, Timeout) ->
     Calls = [{Worker, spawn_monitor(fun() ->
                   exit({result, beam_nas_worker:call(Worker, Module, Function, Args, Timeout)})
@@ -55,6 +62,7 @@ call_all(Pool, Module, Function, Args, Timeout) ->
               end} || {Worker, {Pid, Ref}} <- Calls].
 
 %% @doc The pids of the workers that are running now.
+-spec workers(supervisor:sup_ref()) -> [pid()].
 workers(Pool) ->
     [Pid || {{worker, _}, Pid, _, _} <- supervisor:which_children(Pool), is_pid(Pid)].
 
@@ -76,6 +84,7 @@ checkout(Pool) ->
         exit:{Reason, _} -> {error, {pool_down, Reason}}
     end.
 
+-spec init(map()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init(Options) ->
     Size = maps:get(size, Options, erlang:system_info(schedulers)),
     WorkerOpts = maps:get(worker, Options, #{}),
