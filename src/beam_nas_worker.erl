@@ -48,10 +48,15 @@
 %%% API
 
 %% @doc The options and their defaults. `python' is the executable run with the
-%% stock ErlPort command line; `undefined' means the project's `erlport-worker'.
+%% stock ErlPort command line; `undefined' means the project's `erlport-worker'
+%% (see `beam_nas_config:find_worker/1' for where it is looked for).
 %% `allow' (a list of module names) restricts what calls can reach, as the
 %% worker's `--allow' does; `undefined' lets any caller run any Python code.
 %% `max_frame_size' is the largest frame, in bytes, sent to the worker.
+%% `runs_root' is where searches put their run directories (the worker's
+%% `$CEREBROS_RUNS_DIR'). The application environment of `beam_nas' sets
+%% defaults for all but `name'; options given here win.
+-spec default_options() -> map().
 default_options() ->
     #{name => undefined,
       python => undefined,
@@ -68,10 +73,12 @@ default_options() ->
       timeout => 30000,
       cancel_grace => 5000,
       start_timeout => 30000,
+      runs_root => undefined,
       output => standard_io}.
 
 %% @doc Starts the worker process and waits until Python answers a first call,
 %% so a worker that cannot start returns `{error, Reason}' here.
+-spec start_link(map()) -> {ok, pid()} | {error, term()}.
 start_link(Options) when is_map(Options) ->
     case validate(Options) of
         {ok, Opts = #{name := undefined}} -> gen_server:start_link(?MODULE, Opts, []);
@@ -81,6 +88,7 @@ start_link(Options) when is_map(Options) ->
         {error, _} = Error -> Error
     end.
 
+-spec child_spec(map()) -> supervisor:child_spec().
 child_spec(Options) ->
     #{id => maps:get(id, Options, ?MODULE),
       start => {?MODULE, start_link, [maps:remove(id, Options)]},
@@ -90,6 +98,7 @@ child_spec(Options) ->
       modules => [?MODULE]}.
 
 %% @doc Calls `Module.Function(*Args)' in Python with the server's default timeout.
+-spec call(gen_server:server_ref(), atom(), atom(), list()) -> {ok, term()} | {error, term()}.
 call(Server, Module, Function, Args) ->
     call(Server, Module, Function, Args, default).
 
@@ -112,19 +121,23 @@ call(_Server, Module, Function, Args, Timeout) ->
 
 %% @doc Runs `Module.Function(*Args)' without waiting; its result is discarded
 %% and a Python exception is logged.
+-spec cast(gen_server:server_ref(), atom(), atom(), list()) -> ok.
 cast(Server, Module, Function, Args)
   when is_atom(Module), is_atom(Function), is_list(Args) ->
     gen_server:cast(Server, {cast, Module, Function, Args}).
 
+-spec stop(gen_server:server_ref()) -> ok.
 stop(Server) ->
     gen_server:stop(Server).
 
 %% @doc The OS process id of the Python worker.
+-spec os_pid(gen_server:server_ref()) -> non_neg_integer().
 os_pid(Server) ->
     gen_server:call(Server, os_pid).
 
 %%% gen_server callbacks
 
+-spec init(map()) -> {ok, #state{}} | {stop, term()}.
 init(Opts) ->
     process_flag(trap_exit, true),
     case open_worker(Opts) of
@@ -139,14 +152,18 @@ init(Opts) ->
             {stop, Reason}
     end.
 
+-spec handle_call(term(), gen_server:from(), #state{}) ->
+    {noreply, #state{}} | {reply, non_neg_integer(), #state{}}.
 handle_call({call, M, F, A, Timeout}, From, State) ->
     {noreply, submit({caller, From}, {M, F, A}, Timeout, State)};
 handle_call(os_pid, _From, State) ->
     {reply, State#state.os_pid, State}.
 
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast({cast, M, F, A}, State) ->
     {noreply, submit(cast, {M, F, A}, infinity, State)}.
 
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({Port, {data, Data}}, State = #state{port = Port}) ->
     case decode_frame(Data) of
         {ok, Frame} -> handle_frame(Frame, State);
@@ -179,6 +196,7 @@ handle_info(_Other, State) ->
 
 %% Closing the port closes the worker's input, which makes it exit; one that
 %% lingers (busy in C code, say) is killed so that no Python process outlives us.
+-spec terminate(term(), #state{}) -> ok.
 terminate(Reason, State = #state{port = Port, os_pid = OsPid}) ->
     reply_all({worker_down, Reason}, State),
     catch port_close(Port),
@@ -189,18 +207,21 @@ terminate(Reason, State = #state{port = Port, os_pid = OsPid}) ->
 
 %%% Starting the port
 
+%% The application environment's values are checked apart, so that an error
+%% says whether the options or the environment hold a bad value.
 validate(Options) ->
     Defaults = default_options(),
-    case [K || K <- maps:keys(Options), not maps:is_key(K, Defaults)] of
-        [] ->
-            Opts = maps:merge(Defaults, Options),
-            case [{K, V} || {K, V} <- maps:to_list(Opts), not valid_option(K, V)] of
-                [] -> {ok, Opts};
-                Bad -> {error, {bad_options, Bad}}
-            end;
-        Unknown ->
-            {error, {unknown_options, Unknown, {known, maps:keys(Defaults)}}}
+    FromEnv = beam_nas_config:worker_defaults(maps:keys(Defaults) -- [name, python]),
+    case {[K || K <- maps:keys(Options), not maps:is_key(K, Defaults)],
+          bad_values(FromEnv), bad_values(Options)} of
+        {[], [], []} -> {ok, maps:merge(maps:merge(Defaults, FromEnv), Options)};
+        {[_ | _] = Unknown, _, _} -> {error, {unknown_options, Unknown, {known, maps:keys(Defaults)}}};
+        {[], [_ | _] = Bad, _} -> {error, {bad_app_env, beam_nas, Bad}};
+        {[], [], Bad} -> {error, {bad_options, Bad}}
     end.
+
+bad_values(Opts) ->
+    [{K, V} || {K, V} <- maps:to_list(Opts), not valid_option(K, V)].
 
 valid_option(packet, P) -> lists:member(P, [1, 2, 4]);
 valid_option(use_stdio, B) -> is_boolean(B);
@@ -216,7 +237,7 @@ valid_option(python_path, Ps) -> is_list(Ps) andalso lists:all(fun is_text/1, Ps
 valid_option(env, Env) ->
     is_list(Env) andalso lists:all(fun({K, V}) -> is_text(K) andalso (is_text(V) orelse V =:= false);
                                       (_) -> false end, Env);
-valid_option(cd, D) -> D =:= undefined orelse is_text(D);
+valid_option(K, D) when K =:= cd; K =:= runs_root -> D =:= undefined orelse is_text(D);
 valid_option(output, O) -> O =:= standard_io orelse is_pid(O);
 valid_option(name, N) -> N =:= undefined orelse is_atom(N) orelse is_tuple(N).
 
@@ -251,27 +272,15 @@ open_worker(Opts = #{packet := Packet, use_stdio := Stdio, compressed := Level,
             Error
     end.
 
-%% The first word of the `python' option is the executable; further words are
-%% its leading arguments (as in stock ErlPort). The project's own worker is
-%% also told how many calls to run at once (`max_concurrent'), its frame limit
-%% and the `allow' list, before those words (so they can override). Any other
-%% Python cannot enforce `allow', so it is refused rather than ignored.
-python_command(undefined, Opts) ->
-    Venv = filename:absname(".venv/bin/" ?WORKER_EXECUTABLE),
-    case os:find_executable(?WORKER_EXECUTABLE) of
-        false ->
-            case filelib:is_regular(Venv) of
-                true -> worker_command(Venv, [], Opts);
-                false -> {error, {worker_not_found, "erlport-worker is neither on PATH nor at " ++ Venv}}
-            end;
-        Exe ->
-            worker_command(Exe, [], Opts)
-    end;
-python_command(Command, Opts) ->
-    [First | Rest] = string:lexemes(to_list(Command), " "),
-    case os:find_executable(First) of
-        false -> {error, {worker_not_found, First}};
-        Exe -> worker_command(Exe, Rest, Opts)
+%% The executable and its leading arguments come from
+%% `beam_nas_config:find_worker/1'. The project's own worker is also told how
+%% many calls to run at once (`max_concurrent'), its frame limit and the `allow'
+%% list, before those arguments (so they can override). Any other Python cannot
+%% enforce `allow', so it is refused rather than ignored.
+python_command(Python, Opts) ->
+    case beam_nas_config:find_worker(Python) of
+        {ok, Exe, Extra} -> worker_command(Exe, Extra, Opts);
+        {error, _} = Error -> Error
     end.
 
 worker_command(Exe, Extra, Opts = #{max_concurrent := MaxConcurrent, max_frame_size := MaxFrame,
@@ -294,14 +303,15 @@ allow_list(#{allow := Modules}) -> Modules.
 module_name(M) when is_atom(M) -> atom_to_list(M);
 module_name(M) -> to_list(M).
 
-port_env(#{python_path := Paths, env := Env}) ->
+port_env(#{python_path := Paths, env := Env, runs_root := RunsRoot}) ->
     Inherited = case os:getenv("PYTHONPATH") of
                     false -> [];
                     P -> [P]
                 end,
     PythonPath = lists:join(":", [to_list(D) || D <- Paths] ++ Inherited),
     [{"PYTHONPATH", lists:flatten(PythonPath)} || PythonPath =/= []]
-        ++ [{to_list(K), case V of false -> false; _ -> to_list(V) end} || {K, V} <- Env].
+        ++ [{to_list(K), case V of false -> false; _ -> to_list(V) end} || {K, V} <- Env]
+        ++ [{"CEREBROS_RUNS_DIR", filename:absname(to_list(RunsRoot))} || RunsRoot =/= undefined].
 
 to_list(B) when is_binary(B) -> unicode:characters_to_list(B);
 to_list(L) -> L.
