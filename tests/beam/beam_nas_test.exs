@@ -1,6 +1,4 @@
-# ExUnit tests of the Elixir API (priv/beam_nas.ex) on real Python workers.
-# Run by tests/priv/test_beam_side.py: `elixir -pa EBIN tests/priv/beam_nas_test.exs`.
-ExUnit.start(trace: true, capture_log: true)
+# ExUnit tests of the Elixir API (lib/beam_nas.ex) on real Python workers.
 
 defmodule BeamNasTest do
   use ExUnit.Case, async: false

@@ -1,5 +1,5 @@
 %% EUnit tests of beam_nas_worker, beam_nas_pool and beam_nas_dispatcher on a
-%% real node with real Python workers. tests/priv/test_beam_side.py runs each
+%% real node with real Python workers. tests/beam/test_beam_side.py runs each
 %% generator below in its own node; the worker command and the folder of
 %% priv_jobs.py come from BEAM_NAS_TEST_PYTHON and BEAM_NAS_TEST_PYPATH.
 -module(beam_nas_worker_tests).
