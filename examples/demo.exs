@@ -2,19 +2,17 @@
 # the worker runs a neural architecture search, progress is printed as trials
 # finish, then everything shuts down and we check that no process is left.
 #
-#   elixir -pa priv/ebin priv/demo.exs [DATASET] [SECONDS]
+# As in a user's project: `mix beam_nas.install`, then
+#   mix run examples/demo.exs [DATASET] [SECONDS]
+# The worker is the one the install task put in the build folder.
 defmodule Demo do
   def main(args) do
     {dataset, seconds} = parse(args)
-    python = System.get_env("BEAM_NAS_PYTHON") || Path.expand(".venv/bin/erlport-worker")
-    say("starting a supervisor with one worker (#{python})")
-
-    {:ok, sup} =
-      Supervisor.start_link([{BeamNas, name: BeamNas, python: python, python_path: [File.cwd!()]}],
-        strategy: :one_for_one)
-
+    say("starting a supervisor with one worker")
+    {:ok, sup} = Supervisor.start_link([{BeamNas, name: BeamNas}], strategy: :one_for_one)
     os_pid = BeamNas.os_pid(BeamNas)
-    say("worker is up: OS process #{os_pid}")
+    command = File.read!("/proc/#{os_pid}/cmdline") |> String.split(<<0>>, trim: true) |> Enum.take(2)
+    say("worker is up: OS process #{os_pid}, #{Enum.join(command, " ")}")
 
     printer = spawn_link(&print_progress/0)
     say("searching #{dataset} for up to #{seconds} s ...")

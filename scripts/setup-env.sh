@@ -1,13 +1,14 @@
 # Sourced by scripts/test and scripts/demo: makes a fresh Debian machine ready.
-# Installs Erlang/OTP, Elixir, gcc and the Python headers from Debian when they are
-# missing, then a virtualenv in .venv with this project (its C core built) and the
-# extras named in $EXTRAS.
+# Installs Erlang/OTP, Elixir, rebar3, gcc and the Python headers from Debian when
+# they are missing, then (unless SETUP_VENV=no) a virtualenv in .venv with this
+# project (its C core built) and the extras named in $EXTRAS.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 need_apt=()
 command -v erl >/dev/null 2>&1 || need_apt+=(erlang-nox erlang-dev)
 command -v elixirc >/dev/null 2>&1 || need_apt+=(elixir)
+command -v rebar3 >/dev/null 2>&1 || need_apt+=(rebar3)
 # The codec's compiled core needs a C compiler and the Python headers.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(
@@ -20,6 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}" >&2
 fi
 
+[ "${SETUP_VENV:-yes}" = no ] && return 0
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $PYTHON" >&2
     "$PYTHON" -m venv .venv
