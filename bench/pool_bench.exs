@@ -3,13 +3,10 @@
 # a raw beam_nas_worker call. Prints a markdown table; --markdown also writes it
 # into docs/benchmarks.md (through bench/markdown_section.py, with python3).
 #
-#   elixir bench/pool_bench.exs [--markdown [PAGE]]     (from the repository root)
+#   mix run bench/pool_bench.exs [--markdown [PAGE]]     (from the repository root)
 #
 # The worker is `erlport-worker` (PATH or .venv/bin), or $BEAM_NAS_PYTHON.
 root = Path.expand("..", __DIR__)
-ebin = Path.join(System.tmp_dir!(), "beam_nas_bench_ebin")
-{_, 0} = System.cmd("bash", [Path.join(root, "priv/build.sh"), ebin], into: IO.stream())
-Code.prepend_path(ebin)
 
 defmodule PoolBench do
   @cpu_iterations 5_000_000
@@ -53,7 +50,7 @@ defmodule PoolBench do
   defp write_section(root, page, table) do
     file = Path.join(System.tmp_dir!(), "beam_nas_pool_bench.md")
     File.write!(file, table)
-    command = Enum.join(["elixir bench/pool_bench.exs" | System.argv()], " ")
+    command = Enum.join(["mix run bench/pool_bench.exs" | System.argv()], " ")
     args = [Path.join(root, "bench/markdown_section.py"), "pool_bench", file, "--command", command]
     args = if page == :default, do: args, else: args ++ ["--page", page]
     {_, 0} = System.cmd("python3", args, into: IO.stream(:stdio, :line))
@@ -63,7 +60,7 @@ defmodule PoolBench do
   defp worker_options(root) do
     python = System.get_env("BEAM_NAS_PYTHON") || default_python(root)
     # The busy loop lives with the tests' Python helpers.
-    %{python: python, python_path: [Path.join(root, "tests/priv"), root]}
+    %{python: python, python_path: [Path.join(root, "tests/beam"), root]}
   end
 
   defp default_python(root) do
@@ -119,7 +116,7 @@ markdown_page =
     [] -> nil
     ["--markdown"] -> :default
     ["--markdown", page] -> Path.expand(page)
-    other -> raise ArgumentError, "usage: elixir bench/pool_bench.exs [--markdown [PAGE]], got #{inspect(other)}"
+    other -> raise ArgumentError, "usage: mix run bench/pool_bench.exs [--markdown [PAGE]], got #{inspect(other)}"
   end
 
 PoolBench.run(root, markdown_page)

@@ -3,7 +3,7 @@ repository path they name exists, nothing points outside the repository, and eve
 a ```sh block runs as written: its script or module exists and takes each flag it is given.
 
 The Elixir and Erlang snippets call placeholder modules (`my_module`); what they show is run
-by tests/priv (BeamNas.call, run_nas, predict, run_status, cancel_run, beam_nas_worker:call
+by tests/beam (BeamNas.call, run_nas, predict, run_status, cancel_run, beam_nas_worker:call
 and its timeouts and errors, pools)."""
 import configparser
 import functools
@@ -19,10 +19,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted(["README.md", "CHANGELOG.md"]
                + [os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "docs", "*.md"))])
-REPO_DIRS = ("bench", "cerebros", "codec", "docs", "erlport_worker", "priv", "scripts", "tests")
+REPO_DIRS = ("bench", "cerebros", "codec", "docs", "erlport_worker", "examples", "lib", "scripts", "src",
+             "tests")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
-BUILD_OUTPUTS = {"priv/ebin"}  # what `bash priv/build.sh` writes
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,7 +39,7 @@ def _parents(path):
 
 
 def in_repository(path):
-    return path.rstrip("/") in tracked() | BUILD_OUTPUTS
+    return path.rstrip("/") in tracked()
 
 
 def read(page):
@@ -118,6 +118,15 @@ def help_text(*command):
     return done.stdout
 
 
+@functools.lru_cache(maxsize=None)
+def mix_help(task):
+    """The documentation of a Mix task of this project (`mix help TASK` compiles it first)."""
+    done = subprocess.run(["mix", "help", task], cwd=ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"mix help {task} failed: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
 def check_flags(words, help_output):
     flags = [word.split("=")[0] for word in words if word.startswith("--")]
     unknown = [flag for flag in flags if flag not in help_output]
@@ -153,6 +162,11 @@ def test_every_shell_command_runs_as_written(page, words):
         config.read(os.path.join(ROOT, "setup.cfg"))
         assert arguments[:2] == ["install", "-e"] and extras
         assert extras.group(1) in config["options.extras_require"]
+    elif program == "mix":
+        check_flags(arguments[1:], mix_help(arguments[0]))
+    elif program == "erl":  # erl ... -run MODULE FUNCTION -extra FLAGS: the module's own flags
+        module = arguments[arguments.index("-run") + 1]
+        check_flags(arguments, read(f"src/{module}.erl"))
     elif program == "tox":
         assert "tox.ini" in tracked()
     else:
