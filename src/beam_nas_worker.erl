@@ -212,12 +212,15 @@ terminate(Reason, State = #state{port = Port, os_pid = OsPid}) ->
 validate(Options) ->
     Defaults = default_options(),
     FromEnv = beam_nas_config:worker_defaults(maps:keys(Defaults) -- [name, python]),
-    case {[K || K <- maps:keys(Options), not maps:is_key(K, Defaults)],
-          bad_values(FromEnv), bad_values(Options)} of
-        {[], [], []} -> {ok, maps:merge(maps:merge(Defaults, FromEnv), Options)};
-        {[_ | _] = Unknown, _, _} -> {error, {unknown_options, Unknown, {known, maps:keys(Defaults)}}};
-        {[], [_ | _] = Bad, _} -> {error, {bad_app_env, beam_nas, Bad}};
-        {[], [], Bad} -> {error, {bad_options, Bad}}
+    case [K || K <- maps:keys(Options), not maps:is_key(K, Defaults)] of
+        [] ->
+            case {bad_values(FromEnv), bad_values(Options)} of
+                {[], []} -> {ok, maps:merge(maps:merge(Defaults, FromEnv), Options)};
+                {[_ | _] = Bad, _} -> {error, {bad_app_env, beam_nas, Bad}};
+                {[], Bad} -> {error, {bad_options, Bad}}
+            end;
+        Unknown ->
+            {error, {unknown_options, Unknown, {known, maps:keys(Defaults)}}}
     end.
 
 bad_values(Opts) ->
