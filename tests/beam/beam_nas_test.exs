@@ -7,6 +7,7 @@ defmodule BeamNasTest do
     python: System.fetch_env!("BEAM_NAS_TEST_PYTHON"),
     python_path: [System.fetch_env!("BEAM_NAS_TEST_PYPATH")]
   ]
+  @runs System.fetch_env!("BEAM_NAS_TEST_RUNS")
 
   setup do
     %{w: start_supervised!({BeamNas, @worker})}
@@ -108,7 +109,7 @@ defmodule BeamNasTest do
 
   test "run_status, cancel_run and predict reach a search whichever worker of a pool runs it" do
     pool = {:pool, start_supervised!(:beam_nas_pool.child_spec(%{size: 2, worker: Map.new(@worker)}))}
-    run_dir = Path.join(File.cwd!(), "pooled")
+    run_dir = Path.join(@runs, "pooled")
     opts = [server: pool, run_id: "pooled", run_dir: run_dir, progress_to: self(),
             budget: [max_trials: 100_000, max_time_seconds: 300]]
     search = Task.async(fn -> BeamNas.run_nas(%{dataset_id: "iris"}, opts, 300_000) end)
@@ -127,7 +128,7 @@ defmodule BeamNasTest do
   test "a run_nas that outlives its timeout stops at once, and its worker lives on", %{w: w} do
     os_pid = BeamNas.os_pid(w)
     endless = %{levels: 2, units_per_level: 2, neurons_per_unit: 64, epochs: 100_000, patience: 100_000}
-    opts = [server: w, run_id: "too-long", run_dir: Path.join(File.cwd!(), "too-long"), n_jobs: 2, folds: 1,
+    opts = [server: w, run_id: "too-long", run_dir: Path.join(@runs, "too-long"), n_jobs: 2, folds: 1,
             budget: [max_trials: 100, max_time_seconds: 600]]
     assert BeamNas.run_nas(%{dataset_id: "digits", search_space: endless}, opts, 5_000) == {:error, :timeout}
     # cancelled within the worker's cancel_grace, so it was not killed: the same OS process answers

@@ -67,7 +67,8 @@ def test_exunit(node_env, tmp_path):
     """`mix test` in this repository, compiled afresh in a build folder of its own with
     warnings as errors; Mix must not reach for Hex (stdin is closed: a prompt fails)."""
     expected = sum(len(re.findall(r"^\s*test \"", f.read_text(), re.M)) for f in EXUNIT_FILES)
-    env = dict(node_env, MIX_ENV="test", MIX_BUILD_ROOT=str(tmp_path / "_build"), HEX_OFFLINE="1")
+    env = dict(node_env, MIX_ENV="test", MIX_BUILD_ROOT=str(tmp_path / "_build"), HEX_OFFLINE="1",
+               BEAM_NAS_TEST_RUNS=str(tmp_path / "runs"))
     done = subprocess.run(["mix", "do", "compile", "--warnings-as-errors", "+", "test"],
                           env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=400)
