@@ -163,6 +163,23 @@ defmodule BeamNasAppTest do
     end
   end
 
+  describe "the install task refuses what it cannot do, naming it" do
+    test "unknown options, a missing interpreter, a folder that is not this repository", %{tmp: tmp} do
+      assert {:error, {:unknown_options, [:venvv], _}} = :beam_nas_install.install(%{venvv: tmp})
+      venv = Path.join(tmp, "venv")
+
+      assert :beam_nas_install.install(%{venv: venv, python: "/nonexistent/python3"}) ==
+               {:error, {:python_not_found, ~c"/nonexistent/python3"}}
+
+      refute File.exists?(venv)
+      assert :beam_nas_install.install(%{venv: venv, source: tmp}) == {:error, {:not_a_beam_nas_repository, to_charlist(tmp)}}
+    end
+
+    test "mix beam_nas.install refuses an unknown switch" do
+      assert_raise OptionParser.ParseError, ~r/--venvv/, fn -> Mix.Tasks.BeamNas.Install.run(["--venvv", "x"]) end
+    end
+  end
+
   test "every exported function has a spec" do
     {:ok, modules} = :application.get_key(:beam_nas, :modules)
 
