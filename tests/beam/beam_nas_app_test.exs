@@ -18,7 +18,9 @@ defmodule BeamNasAppTest do
     end)
 
     Application.put_env(:beam_nas, :python_path, [@pypath])
-    %{tmp: Path.join(System.tmp_dir!(), "beam_nas_app_test_#{System.unique_integer([:positive])}")}
+    tmp = Path.join(System.fetch_env!("BEAM_NAS_TEST_RUNS"), "app_test_#{System.unique_integer([:positive])}")
+    File.rm_rf!(tmp)
+    %{tmp: tmp}
   end
 
   # The command line of the worker's OS process, which names the script it runs.
