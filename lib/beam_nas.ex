@@ -26,7 +26,6 @@ defmodule BeamNas do
   require Logger
 
   @type server :: GenServer.server() | {:pool, Supervisor.supervisor()}
-  @type progress :: (map() -> any()) | {module(), atom(), list()}
 
   @doc "Starts a worker linked to the caller; returns `{:error, reason}` if Python cannot start."
   @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
