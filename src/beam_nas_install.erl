@@ -29,7 +29,7 @@ install(Options) ->
     end.
 
 %% @doc The command line entry; its arguments follow `-extra': `--venv DIR',
-%% `--python EXE', `--system-site-packages', `--pip-arg ARG' (repeatable).
+%% `--python EXE', `--system-site-packages', `--pip-arg=ARG' (repeatable).
 %% Halts the node with status 0 when the worker answers, 1 otherwise.
 -spec main() -> no_return().
 main() ->
@@ -48,11 +48,13 @@ parse_args(["--venv", Dir | Rest], Options) -> parse_args(Rest, Options#{venv =>
 parse_args(["--python", Exe | Rest], Options) -> parse_args(Rest, Options#{python => Exe});
 parse_args(["--system-site-packages" | Rest], Options) ->
     parse_args(Rest, Options#{system_site_packages => true});
+parse_args(["--pip-arg=" ++ Arg | Rest], Options) ->
+    parse_args(["--pip-arg", Arg | Rest], Options);
 parse_args(["--pip-arg", Arg | Rest], Options) ->
     parse_args(Rest, Options#{pip_args => maps:get(pip_args, Options, []) ++ [Arg]});
 parse_args([Arg | _], _Options) ->
     {error, {bad_argument, Arg, {known, ["--venv DIR", "--python EXE", "--system-site-packages",
-                                        "--pip-arg ARG"]}}}.
+                                        "--pip-arg=ARG"]}}}.
 
 install_checked(Options) ->
     Source = text(maps:get(source, Options, repository())),

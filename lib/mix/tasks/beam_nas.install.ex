@@ -4,13 +4,13 @@ defmodule Mix.Tasks.BeamNas.Install do
   Creates a virtualenv, pip-installs this repository's Python package into
   it and checks that its `erlport-worker` answers:
 
-      mix beam_nas.install [--venv DIR] [--python EXE] [--system-site-packages] [--pip-arg ARG]...
+      mix beam_nas.install [--venv DIR] [--python EXE] [--system-site-packages] [--pip-arg=ARG]...
 
   The virtualenv is `--venv`, else `config :beam_nas, venv: DIR`, else
   `venv` in the build directory of `:beam_nas` (`_build/MIX_ENV/lib/beam_nas/venv`),
   where workers look for it. `--python` creates it (default `python3`);
   `--system-site-packages` lets it use the packages that interpreter has;
-  each `--pip-arg` goes to `pip install` (e.g. `--no-build-isolation`). When
+  each `--pip-arg` goes to `pip install` (e.g. `--pip-arg=--no-build-isolation`). When
   the package's sources and these arguments have not changed since the last
   run, pip is skipped and only the worker is checked.
   """
