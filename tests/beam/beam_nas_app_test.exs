@@ -91,6 +91,8 @@ defmodule BeamNasAppTest do
       Application.put_env(:beam_nas, :max_concurrent, 0)
       assert BeamNas.start_link(python: @python) == {:error, {:bad_app_env, :beam_nas, [max_concurrent: 0]}}
       Application.delete_env(:beam_nas, :max_concurrent)
+      Application.put_env(:beam_nas, :python, 42)
+      assert BeamNas.start_link() == {:error, {:bad_app_env, :beam_nas, [python: 42]}}
       assert {:error, {:bad_options, [max_concurrent: -1]}} = BeamNas.start_link(python: @python, max_concurrent: -1)
     end
 
