@@ -5,7 +5,7 @@ defmodule BeamNasAppTest do
 
   @python System.fetch_env!("BEAM_NAS_TEST_PYTHON")
   @pypath System.fetch_env!("BEAM_NAS_TEST_PYPATH")
-  @env_keys [:python, :python_path, :venv, :timeout, :max_concurrent, :runs_root, :pool]
+  @env_keys [:python, :python_path, :venv, :timeout, :max_concurrent, :runs_root, :pool, :allow]
 
   setup do
     path = System.get_env("PATH")
@@ -85,6 +85,15 @@ defmodule BeamNasAppTest do
       assert_receive "cancelled", 10_000
       overridden = start_supervised!({BeamNas, id: :overridden, python: @python, timeout: 30_000})
       assert BeamNas.call(overridden, :priv_jobs, :cancellable, [1, self()]) == {:ok, "finished"}
+    end
+
+    test "allow from the environment limits every worker's calls, and an option replaces it" do
+      Application.put_env(:beam_nas, :allow, [:priv_jobs])
+      w = start_supervised!({BeamNas, id: :limited, python: @python})
+      assert BeamNas.call(w, :priv_jobs, :echo, [1]) == {:ok, 1}
+      assert {:error, {:python, :"erlport_worker.allow.NotAllowed", _, _}} = BeamNas.call(w, :os, :getcwd, [])
+      wider = start_supervised!({BeamNas, id: :wider, python: @python, allow: [:priv_jobs, :os]})
+      assert {:ok, _} = BeamNas.call(wider, :os, :getcwd, [])
     end
 
     test "a bad value is reported as the environment's, not an option's" do
