@@ -14,16 +14,18 @@
  *     and a dict whose keys are of several types (distinct Python keys may
  *     be one Erlang key), to _Encoder.map_pairs; integers beyond 64 bits, to
  *     codec.encoder._big; compression, to codec.encoder._compress;
- *   - every term it cannot write (an EncodeError), and a list whose length
- *     changed while it was written: it stops, drops what it wrote and calls
- *     the Python function with the same arguments, which raises the
- *     reference EncodeError with its path, or writes the copy of the list it
- *     takes. Other exceptions (from `default`, from a subclass's methods,
- *     KeyboardInterrupt, MemoryError) propagate unchanged, except
- *     RecursionError from `default`, which becomes the same EncodeError the
- *     Python function makes of it;
  *   - calls whose arguments are not the plain ones (positional or unknown
  *     keywords, options that are not exact bools/ints/strs), whole.
+ * Errors it does not hand back: it raises the reference's EncodeError itself (through
+ *     _Encoder.fail, with the path made from its own stack of open
+ *     containers, each knowing what opened it), so no user code (`default`,
+ *     __index__, a subclass's __iter__) runs twice. It writes a list as the
+ *     reference does: its items as they are once bulk_list's bytes() ran
+ *     (copied then, so a later `default` or another thread cannot tear the
+ *     frame). Other exceptions (from `default`, from a subclass's methods,
+ *     KeyboardInterrupt, MemoryError) propagate unchanged, except
+ *     RecursionError, which becomes the same EncodeError the Python function
+ *     makes of it.
  *
  * Like the Python encoder it is one loop with an explicit stack of open
  * containers (on the heap once deeper than a few levels), so nesting depth
@@ -59,21 +61,22 @@ enum {
 #define MAX_U32 0xFFFFFFFFLL      /* lengths beyond this make Python's struct.pack fail */
 #define HELPER_CACHE_LIMIT 64     /* as codec.encoder._ENCODER_CACHE_LIMIT */
 #define MAX_DEPTH 200000          /* as codec.encoder.MAX_DEPTH */
+#define BULK_MIN 32               /* as codec.encoder._BULK_MIN */
 
 /* What the encoding functions return. */
 #define DONE 0
-#define RAISE (-1)    /* a Python exception to propagate as it is */
-#define REFUSE (-2)   /* cannot encode: let the Python encoder raise the reference error */
+#define RAISE (-1)    /* an exception is set: the reference's EncodeError, or one to propagate */
 
 /* ---- Python objects this module works with, looked up once at import ---- */
 
 static PyObject *py_encode, *py_compress, *py_big, *py_encoder_class, *EncodeError;
+static PyObject *py_tag_u32, *py_refuse_depth;   /* codec.encoder's, for the same errors */
 static PyObject *py_stock_kind;   /* codec.stock.stock_kind */
 static PyTypeObject *AtomType, *MapType;
 static PyObject *known_types;   /* what _Encoder.other writes without calling `default` */
 static PyObject *helpers;       /* settings tuple -> _Encoder, for delegated terms */
 static PyObject *str_binary, *str_charlist, *str_nil, *str_true, *str_false;
-static PyObject *str_other, *str_map_pairs, *str_entries, *str_append;
+static PyObject *str_other, *str_map_pairs, *str_entries, *str_append, *str_fail, *str_name;
 
 enum { KW_MINOR_VERSION, KW_COMPRESSED, KW_DETERMINISTIC, KW_STR_AS, KW_NONE_AS, KW_DEFAULT,
        KW_COUNT };
@@ -81,14 +84,15 @@ static PyObject *keyword_names[KW_COUNT];
 
 /* ---- The state of one encoding run ---- */
 
-typedef enum { WALK_LIST, WALK_TUPLE, WALK_REFS, WALK_ITER } WalkKind;
+typedef enum { WALK_TUPLE, WALK_REFS, WALK_ITER } WalkKind;
 
 /* One open container: what is left of it to write. */
 typedef struct {
     WalkKind kind;
-    PyObject *source;   /* the list, tuple or iterator (strong); NULL for WALK_REFS */
-    Py_ssize_t index;   /* list/tuple: next index; refs: where its slots start */
-    Py_ssize_t length;  /* list: the length its LIST_EXT header gives */
+    PyObject *source;   /* the tuple or iterator (strong); NULL for WALK_REFS */
+    Py_ssize_t index;   /* tuple: next index; refs: where its slots start */
+    PyObject *owner;    /* what opened it, for error paths as the reference's `owner` (strong) */
+    int trailer;        /* a list: NIL_EXT follows its elements */
 } Frame;
 
 #define INLINE_FRAMES 32
@@ -105,9 +109,13 @@ typedef struct {
 
     Frame *frames;
     Py_ssize_t depth, frames_capacity;
-    /* Strong references to the items of maps and `default` results still to
-     * write, taken when they open (as Python snapshots a map's items); a
-     * WALK_REFS frame pops its items off the top. */
+    /* The reference's view of the open containers (see python_stack), made
+     * on first need: its root entry, then one per frame up to ``synced``. */
+    PyObject *python_stack;
+    Py_ssize_t synced;
+    /* Strong references to the items of lists, maps and `default` results
+     * still to write, taken when they open (as Python copies a list and
+     * snapshots a map's items); a WALK_REFS frame pops its items off the top. */
     PyObject **refs;
     Py_ssize_t refs_used, refs_capacity;
 
@@ -180,8 +188,12 @@ put_bytes(Encoder *e, const void *data, Py_ssize_t size)
 static int
 write_header(Encoder *e, unsigned tag, Py_ssize_t length)
 {
-    if ((long long)length > MAX_U32)
-        return REFUSE;
+    if ((long long)length > MAX_U32) {
+        /* Python's struct.pack raises its struct.error for this length. */
+        PyObject *packed = PyObject_CallFunction(py_tag_u32, "In", tag, length);
+        Py_XDECREF(packed);
+        return RAISE;
+    }
     if (reserve(e, 5) < 0)
         return RAISE;
     put_u8(e, tag);
@@ -196,7 +208,7 @@ write_pieces(Encoder *e, PyObject *pieces)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pieces); i++) {
         Py_buffer view;
         if (PyObject_GetBuffer(PyList_GET_ITEM(pieces, i), &view, PyBUF_SIMPLE) < 0)
-            return REFUSE;
+            return RAISE;
         int rc = reserve(e, view.len);
         if (rc == DONE)
             put_bytes(e, view.buf, view.len);
@@ -207,8 +219,78 @@ write_pieces(Encoder *e, PyObject *pieces)
     return DONE;
 }
 
-/* ---- Open containers ---- */
+/* ---- Errors: the reference's, from the open containers ---- */
 
+static PyObject *get_helper(Encoder *e);
+
+/* The root and the first ``count`` open containers as the reference's
+ * ``stack`` (a list of (items, trailer, owner) of which it reads the owner);
+ * kept between calls and brought up to date, so a deep term costs no more
+ * than a shallow one. A new reference. */
+static PyObject *
+python_stack(Encoder *e, Py_ssize_t count)
+{
+    if (e->python_stack == NULL) {
+        e->python_stack = Py_BuildValue("[(OOO)]", Py_None, Py_None, Py_None);
+        e->synced = 0;
+        if (e->python_stack == NULL)
+            return NULL;
+    }
+    if (e->synced > count)
+        e->synced = count;
+    if (PyList_SetSlice(e->python_stack, e->synced + 1, PY_SSIZE_T_MAX, NULL) < 0)
+        return NULL;
+    for (; e->synced < count; e->synced++) {
+        PyObject *entry = PyTuple_Pack(3, Py_None, Py_None, e->frames[e->synced].owner);
+        int appended = entry == NULL ? -1 : PyList_Append(e->python_stack, entry);
+        Py_XDECREF(entry);
+        if (appended < 0)
+            return NULL;
+    }
+    Py_INCREF(e->python_stack);
+    return e->python_stack;
+}
+
+/* The reference's (stack, owner) for an item of the innermost open
+ * container: a new list, and the owner borrowed in *owner. */
+static PyObject *
+current_stack(Encoder *e, PyObject **owner)
+{
+    *owner = e->depth > 0 ? e->frames[e->depth - 1].owner : Py_None;
+    return python_stack(e, e->depth > 0 ? e->depth - 1 : 0);
+}
+
+/* Raise the reference's EncodeError for ``obj`` (in the innermost open
+ * container): _Encoder.fail with ``message`` (a new reference, or NULL if
+ * making it failed) and the open containers. Returns RAISE. */
+static int
+refuse(Encoder *e, PyObject *message, PyObject *obj)
+{
+    PyObject *helper = message == NULL ? NULL : get_helper(e);
+    PyObject *owner;
+    PyObject *stack = helper == NULL ? NULL : current_stack(e, &owner);
+    if (stack != NULL) {
+        PyObject *returned = PyObject_CallMethodObjArgs(helper, str_fail, message, obj, stack,
+                                                        owner, NULL);
+        Py_XDECREF(returned);   /* fail() always raises */
+        Py_DECREF(stack);
+    }
+    Py_XDECREF(message);
+    return RAISE;
+}
+
+/* The message of a str or atom not encodable as UTF-8, if that is why
+ * encoding it failed (else NULL, the exception left to propagate). */
+static PyObject *
+not_utf8(const char *what)
+{
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+        return NULL;
+    PyErr_Clear();
+    return PyUnicode_FromFormat("%s is not encodable as UTF-8", what);
+}
+
+/* ---- Open containers ---- */
 /* Make room for one more element of an array that starts out inline. */
 static int
 grow(void **array, void *inline_array, Py_ssize_t *capacity, size_t item_size)
@@ -236,14 +318,25 @@ grow(void **array, void *inline_array, Py_ssize_t *capacity, size_t item_size)
     return DONE;
 }
 
-/* Open a container; takes over the reference to ``source``. Deeper than
- * MAX_DEPTH (a cycle, say) is refused. */
+
+/* Open a container opened by ``owner``; takes over the reference to
+ * ``source``. Deeper than MAX_DEPTH (a cycle, say) is refused as the
+ * reference refuses it, unless ``unbounded`` (a list the reference writes
+ * whole, without opening it). */
 static int
-push_frame(Encoder *e, WalkKind kind, PyObject *source, Py_ssize_t index)
+push_frame(Encoder *e, WalkKind kind, PyObject *source, Py_ssize_t index, PyObject *owner,
+           int unbounded)
 {
-    if (e->depth == MAX_DEPTH) {
+    if (e->depth >= MAX_DEPTH && !unbounded) {
         Py_XDECREF(source);
-        return REFUSE;
+        PyObject *stack = python_stack(e, e->depth);
+        if (stack != NULL) {
+            PyObject *returned = PyObject_CallFunctionObjArgs(py_refuse_depth, stack, owner,
+                                                              NULL);
+            Py_XDECREF(returned);   /* _refuse_depth always raises */
+            Py_DECREF(stack);
+        }
+        return RAISE;
     }
     if (e->depth == e->frames_capacity
             && grow((void **)&e->frames, e->inline_frames, &e->frames_capacity,
@@ -251,7 +344,8 @@ push_frame(Encoder *e, WalkKind kind, PyObject *source, Py_ssize_t index)
         Py_XDECREF(source);
         return RAISE;
     }
-    e->frames[e->depth++] = (Frame){kind, source, index, 0};
+    Py_INCREF(owner);
+    e->frames[e->depth++] = (Frame){kind, source, index, owner, 0};
     return DONE;
 }
 
@@ -269,16 +363,17 @@ push_ref(Encoder *e, PyObject *item)
     return DONE;
 }
 
-/* Open the refs pushed since ``start`` as one container, first pushed first written. */
+/* Open the refs pushed since ``start`` as one container opened by
+ * ``owner``, first pushed first written (``unbounded``: see push_frame). */
 static int
-open_refs(Encoder *e, Py_ssize_t start)
+open_refs(Encoder *e, Py_ssize_t start, PyObject *owner, int unbounded)
 {
     for (Py_ssize_t low = start, high = e->refs_used - 1; low < high; low++, high--) {
         PyObject *swap = e->refs[low];
         e->refs[low] = e->refs[high];
         e->refs[high] = swap;
     }
-    return push_frame(e, WALK_REFS, NULL, start);
+    return push_frame(e, WALK_REFS, NULL, start, owner, unbounded);
 }
 
 /* The next item of the innermost open container (a new reference), or NULL
@@ -286,17 +381,14 @@ open_refs(Encoder *e, Py_ssize_t start)
 static PyObject *
 next_item(Encoder *e, Frame *frame)
 {
-    PyObject *item = NULL;
     switch (frame->kind) {
-    case WALK_LIST:
-        /* Checked each time: Python code may resize it (see close_frame). */
-        if (frame->index < frame->length && frame->index < PyList_GET_SIZE(frame->source))
-            item = PyList_GET_ITEM(frame->source, frame->index++);
-        break;
     case WALK_TUPLE:
-        if (frame->index < PyTuple_GET_SIZE(frame->source))
-            item = PyTuple_GET_ITEM(frame->source, frame->index++);
-        break;
+        if (frame->index < PyTuple_GET_SIZE(frame->source)) {
+            PyObject *item = PyTuple_GET_ITEM(frame->source, frame->index++);
+            Py_INCREF(item);
+            return item;
+        }
+        return NULL;
     case WALK_REFS:
         if (e->refs_used > frame->index)
             return e->refs[--e->refs_used];
@@ -304,24 +396,19 @@ next_item(Encoder *e, Frame *frame)
     case WALK_ITER:
         return PyIter_Next(frame->source);   /* NULL with an exception if it failed */
     }
-    Py_XINCREF(item);
-    return item;
+    return NULL;
 }
 
 static int
 close_frame(Encoder *e)
 {
     Frame *frame = &e->frames[--e->depth];
-    /* A list whose length changed while it was written (by a `default`, or
-     * another thread) would not match its header: the Python encoder, which
-     * writes a copy of each list, says what to write. */
-    int resized = frame->kind == WALK_LIST && (frame->index != frame->length
-                                               || PyList_GET_SIZE(frame->source) != frame->length);
     Py_XDECREF(frame->source);
-    if (frame->kind != WALK_LIST)
+    Py_DECREF(frame->owner);
+    if (e->synced > e->depth)
+        e->synced = e->depth;
+    if (!frame->trailer)
         return DONE;
-    if (resized)
-        return REFUSE;
     if (reserve(e, 1) < 0)
         return RAISE;
     put_u8(e, NIL_EXT);
@@ -344,7 +431,7 @@ make_ready(PyObject *text)
 }
 
 /* The UTF-8 form of ``text``: its own characters when ASCII, else a new
- * bytes object left in *owner; REFUSE if it holds a lone surrogate. */
+ * bytes object left in *owner; RAISE (UnicodeEncodeError for a lone surrogate). */
 static int
 utf8_of(PyObject *text, const char **data, Py_ssize_t *size, PyObject **owner)
 {
@@ -356,21 +443,40 @@ utf8_of(PyObject *text, const char **data, Py_ssize_t *size, PyObject **owner)
     }
     *owner = PyUnicode_AsUTF8String(text);
     if (*owner == NULL)
-        return REFUSE;
+        return RAISE;
     *data = PyBytes_AS_STRING(*owner);
     *size = PyBytes_GET_SIZE(*owner);
     return DONE;
 }
 
-/* An atom named by the exact str or Atom ``name``, as _Encoder.atom writes it. */
+/* The reference's error for the atom named ``name``: it shows ``atom`` (the
+ * Atom written) or, when NULL, a new Atom (as it makes one of None). */
 static int
-write_atom(Encoder *e, PyObject *name)
+refuse_atom(Encoder *e, PyObject *message, PyObject *name, PyObject *atom)
+{
+    if (atom != NULL)
+        return refuse(e, message, atom);
+    atom = PyObject_CallOneArg((PyObject *)AtomType, name);
+    if (atom == NULL) {
+        Py_XDECREF(message);
+        return RAISE;
+    }
+    int rc = refuse(e, message, atom);
+    Py_DECREF(atom);
+    return rc;
+}
+
+/* An atom named by the exact str or Atom ``name``, as _Encoder.atom writes
+ * it; ``atom`` is the Atom to name in an error (see refuse_atom). */
+static int
+write_atom(Encoder *e, PyObject *name, PyObject *atom)
 {
     if (make_ready(name) < 0)
         return RAISE;
     Py_ssize_t chars = PyUnicode_GET_LENGTH(name);
     if (chars > MAX_ATOM_CHARS)
-        return REFUSE;
+        return refuse_atom(e, PyUnicode_FromFormat(
+            "atom of %zd characters is over Erlang's 255 limit", chars), name, atom);
     if (e->minor_version == 1 && PyUnicode_KIND(name) == PyUnicode_1BYTE_KIND) {
         /* Every character fits in latin-1 (strs use their narrowest kind). */
         if (reserve(e, 3 + chars) < 0)
@@ -384,7 +490,11 @@ write_atom(Encoder *e, PyObject *name)
     Py_ssize_t size;
     PyObject *owner;
     int rc = utf8_of(name, &data, &size, &owner);
-    if (rc == DONE && reserve(e, 3 + size) < 0)
+    if (rc != DONE) {
+        PyObject *message = not_utf8("atom");
+        return message == NULL ? RAISE : refuse_atom(e, message, name, atom);
+    }
+    if (reserve(e, 3 + size) < 0)
         rc = RAISE;
     if (rc == DONE) {
         if (size <= 255) {
@@ -440,7 +550,7 @@ write_int(Encoder *e, PyObject *obj)
     /* Beyond 64 bits: rare, and Python's int.to_bytes does it well. */
     PyObject *encoded = PyObject_CallOneArg(py_big, obj);
     if (encoded == NULL)
-        return REFUSE;
+        return RAISE;
     int rc = reserve(e, PyBytes_GET_SIZE(encoded));
     if (rc == DONE)
         put_bytes(e, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
@@ -449,10 +559,12 @@ write_int(Encoder *e, PyObject *obj)
 }
 
 static int
-write_float(Encoder *e, double value)
+write_float(Encoder *e, PyObject *obj)
 {
+    double value = PyFloat_AS_DOUBLE(obj);
     if (!isfinite(value))
-        return REFUSE;
+        return refuse(e, PyUnicode_FromFormat("float %S is not finite (Erlang refuses NaN "
+                                              "and infinities)", obj), obj);
     if (reserve(e, 9) < 0)
         return RAISE;
     uint64_t bits;
@@ -484,9 +596,11 @@ write_str(Encoder *e, PyObject *text)
     const char *data;
     Py_ssize_t size;
     PyObject *owner;
-    int rc = utf8_of(text, &data, &size, &owner);
-    if (rc == DONE)
-        rc = write_binary(e, data, size);
+    if (utf8_of(text, &data, &size, &owner) != DONE) {
+        PyObject *message = not_utf8("str");
+        return message == NULL ? RAISE : refuse(e, message, text);
+    }
+    int rc = write_binary(e, data, size);
     Py_XDECREF(owner);
     return rc;
 }
@@ -541,9 +655,50 @@ write_charlist(Encoder *e, PyObject *text)
 
 /* ---- Containers ---- */
 
+/* Whether every item of ``list`` (of at least ``least`` items) has exactly ``type``. */
+static int
+all_of_type(PyObject *list, PyTypeObject *type, Py_ssize_t least)
+{
+    Py_ssize_t length = PyList_GET_SIZE(list);
+    if (length < least)
+        return 0;
+    for (Py_ssize_t i = 0; i < length; i++)
+        if (Py_TYPE(PyList_GET_ITEM(list, i)) != type)
+            return 0;
+    return 1;
+}
+
+/* As Python's bulk_list once an item is not an exact int: bytes(list)
+ * (running __index__), written as STRING_EXT if that worked and every item
+ * is now an exact int. 1 if written, 0 if not, or RAISE. */
+static int
+write_bytes_of(Encoder *e, PyObject *list)
+{
+    PyObject *data = PyObject_CallOneArg((PyObject *)&PyBytes_Type, list);
+    if (data == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)
+                && !PyErr_ExceptionMatches(PyExc_ValueError))
+            return RAISE;
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t length = PyBytes_GET_SIZE(data);
+    int rc = 0;
+    if (length <= MAX_STRING_EXT && all_of_type(list, &PyLong_Type, 1)) {
+        rc = reserve(e, 3 + length) < 0 ? RAISE : 1;
+        if (rc == 1) {
+            put_u8(e, STRING_EXT);
+            put_u16(e, (unsigned)length);
+            put_bytes(e, PyBytes_AS_STRING(data), length);
+        }
+    }
+    Py_DECREF(data);
+    return rc;
+}
+
 /* Write ``list`` (of 1..65535 items, the first an exact int) as STRING_EXT
  * if Python's bulk_list does: when bytes(list) works and every item is an
- * exact int. 1 if written, 0 if not (nothing written), or RAISE/REFUSE. */
+ * exact int. 1 if written, 0 if not (nothing written), or RAISE. */
 static int
 write_byte_string(Encoder *e, PyObject *list)
 {
@@ -557,20 +712,7 @@ write_byte_string(Encoder *e, PyObject *list)
             PyNumberMethods *number = Py_TYPE(item)->tp_as_number;
             if (number == NULL || number->nb_index == NULL)
                 return 0;   /* bytes() would stop here with TypeError */
-            /* Python calls bytes(list), which runs __index__ of this item and
-             * maybe of later ones: call it too, for the same side effects
-             * and exceptions (TypeError and ValueError are caught there). */
-            PyObject *ignored = PyObject_CallOneArg((PyObject *)&PyBytes_Type, list);
-            if (ignored != NULL) {
-                Py_DECREF(ignored);
-                return 0;
-            }
-            if (PyErr_ExceptionMatches(PyExc_TypeError)
-                    || PyErr_ExceptionMatches(PyExc_ValueError)) {
-                PyErr_Clear();
-                return 0;
-            }
-            return RAISE;   /* as bytes() raised it in Python's bulk_list */
+            return write_bytes_of(e, list);
         }
         int overflow;
         long value = PyLong_AsLongAndOverflow(item, &overflow);
@@ -584,6 +726,27 @@ write_byte_string(Encoder *e, PyObject *list)
     return 1;
 }
 
+/* Whether Python's bulk_list writes ``list`` whole through numpy (opening
+ * no container, so not counted against MAX_DEPTH): at least _BULK_MIN items,
+ * all exact floats, or all exact ints of 32 bits, as its first item was. */
+static int
+written_in_bulk(PyObject *list, PyTypeObject *first_type)
+{
+    if (first_type == &PyFloat_Type)
+        return all_of_type(list, &PyFloat_Type, BULK_MIN);
+    if (first_type != &PyLong_Type || !all_of_type(list, &PyLong_Type, BULK_MIN))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(list, i), &overflow);
+        if (overflow || value < INT32_MIN || value > INT32_MAX)
+            return 0;
+    }
+    return 1;
+}
+
+/* A list as the reference writes it: as it is once bulk_list's bytes()
+ * ran (a copy of its items, which later code cannot change). */
 static int
 open_list(Encoder *e, PyObject *list)
 {
@@ -594,7 +757,8 @@ open_list(Encoder *e, PyObject *list)
         put_u8(e, NIL_EXT);
         return DONE;
     }
-    if (length <= MAX_STRING_EXT && PyLong_CheckExact(PyList_GET_ITEM(list, 0))) {
+    PyTypeObject *first_type = Py_TYPE(PyList_GET_ITEM(list, 0));
+    if (length <= MAX_STRING_EXT && first_type == &PyLong_Type) {
         int written = write_byte_string(e, list);
         if (written != 0)
             return written > 0 ? DONE : written;
@@ -603,10 +767,17 @@ open_list(Encoder *e, PyObject *list)
     int rc = write_header(e, LIST_EXT, length);
     if (rc != DONE)
         return rc;
-    Py_INCREF(list);
-    rc = push_frame(e, WALK_LIST, list, 0);
+    Py_ssize_t start = e->refs_used;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        Py_INCREF(item);
+        if (push_ref(e, item) < 0)
+            return RAISE;
+    }
+    int unbounded = e->depth >= MAX_DEPTH && written_in_bulk(list, first_type);
+    rc = open_refs(e, start, list, unbounded);
     if (rc == DONE)
-        e->frames[e->depth - 1].length = length;
+        e->frames[e->depth - 1].trailer = 1;
     return rc;
 }
 
@@ -625,10 +796,9 @@ open_tuple(Encoder *e, PyObject *tuple)
         if (rc != DONE)
             return rc;
     }
-    if (arity == 0)
-        return DONE;
+    /* Even empty: the reference counts it against MAX_DEPTH. */
     Py_INCREF(tuple);
-    return push_frame(e, WALK_TUPLE, tuple, 0);
+    return push_frame(e, WALK_TUPLE, tuple, 0, tuple, 0);
 }
 
 /* The _Encoder with this run's options (and no `default`: the terms handed
@@ -660,14 +830,6 @@ get_helper(Encoder *e)
     return helper;
 }
 
-/* The error of a call into Python: an EncodeError is the Python encoder's
- * to report, with the path (REFUSE); anything else propagates (RAISE). */
-static int
-failed_in_python(void)
-{
-    return PyErr_ExceptionMatches(EncodeError) ? REFUSE : RAISE;
-}
-
 /* A map whose pairs Python's map_pairs gives (sorted, or checked for keys
  * that collide as Erlang terms): its MAP_EXT header, then its pairs open. */
 static int
@@ -676,31 +838,34 @@ open_map_pairs_in_python(Encoder *e, PyObject *map)
     PyObject *helper = get_helper(e);
     if (helper == NULL)
         return RAISE;
-    PyObject *stack = PyList_New(0);
+    PyObject *owner;
+    PyObject *stack = current_stack(e, &owner);
     if (stack == NULL)
         return RAISE;
-    PyObject *pairs = PyObject_CallMethodObjArgs(helper, str_map_pairs, map, stack, Py_None,
+    /* A list of (key, value) tuples; its EncodeError is the reference's. */
+    PyObject *pairs = PyObject_CallMethodObjArgs(helper, str_map_pairs, map, stack, owner,
                                                  NULL);
     Py_DECREF(stack);
     if (pairs == NULL)
-        return failed_in_python();
-    int rc = PyList_CheckExact(pairs) ? write_header(e, MAP_EXT, PyList_GET_SIZE(pairs))
-                                      : REFUSE;
+        return RAISE;
+    int rc = write_header(e, MAP_EXT, PyList_GET_SIZE(pairs));
     Py_ssize_t start = e->refs_used;
     for (Py_ssize_t i = 0; rc == DONE && i < PyList_GET_SIZE(pairs); i++) {
-        PyObject *pair = PyList_GET_ITEM(pairs, i);
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            rc = REFUSE;
+        /* Each pair's items, as the reference's chain.from_iterable(pairs). */
+        PyObject *pair = PySequence_Fast(PyList_GET_ITEM(pairs, i), "map pair");
+        if (pair == NULL) {
+            rc = RAISE;
             break;
         }
-        Py_INCREF(PyTuple_GET_ITEM(pair, 0));
-        Py_INCREF(PyTuple_GET_ITEM(pair, 1));
-        if (push_ref(e, PyTuple_GET_ITEM(pair, 0)) < 0
-                || push_ref(e, PyTuple_GET_ITEM(pair, 1)) < 0)
-            rc = RAISE;
+        for (Py_ssize_t j = 0; rc == DONE && j < PySequence_Fast_GET_SIZE(pair); j++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(pair, j);
+            Py_INCREF(item);
+            rc = push_ref(e, item);
+        }
+        Py_DECREF(pair);
     }
     Py_DECREF(pairs);
-    return rc == DONE ? open_refs(e, start) : rc;
+    return rc == DONE ? open_refs(e, start, map, 0) : rc;
 }
 
 /* Whether distinct Python keys of this type are always distinct Erlang terms
@@ -740,13 +905,13 @@ open_dict(Encoder *e, PyObject *dict)
         if (push_ref(e, key) < 0 || push_ref(e, value) < 0)
             return RAISE;
     }
-    return open_refs(e, start);
+    return open_refs(e, start, dict, 0);
 }
 
 /* Open the (key, value) tuples of a Map's _entries; 0 (opening nothing) if
  * one is not such a tuple, as no Map built by codec.terms has. */
 static int
-open_entries(Encoder *e, PyObject *entries)
+open_entries(Encoder *e, PyObject *map, PyObject *entries)
 {
     Py_ssize_t start = e->refs_used, position = 0;
     PyObject *pair;
@@ -762,7 +927,7 @@ open_entries(Encoder *e, PyObject *entries)
         if (push_ref(e, key) < 0 || push_ref(e, value) < 0)
             return RAISE;
     }
-    return open_refs(e, start) < 0 ? RAISE : 1;
+    return open_refs(e, start, map, 0) < 0 ? RAISE : 1;
 }
 
 /* A Map: its items are the (key, value) tuples of its _entries dict. */
@@ -770,15 +935,19 @@ static int
 open_map(Encoder *e, PyObject *map)
 {
     PyObject *entries = PyObject_GetAttr(map, str_entries);
-    if (entries == NULL)
-        return REFUSE;
+    if (entries == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return RAISE;
+        PyErr_Clear();
+        return open_map_pairs_in_python(e, map);
+    }
     int plain = PyDict_CheckExact(entries);
     Py_ssize_t size = plain ? PyDict_GET_SIZE(entries) : 0;
     int rc = DONE;
     if (plain && !(e->deterministic && size > 1)) {
         Py_ssize_t header = e->used;
         rc = write_header(e, MAP_EXT, size);
-        int opened = rc == DONE ? open_entries(e, entries) : 1;
+        int opened = rc == DONE ? open_entries(e, map, entries) : 1;
         if (opened == 0) {
             e->used = header;
             rc = open_map_pairs_in_python(e, map);
@@ -801,27 +970,23 @@ encode_in_python(Encoder *e, PyObject *obj)
 {
     PyObject *helper = get_helper(e);
     if (helper == NULL)
-        return REFUSE;
+        return RAISE;
+    PyObject *owner;
     PyObject *pieces = PyList_New(0);
-    PyObject *stack = PyList_New(0);
+    PyObject *stack = current_stack(e, &owner);
     PyObject *write = pieces ? PyObject_GetAttr(pieces, str_append) : NULL;
     PyObject *opened = NULL;
     int rc = RAISE;
     if (write != NULL && stack != NULL) {
-        opened = PyObject_CallMethodObjArgs(helper, str_other, obj, write, stack, Py_None,
-                                           NULL);
-        rc = opened == NULL ? failed_in_python() : write_pieces(e, pieces);
+        /* Its EncodeError is the reference's, with the path. */
+        opened = PyObject_CallMethodObjArgs(helper, str_other, obj, write, stack, owner, NULL);
+        rc = opened == NULL ? RAISE : write_pieces(e, pieces);
     }
     if (rc == DONE && opened != Py_None) {
         /* (items, trailer, owner): other() opens with no trailer. */
-        if (PyTuple_Check(opened) && PyTuple_GET_SIZE(opened) == 3) {
-            PyObject *items = PyTuple_GET_ITEM(opened, 0);
-            Py_INCREF(items);
-            rc = push_frame(e, WALK_ITER, items, 0);
-        }
-        else {
-            rc = REFUSE;
-        }
+        PyObject *items = PyTuple_GET_ITEM(opened, 0);
+        Py_INCREF(items);
+        rc = push_frame(e, WALK_ITER, items, 0, PyTuple_GET_ITEM(opened, 2), 0);
     }
     Py_XDECREF(opened);
     Py_XDECREF(write);
@@ -830,8 +995,8 @@ encode_in_python(Encoder *e, PyObject *obj)
     return rc;
 }
 
-/* Python turns a RecursionError in its loop (from sorting keys, or from
- * `default`) into this EncodeError, raised "from None". */
+/* Python turns a RecursionError in its loop (from sorting keys, from
+ * `default`, from any code it runs) into this EncodeError, raised "from None". */
 static void
 explain_recursion_error(void)
 {
@@ -863,14 +1028,12 @@ static int
 encode_with_default(Encoder *e, PyObject *obj)
 {
     PyObject *stand_in = PyObject_CallOneArg(e->default_, obj);
-    if (stand_in == NULL) {
-        explain_recursion_error();
+    if (stand_in == NULL)
         return RAISE;
-    }
     Py_ssize_t start = e->refs_used;
     if (push_ref(e, stand_in) < 0)
         return RAISE;
-    return open_refs(e, start);
+    return open_refs(e, start, obj, 0);
 }
 
 static int
@@ -889,7 +1052,12 @@ encode_other(Encoder *e, PyObject *obj)
         return encode_in_python(e, obj);
     if (e->default_ != NULL)
         return encode_with_default(e, obj);
-    return REFUSE;
+    PyObject *name = PyObject_GetAttr((PyObject *)Py_TYPE(obj), str_name);
+    if (name == NULL)
+        return RAISE;
+    int rc = refuse(e, PyUnicode_FromFormat("cannot encode %S", name), obj);
+    Py_DECREF(name);
+    return rc;
 }
 
 /* ---- The loop ---- */
@@ -903,9 +1071,9 @@ encode_item(Encoder *e, PyObject *obj)
     if (type == &PyLong_Type)
         return write_int(e, obj);
     if (type == &PyFloat_Type)
-        return write_float(e, PyFloat_AS_DOUBLE(obj));
+        return write_float(e, obj);
     if (type == AtomType)
-        return write_atom(e, obj);
+        return write_atom(e, obj, obj);
     if (type == &PyBytes_Type)
         return write_binary(e, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
     if (type == &PyUnicode_Type)
@@ -919,9 +1087,9 @@ encode_item(Encoder *e, PyObject *obj)
     if (type == MapType)
         return open_map(e, obj);
     if (obj == Py_True || obj == Py_False)
-        return write_atom(e, obj == Py_True ? str_true : str_false);
+        return write_atom(e, obj == Py_True ? str_true : str_false, NULL);
     if (obj == Py_None)
-        return write_atom(e, e->none_as);
+        return write_atom(e, e->none_as, NULL);
     return encode_other(e, obj);
 }
 
@@ -947,14 +1115,18 @@ encode_term(Encoder *e, PyObject *term)
 static void
 release(Encoder *e)
 {
-    while (e->depth > 0)
-        Py_XDECREF(e->frames[--e->depth].source);
+    while (e->depth > 0) {
+        Frame *frame = &e->frames[--e->depth];
+        Py_XDECREF(frame->source);
+        Py_DECREF(frame->owner);
+    }
     while (e->refs_used > 0)
         Py_DECREF(e->refs[--e->refs_used]);
     if (e->frames != e->inline_frames)
         PyMem_Free(e->frames);
     if (e->refs != e->inline_refs)
         PyMem_Free(e->refs);
+    Py_XDECREF(e->python_stack);
     Py_XDECREF(e->helper);
     Py_XDECREF(e->out);
 }
@@ -1056,20 +1228,12 @@ start_encoder(Encoder *e, const Options *options)
     e->frames = e->inline_frames;
     e->depth = 0;
     e->frames_capacity = INLINE_FRAMES;
+    e->python_stack = NULL;
+    e->synced = 0;
     e->refs = e->inline_refs;
     e->refs_used = 0;
     e->refs_capacity = INLINE_REFS;
     return e->out == NULL ? -1 : 0;
-}
-
-/* The term cannot be written as it is: the Python encoder raises the
- * reference EncodeError with its path (or, for a list changed while it was
- * written, writes the copies it takes). */
-static PyObject *
-encode_like_python(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyErr_Clear();
-    return PyObject_Vectorcall(py_encode, args, nargs, kwnames);
 }
 
 static PyObject *
@@ -1088,9 +1252,15 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         data = e.out;
         e.out = NULL;
     }
+    PyObject *type = NULL, *value = NULL, *traceback = NULL;
+    if (rc != DONE) {
+        explain_recursion_error();
+        /* Kept aside while releasing may run finalizers. */
+        PyErr_Fetch(&type, &value, &traceback);
+    }
     release(&e);
-    if (rc == REFUSE)
-        return encode_like_python(args, nargs, kwnames);
+    if (rc != DONE)
+        PyErr_Restore(type, value, traceback);
     if (data == NULL || options.level == 0)
         return data;
     PyObject *packed = PyObject_CallFunction(py_compress, "Oi", data, options.level);
@@ -1134,7 +1304,9 @@ intern_all(void)
         && (str_other = PyUnicode_InternFromString("other")) != NULL
         && (str_map_pairs = PyUnicode_InternFromString("map_pairs")) != NULL
         && (str_entries = PyUnicode_InternFromString("_entries")) != NULL
-        && (str_append = PyUnicode_InternFromString("append")) != NULL ? 0 : -1;
+        && (str_append = PyUnicode_InternFromString("append")) != NULL
+        && (str_fail = PyUnicode_InternFromString("fail")) != NULL
+        && (str_name = PyUnicode_InternFromString("__name__")) != NULL ? 0 : -1;
 }
 
 PyMODINIT_FUNC
@@ -1152,12 +1324,15 @@ PyInit__cencode(void)
     py_encode = PyObject_GetAttrString(encoder, "encode");
     py_compress = PyObject_GetAttrString(encoder, "_compress");
     py_big = PyObject_GetAttrString(encoder, "_big");
+    py_tag_u32 = PyObject_GetAttrString(encoder, "_tag_u32");
+    py_refuse_depth = PyObject_GetAttrString(encoder, "_refuse_depth");
     py_encoder_class = PyObject_GetAttrString(encoder, "_Encoder");
     EncodeError = PyObject_GetAttrString(errors, "EncodeError");
     AtomType = (PyTypeObject *)PyObject_GetAttrString(terms, "Atom");
     MapType = (PyTypeObject *)PyObject_GetAttrString(terms, "Map");
     helpers = PyDict_New();
-    if (!py_encode || !py_compress || !py_big || !py_encoder_class || !py_stock_kind
+    if (!py_encode || !py_compress || !py_big || !py_tag_u32 || !py_refuse_depth
+            || !py_encoder_class || !py_stock_kind
             || !EncodeError || !AtomType || !MapType || !helpers)
         goto done;
     /* The kinds _Encoder.other writes without calling `default` (bool and

@@ -357,7 +357,8 @@ class _Encoder:
                     data = bytes(obj)
                 except (TypeError, ValueError):
                     data = None
-                if data is not None and set(map(type, obj)) == {int}:
+                if (data is not None and len(data) <= _MAX_STRING
+                        and set(map(type, obj)) == {int}):
                     w(_tag_u16(T.STRING_EXT, len(data)))
                     w(data)
                     return True

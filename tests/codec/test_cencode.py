@@ -2,6 +2,7 @@
 import collections
 import enum
 import math
+import types
 
 import numpy as np
 import pytest
@@ -410,3 +411,111 @@ def test_exceptions_from_user_code_propagate_unchanged_and_once(encode, error):
         with pytest.raises(type(error)) as info:
             encode(term)
         assert info.value is error and len(calls) == 1
+
+
+def outcome_and_calls(encode, make, **kwargs):
+    """What ``encode`` gives for a fresh term from ``make``, and the calls its callbacks logged."""
+    calls = []
+    term, options = make(calls)
+    return outcome(encode, term, **options, **kwargs), calls
+
+
+def refused_at_depth(calls):
+    def default(obj):
+        calls.append(obj)
+        return [1, {"layers": [math.nan]}]
+    return {"a": [0, 1, Box()]}, {"default": default}
+
+
+def generator_default(calls):
+    def default(obj):
+        calls.append(obj)
+        if isinstance(obj, types.GeneratorType):
+            return list(obj)
+        return (value for value in [1, math.inf])
+    return [[Box()]], {"default": default}
+
+
+def one_shot_iterable(calls):
+    def default(obj):
+        calls.append(obj)
+        values = iter([obj.n, object()])
+        return Items(values)
+    box = Box()
+    box.n = 7
+    return [box], {"default": default}
+
+
+def stateful_hook(calls):
+    def default(obj):
+        calls.append(obj)
+        return Atom("a" * (100 * len(calls)))
+    return [Box(), Box(), Box()], {"default": default}
+
+
+def resized_by_index(calls):
+    term = [1, 2, 3, 4, 5]
+
+    class Growing:
+        def __index__(self):
+            calls.append(self)
+            term.extend([math.nan] * 3)
+            return 2
+
+    term[1] = Growing()
+    return term, {}
+
+
+def shrunk_by_index(calls):
+    term = [1, 2, 3, Box()]
+
+    class Shrinking:
+        def __index__(self):
+            calls.append(self)
+            term.pop()
+            return 2
+
+    term[1] = Shrinking()
+    return term, {"default": lambda obj: calls.append(obj) or 0}
+
+
+def replaced_by_later_default(calls):
+    term = [Box(), 1, math.nan]
+
+    def default(obj):
+        calls.append(obj)
+        term[2] = 5
+        return 0
+    return term, {"default": default}
+
+
+@pytest.mark.parametrize("make", [refused_at_depth, generator_default, one_shot_iterable,
+                                  stateful_hook, resized_by_index, shrunk_by_index,
+                                  replaced_by_later_default])
+def test_callbacks_run_once_and_the_outcome_is_the_references(make):
+    python, python_calls = outcome_and_calls(encoder.encode, make)
+    compiled, compiled_calls = outcome_and_calls(c.encode, make)
+    assert compiled == python
+    assert len(compiled_calls) == len(python_calls)
+
+
+def test_an_error_at_depth_names_the_path_after_one_default_call():
+    expected = (encoder.EncodeError, "float nan is not finite (Erlang refuses NaN and "
+                "infinities) at $[\"a\"][2][1][\"layers\"][0]", '$["a"][2][1]["layers"][0]')
+    for encode in (encoder.encode, c.encode):
+        assert outcome_and_calls(encode, refused_at_depth)[0] == expected
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), MemoryError()])
+def test_an_index_raising_propagates_unchanged_and_once(encode, error):
+    calls = []
+
+    class Interrupting:
+        def __index__(self):
+            calls.append(self)
+            raise error
+
+    with pytest.raises(type(error)) as info:
+        encode([1, Interrupting(), 3], default=lambda obj: calls.append(obj) or 0)
+    assert info.value is error and len(calls) == 1
