@@ -329,7 +329,7 @@ class _Encoder:
         """The (key, value) pairs of a map as they are now, in the order they are written."""
         pairs = list(obj.items())
         if type(obj) is dict and len(pairs) > 1:
-            kinds = set(map(type, obj))
+            kinds = {type(key) for key, _ in pairs}
             if len(kinds) > 1 or not kinds <= _FLAT_KEY_TYPES:
                 # A dict merges only keys Python finds equal; some distinct
                 # Python keys are one Erlang key (True and Atom("true"), "a"

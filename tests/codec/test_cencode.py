@@ -2,6 +2,9 @@
 import collections
 import enum
 import math
+import random
+import sys
+import threading
 import types
 
 import numpy as np
@@ -519,3 +522,54 @@ def test_an_index_raising_propagates_unchanged_and_once(encode, error):
     with pytest.raises(type(error)) as info:
         encode([1, Interrupting(), 3], default=lambda obj: calls.append(obj) or 0)
     assert info.value is error and len(calls) == 1
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_empty_and_bulk_containers_count_against_the_maximum_depth_as_in_python(encode):
+    for innermost in ((), {}, [1.5] * 40, list(range(40))):
+        term = innermost
+        for _ in range(encoder.MAX_DEPTH):
+            term = [term]
+        assert outcome(encode, term) == outcome(encoder.encode, term)
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_a_list_and_a_dict_changed_by_another_thread_give_whole_frames(encode):
+    """Each frame decodes, and holds only values its container held, or is an EncodeError."""
+    held = [1, "two", [3], (4,), Box()]
+    values = held + [5.5, "six"]
+    shared_list = list(held)
+    shared_dict = {i: value for i, value in enumerate(held)}
+    stop = threading.Event()
+
+    def mutate():
+        rng = random.Random(1)
+        while not stop.is_set():
+            value = rng.choice(values)
+            shared_list.append(value)
+            shared_dict[rng.randrange(10)] = value
+            if len(shared_list) > 12:
+                del shared_list[:rng.randrange(1, 8)]
+            shared_dict.pop(rng.randrange(10), None)
+
+    def default(obj):
+        return Atom("box")
+
+    written = [py_decode(encoder.encode(value, default=default)) for value in values]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    mutator = threading.Thread(target=mutate)
+    mutator.start()
+    try:
+        for _ in range(300):
+            for term in (shared_list, shared_dict):
+                try:
+                    decoded = py_decode(encode(term, default=default))
+                except encoder.EncodeError:
+                    continue
+                items = decoded if isinstance(decoded, list) else list(decoded.values())
+                assert all(item in written for item in items)
+    finally:
+        stop.set()
+        mutator.join()
+        sys.setswitchinterval(interval)
