@@ -16,16 +16,15 @@
  *     codec.encoder._big; compression, to codec.encoder._compress;
  *   - calls whose arguments are not the plain ones (positional or unknown
  *     keywords, options that are not exact bools/ints/strs), whole.
- * Errors it does not hand back: it raises the reference's EncodeError itself (through
- *     _Encoder.fail, with the path made from its own stack of open
- *     containers, each knowing what opened it), so no user code (`default`,
- *     __index__, a subclass's __iter__) runs twice. It writes a list as the
- *     reference does: its items as they are once bulk_list's bytes() ran
- *     (copied then, so a later `default` or another thread cannot tear the
- *     frame). Other exceptions (from `default`, from a subclass's methods,
- *     KeyboardInterrupt, MemoryError) propagate unchanged, except
- *     RecursionError, which becomes the same EncodeError the Python function
- *     makes of it.
+ * Errors it does not hand back: it raises the reference's EncodeError itself
+ * (through _Encoder.fail, with the path made from its own stack of open
+ * containers, each knowing what opened it), so no user code (`default`,
+ * __index__, a subclass's __iter__) runs twice. It writes a list as the
+ * reference does: its items as they are once bulk_list's bytes() ran (copied
+ * then, so a later `default` or another thread cannot tear the frame). Other
+ * exceptions (from `default`, from a subclass's methods, KeyboardInterrupt,
+ * MemoryError) propagate unchanged, except RecursionError, which becomes the
+ * same EncodeError the Python function makes of it.
  *
  * Like the Python encoder it is one loop with an explicit stack of open
  * containers (on the heap once deeper than a few levels), so nesting depth
