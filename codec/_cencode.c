@@ -453,7 +453,7 @@ utf8_of(PyObject *text, const char **data, Py_ssize_t *size, PyObject **owner)
 static int
 refuse_atom(Encoder *e, PyObject *message, PyObject *name, PyObject *atom)
 {
-    if (atom != NULL)
+    if (atom != NULL || message == NULL)
         return refuse(e, message, atom);
     atom = PyObject_CallOneArg((PyObject *)AtomType, name);
     if (atom == NULL) {
