@@ -766,15 +766,21 @@ open_list(Encoder *e, PyObject *list)
     int rc = write_header(e, LIST_EXT, length);
     if (rc != DONE)
         return rc;
+    while (e->refs_capacity - e->refs_used < length)
+        if (grow((void **)&e->refs, e->inline_refs, &e->refs_capacity,
+                 sizeof(PyObject *)) < 0)
+            return RAISE;
+    /* The first item on top, as open_refs leaves them. */
     Py_ssize_t start = e->refs_used;
+    PyObject **slot = e->refs + start + length;
     for (Py_ssize_t i = 0; i < length; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
         Py_INCREF(item);
-        if (push_ref(e, item) < 0)
-            return RAISE;
+        *--slot = item;
     }
+    e->refs_used += length;
     int unbounded = e->depth >= MAX_DEPTH && written_in_bulk(list, first_type);
-    rc = open_refs(e, start, list, unbounded);
+    rc = push_frame(e, WALK_REFS, NULL, start, list, unbounded);
     if (rc == DONE)
         e->frames[e->depth - 1].trailer = 1;
     return rc;
