@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -120,9 +121,12 @@ def help_text(*command):
 
 @functools.lru_cache(maxsize=None)
 def mix_help(task):
-    """The documentation of a Mix task of this project (`mix help TASK` compiles it first)."""
-    done = subprocess.run(["mix", "help", task], cwd=ROOT, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300)
+    """The documentation of a Mix task of this project, compiled first (a fresh clone has no
+    `_build`, and `mix help` does not compile) into a build folder outside the repository."""
+    with tempfile.TemporaryDirectory() as build_root:
+        done = subprocess.run(["mix", "do", "compile", "+", "help", task], cwd=ROOT,
+                              env=dict(os.environ, MIX_BUILD_ROOT=build_root, HEX_OFFLINE="1"),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"mix help {task} failed: {done.stdout}{done.stderr}"
     return done.stdout
 
