@@ -14,15 +14,17 @@ import threading
 import time
 import uuid
 import zipfile
+from typing import Any, Callable, Optional, TypedDict, Union
 
 import numpy as np
 
 from cerebros import objectives
-from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, RunDirectory, StorageError, load_model
+from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, Ensemble, RunDirectory, StorageError, load_model
 from cerebros.data import names_a_dataset
+from cerebros.records import TrialEvent, TrialRecord
 from cerebros.space import field_kind
 from cerebros.strategies import default_elite_size
-from cerebros.study import SearchConfig, SearchStopped, Study
+from cerebros.study import SearchConfig, SearchResult, SearchStopped, Study
 from codec import Atom, FieldError
 from codec.coerce import as_bool, as_float, as_float_list, as_int, as_int_list, as_str_keys, as_text
 from codec.tensor import from_term, is_tensor
@@ -33,6 +35,10 @@ MAX_PREDICT_ROWS = 1_000_000  # predict's X
 PROGRESS_TAG = Atom("nas_progress")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _KEPT_RUNS = 200  # finished runs remembered for run_status and predict
+# The older names of a trial's fields that callers read, each beside the journal's name it
+# stands for (docs/engine.md#one-shape-per-trial): in progress messages, and in a result's trials.
+_PROGRESS_ALIASES = {"trial": "number", "metric": "value", "best_metric": "best_value"}
+_TRIAL_ALIASES = {"trial_id": "number", "metric": "value"}  # and duration_ms, duration_seconds in ms
 
 _DEFAULT_MAX_TRIALS = 10  # when neither max_trials nor max_time_seconds is given
 _GA_DEFAULTS = {"population_size": 20, "mutation_rate": 0.1, "crossover_rate": 0.7, "elite_size": None, "tau": 1.0}
@@ -58,30 +64,118 @@ _REQUEST_FIELDS = {
 }
 
 
+# ---- result shapes (docs/nas-contract.md) --------------------------------------------------
+
+class FailureMetadata(TypedDict):
+    error_type: str  # unknown_dataset, invalid_field, budget_exhausted, ... (docs/engine.md)
+    field: Optional[str]  # the request field at fault, as the caller wrote it
+    dataset_id: Optional[str]
+    errno: Optional[str]  # storage_error: the OS error's name, e.g. ENOSPC
+    timestamp: str
+
+
+class Failure(TypedDict):
+    """What every call returns when it fails."""
+
+    status: str  # "failed"
+    error: str
+    run_id: Optional[str]
+    pulse_id: Any  # echoed as the caller sent it
+    completed_trials: int
+    warnings: list[str]
+    metadata: FailureMetadata
+
+
+class Success(TypedDict):
+    """``run_nas``'s success. ``trials`` holds each trial's journal fields and their aliases
+    (``_trial_summary``); both caller versions' fields are here (docs/nas-contract.md)."""
+
+    status: str  # "success"
+    run_id: str
+    pulse_id: Any
+    best_model: dict[str, Any]
+    best_architecture: dict[str, Any]
+    best_metric: Optional[float]
+    test_metric: Optional[float]
+    completed_trials: int
+    best_trial_id: int
+    population_history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    trials: list[dict[str, Any]]
+    artifacts: list[str]
+    artifact_refs: list[dict[str, str]]
+    duration_ms: int
+    warnings: list[str]
+    metadata: dict[str, Any]
+
+
+class CancelAnswer(TypedDict):
+    run_id: Optional[str]
+    status: str  # cancelling, not_running or unknown
+
+
+class RunStatus(TypedDict):
+    run_id: Optional[str]
+    status: str  # running, success, failed, cancelled, incomplete, unreadable or unknown
+    completed_trials: int
+    best_metric: Optional[float]
+    elapsed_seconds: Optional[float]
+    run_dir: Optional[str]
+
+
+class Prediction(TypedDict):
+    """``predict``'s success: ``run_id`` the run whose model it is when the reference named a
+    run (None for a path), ``model_path`` where that model is."""
+
+    status: str  # "success"
+    run_id: Optional[str]
+    model_path: str
+    predictions: list[Any]
+    probabilities: Optional[list[list[float]]]
+    classes: Optional[list[Any]]
+
+
+class _Request(TypedDict, total=False):
+    """A request as ``_parse`` fills it: enough for a failure as soon as it has ``run_id``."""
+
+    run_id: Optional[str]
+    pulse_id: Any
+    dataset_id: Optional[str]
+    warnings: list[str]
+    fields: dict[str, str]
+    config: SearchConfig
+    data: Optional[tuple[Any, Any]]
+    ga_params: dict[str, Any]
+    run_dir: str
+    resume: bool
+    progress_to: Any
+
+
 class _Run:
     """What ``run_status``, ``cancel_run`` and ``predict`` know about a run."""
 
-    def __init__(self, run_id, run_dir):
+    def __init__(self, run_id: str, run_dir: str) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
         self.cancel = threading.Event()
         self.state = "running"
         self.completed_trials = 0
-        self.best_metric = None
+        self.best_metric: Optional[float] = None
         self.started = time.monotonic()
-        self.finished = None
+        self.finished: Optional[float] = None
 
 
-_runs = {}
+_runs: dict[str, _Run] = {}
 _runs_lock = threading.Lock()
 
 
 # ---- run_nas -------------------------------------------------------------------------------
 
-def run_nas(spec, opts=None):
+def run_nas(spec: Any, opts: Any = None) -> Union[Success, Failure]:
     """Run a neural architecture search; returns the contract's success or failure map."""
     started = time.monotonic()
-    request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": [], "fields": _REQUEST_FIELDS}
+    request: _Request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": [],
+                         "fields": _REQUEST_FIELDS}
     run = None
     try:
         _parse(spec, {} if opts is None else opts, request)
@@ -113,7 +207,7 @@ def run_nas(spec, opts=None):
         raise
 
 
-def _parse(spec, opts, parsed):
+def _parse(spec: Any, opts: Any, parsed: _Request) -> None:
     """Coerce and check the request's fields into ``parsed`` (config, data, run_id, run_dir, ...),
     filling it as it goes so that a failure can still report the run_id and dataset; ``fields``
     is where each engine field came from, aliases included, for naming errors."""
@@ -169,7 +263,7 @@ def _parse(spec, opts, parsed):
         warnings.append(f"opts.budget: max_trials {max_trials} does not exceed population_size "
                         f"{ga['population_size']}, so evolution only samples its first, random generation")
 
-    def option(name, coerce, default):
+    def option(name: str, coerce: Callable[..., Any], default: Any) -> Any:
         value = _optional(opts, name, coerce, "opts")
         return default if value is None else value
 
@@ -205,7 +299,8 @@ def _parse(spec, opts, parsed):
         parsed["progress_to"] = None
 
 
-def _strategy_params(strategy, budget, parameters, opts, ga):
+def _strategy_params(strategy: str, budget: dict[str, Any], parameters: dict[str, Any], opts: dict[str, Any],
+                     ga: dict[str, Any]) -> dict[str, Any]:
     """The strategy's parameters: evolution's with their defaults (``ga``), another strategy's as
     given. One the strategy does not take is passed on all the same, for ``cerebros.strategies``
     to refuse, naming it and the strategy's own."""
@@ -220,7 +315,7 @@ def _strategy_params(strategy, budget, parameters, opts, ga):
     return given
 
 
-def _run_directory(run_dir, run_id):
+def _run_directory(run_dir: Optional[str], run_id: str) -> str:
     """Where the run goes: ``opts.run_dir`` as given when absolute; when relative, under the runs
     root, which it may not leave (``../``, a symbolic link out); without it, ``<root>/<run_id>``."""
     root = _runs_root()
@@ -240,12 +335,13 @@ def _run_directory(run_dir, run_id):
     return path
 
 
-def _runs_root():
+def _runs_root() -> str:
     """Where runs without an ``opts.run_dir`` go: ``$CEREBROS_RUNS_DIR``, else a temporary folder."""
     return os.environ.get(RUNS_DIR_ENV) or os.path.join(tempfile.gettempdir(), "cerebros-runs")
 
 
-def _ga_params(budget, parameters, opts, fields):
+def _ga_params(budget: dict[str, Any], parameters: dict[str, Any], opts: dict[str, Any],
+               fields: dict[str, str]) -> dict[str, Any]:
     """Evolution's parameters, defaults filled in (the result's ``metadata.ga_params``)."""
     tau = _optional(opts, "tau", as_float, "opts")
     tau_parameter = _optional(parameters, "tau", as_float, "opts.parameters")
@@ -266,7 +362,7 @@ def _ga_params(budget, parameters, opts, fields):
     return ga
 
 
-def _as_written(exc, fields):
+def _as_written(exc: FieldError, fields: dict[str, str]) -> FieldError:
     """``exc`` naming the request field as the caller wrote it: the engine names its own fields
     (``search_space.activation``, ``elite_size``), ``fields`` says where each came from."""
     head = re.split(r"[.\[]", exc.field, maxsplit=1)[0]
@@ -275,13 +371,13 @@ def _as_written(exc, fields):
     return exc.renamed(fields[head] + exc.field[len(head):])
 
 
-def _error_type(exc, not_found):
+def _error_type(exc: FieldError, not_found: str) -> str:
     """The contract's ``error_type`` for a ``FieldError``: ``not_found`` (unknown_dataset,
     unknown_run) for a name that finds nothing, else invalid_field."""
     return not_found if exc.kind == "not_found" else "invalid_field"
 
 
-def _fields(mapping, where, known):
+def _fields(mapping: Any, where: str, known: set[str]) -> dict[str, Any]:
     """``mapping`` with text keys, all of them ``known``."""
     fields = as_str_keys(mapping, field=where)
     for name in fields:
@@ -290,19 +386,19 @@ def _fields(mapping, where, known):
     return fields
 
 
-def _optional(mapping, name, coerce, where):
+def _optional(mapping: dict[str, Any], name: str, coerce: Callable[..., Any], where: str) -> Any:
     """``mapping[name]`` coerced, or None when absent or nil."""
     value = mapping.get(name)
     return None if value is None else coerce(value, field=f"{where}.{name}")
 
 
-def _pulse_id(value):
+def _pulse_id(value: Any) -> Union[None, int, float, str]:
     if value is None or isinstance(value, (int, float)):
         return value
     return as_text(value, field="opts.pulse_id")
 
 
-def _search_space(value):
+def _search_space(value: Any) -> dict[str, Any]:
     """The search space with text keys and each known field's value coerced by what it holds
     (``cerebros.space.field_kind``); unknown fields pass as they came, for the engine to name."""
     if value is None:
@@ -315,14 +411,14 @@ def _search_space(value):
     return space
 
 
-def _names(value, *, field):
+def _names(value: Any, *, field: str) -> list[str]:
     """A list of names from one name (text, an atom, a charlist) or a list of them; [] stays empty."""
     if isinstance(value, (list, tuple)) and (not value or not all(isinstance(i, int) for i in value)):
         return [as_text(item, field=f"{field}[{i}]") for i, item in enumerate(value)]
     return [as_text(value, field=field)]
 
 
-def _int_range(value, *, field):
+def _int_range(value: Any, *, field: str) -> Union[int, list[int]]:
     """One integer, or a list of them: ``[32, 64]`` stays a list even when a bridge turned the
     charlist into text (``" @"``); text of a decimal number (``"64"``, ``b"64"``) is that number."""
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -337,18 +433,18 @@ def _int_range(value, *, field):
     return pair
 
 
-def _float_range(value, *, field):
+def _float_range(value: Any, *, field: str) -> Union[float, list[float]]:
     """One number (or text of one), or a list of numbers."""
     if isinstance(value, (list, tuple, np.ndarray)):
         return [as_float(item, field=f"{field}[{i}]") for i, item in enumerate(list(value))]
     return as_float(value, field=field)
 
 
-_SPACE_COERCIONS = {"int": as_int, "float": as_float, "text": as_text, "names": _names,
+_SPACE_COERCIONS: dict[str, Callable[..., Any]] = {"int": as_int, "float": as_float, "text": as_text, "names": _names,
                     "int_range": _int_range, "float_range": _float_range}
 
 
-def _inline_data(value):
+def _inline_data(value: Any) -> Optional[tuple[Any, Any]]:
     """``spec.data`` as ``(X, y)``: lists, numpy arrays, or raw tensor terms."""
     if value is None:
         return None
@@ -367,7 +463,7 @@ def _inline_data(value):
     return X, y
 
 
-def _label(value, *, field):
+def _label(value: Any, *, field: str) -> Union[int, float, str, list[Any]]:
     """A target as it came when it is a number or a bool, a row of numbers as a list (for the
     engine to refuse), else text: a binary, an atom, or a charlist (``'cat'`` is ``[99, 97, 116]``)."""
     if isinstance(value, (int, float)):
@@ -379,21 +475,21 @@ def _label(value, *, field):
 
 # ---- results -------------------------------------------------------------------------------
 
-def _success(request, result, duration):
+def _success(request: _Request, result: SearchResult, duration: float) -> Success:
     best = result.best
     objective = result.objective
-    model = {**best["candidate"], "task": result.task}
+    model = {**best.candidate, "task": result.task}
     history = result.population_history
     return {
         "status": "success",
         "run_id": request["run_id"],
         "pulse_id": request["pulse_id"],
         "best_model": model,
-        "best_architecture": {**model, "fitness": best["value"]},
-        "best_metric": best["value"],
+        "best_architecture": {**model, "fitness": best.value},
+        "best_metric": best.value,
         "test_metric": None if result.test_metrics is None else result.test_metrics[objective.name],
         "completed_trials": result.completed_trials,
-        "best_trial_id": best["number"],
+        "best_trial_id": best.number,
         "population_history": history,
         "metrics": {"objective": objective.name, "direction": objective.direction,
                     "validation": result.validation_metrics, "test": result.test_metrics},
@@ -428,14 +524,20 @@ def _success(request, result, duration):
     }
 
 
-def _trial_summary(record):
-    return {"trial_id": record["number"], "status": record["status"], "metric": record["value"],
-            "metrics": record["metrics"], "epochs": record["epochs"], "epochs_trained": record["epochs_trained"],
-            "generation": record["generation"], "duration_ms": int(record["duration_seconds"] * 1000),
-            "error": record["error"]}
+def _trial_summary(record: TrialRecord) -> dict[str, Any]:
+    """The trial's journal fields and the older names a caller version reads."""
+    fields = _with_aliases(record.to_json(), _TRIAL_ALIASES)
+    fields["duration_ms"] = int(record.duration_seconds * 1000)
+    return fields
 
 
-def _failure(request, exc, error_type, field=None, completed=0):
+def _with_aliases(fields: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
+    """``fields`` and, under each alias, the value of the field it stands for."""
+    return {**fields, **{alias: fields[name] for alias, name in aliases.items()}}
+
+
+def _failure(request: _Request, exc: BaseException, error_type: str, field: Optional[str] = None,
+             completed: int = 0) -> Failure:
     return {
         "status": "failed",
         "error": str(exc) or type(exc).__name__,
@@ -449,26 +551,23 @@ def _failure(request, exc, error_type, field=None, completed=0):
     }
 
 
-def _timestamp():
+def _timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
 # ---- progress, runs, cancellation ------------------------------------------------------------
 
-def _progress_callback(request, run, objective):
+def _progress_callback(request: _Request, run: _Run, objective: objectives.Objective) -> Callable[[TrialEvent], None]:
     destination = request["progress_to"]
 
-    def on_trial(event):
+    def on_trial(event: TrialEvent) -> None:
         with _runs_lock:
-            run.completed_trials = event["completed"]
-            run.best_metric = event["best_value"]
+            run.completed_trials = event.completed
+            run.best_metric = event.best_value
         if destination is None:
             return
-        message = {"run_id": request["run_id"], "pulse_id": request["pulse_id"], "trial": event["trial"],
-                   "completed": event["completed"], "max_trials": event["max_trials"], "status": event["status"],
-                   "metric": event["value"], "best_metric": event["best_value"], "best_trial": event["best_trial"],
-                   "generation": event["generation"], "objective": objective.name,
-                   "duration_seconds": event["duration_seconds"], "elapsed_seconds": event["elapsed_seconds"]}
+        message = {"run_id": request["run_id"], "pulse_id": request["pulse_id"], "objective": objective.name,
+                   **_with_aliases(event.to_json(), _PROGRESS_ALIASES)}
         try:
             destination.send((PROGRESS_TAG, message))
         except Exception as exc:  # a lost progress message must not stop the search
@@ -477,7 +576,7 @@ def _progress_callback(request, run, objective):
     return on_trial
 
 
-def _register(run_id, run_dir):
+def _register(run_id: str, run_dir: str) -> _Run:
     with _runs_lock:
         current = _runs.get(run_id)
         if current is not None and current.state == "running":
@@ -489,21 +588,21 @@ def _register(run_id, run_dir):
         return run
 
 
-def _finish(run, result):
+def _finish(run: Optional[_Run], result: Union[Success, Failure]) -> Union[Success, Failure]:
     if run is not None:
-        cancelled = result["status"] == "failed" and result["metadata"]["error_type"] == "cancelled"
+        cancelled = result["status"] == "failed" and result["metadata"].get("error_type") == "cancelled"
         _close(run, "cancelled" if cancelled or run.cancel.is_set() else result["status"], result["completed_trials"])
     return result
 
 
-def _close(run, state, completed_trials):
+def _close(run: _Run, state: str, completed_trials: int) -> None:
     with _runs_lock:
         run.state = state
         run.completed_trials = completed_trials
         run.finished = time.monotonic()
 
 
-def cancel_run(run_id):
+def cancel_run(run_id: Any) -> CancelAnswer:
     """Ask a running search to stop; it returns its best so far. Status: cancelling, not_running or unknown."""
     run_id = _text_or_none(run_id)
     with _runs_lock:
@@ -516,7 +615,7 @@ def cancel_run(run_id):
         return {"run_id": run_id, "status": "cancelling"}
 
 
-def run_status(run_id):
+def run_status(run_id: Any) -> RunStatus:
     """A run's state (running, success, failed, cancelled, incomplete, unreadable or unknown) and progress.
 
     A run this process did not start, or no longer remembers (another worker's, one from
@@ -530,28 +629,37 @@ def run_status(run_id):
             return {"run_id": run_id, "status": run.state, "completed_trials": run.completed_trials,
                     "best_metric": run.best_metric, "elapsed_seconds": round(end - run.started, 3),
                     "run_dir": run.run_dir}
-    status = {"run_id": run_id, "status": "unknown", "completed_trials": 0, "best_metric": None,
-              "elapsed_seconds": None, "run_dir": None}
+    status: RunStatus = {"run_id": run_id, "status": "unknown", "completed_trials": 0, "best_metric": None,
+                         "elapsed_seconds": None, "run_dir": None}
     path = os.path.join(_runs_root(), run_id) if run_id and _RUN_ID.fullmatch(run_id) else None
     if path is not None and os.path.isfile(os.path.join(path, JOURNAL)):
         try:
             status.update(_status_on_disk(RunDirectory(path)))
         except (OSError, ValueError, KeyError, TypeError):  # a damaged directory: say what we cannot read
-            status.update(status="unreadable", run_dir=path)
+            status.update({"status": "unreadable", "run_dir": path})
     return status
 
 
-def _status_on_disk(run_dir):
+class _StatusOnDisk(TypedDict, total=False):
+    status: str
+    completed_trials: int
+    best_metric: Optional[float]
+    elapsed_seconds: float
+    run_dir: str
+
+
+def _status_on_disk(run_dir: RunDirectory) -> _StatusOnDisk:
     """The status fields of a run from its directory: "running" while a search (in any process)
     holds it; "success" or "cancelled" once its summary covers its whole journal; otherwise
     "incomplete": it stopped before it finished (a crash, a killed worker) or no trial of it
     succeeded, and ``opts.resume`` continues it."""
-    records = run_dir.read_journal()
+    records = [TrialRecord.from_json(line, f"{run_dir.path} journal line {number}")
+               for number, line in enumerate(run_dir.read_journal(), start=1)]
     config = run_dir.read_json(CONFIG)
     objective = objectives.get(config["objective"], config["task"])
-    values = [r["value"] for r in records if r.get("value") is not None]
-    fields = {"run_dir": run_dir.path, "completed_trials": len(records),
-              "best_metric": max(values, key=objective.fitness) if values else None}
+    values = [r.value for r in records if r.value is not None]
+    fields: _StatusOnDisk = {"run_dir": run_dir.path, "completed_trials": len(records),
+                             "best_metric": max(values, key=objective.fitness) if values else None}
     if run_dir.in_use():
         return {**fields, "status": "running"}
     if os.path.isfile(run_dir.file(SUMMARY)):
@@ -563,7 +671,7 @@ def _status_on_disk(run_dir):
     return {**fields, "status": "incomplete"}
 
 
-def _text_or_none(value):
+def _text_or_none(value: Any) -> Optional[str]:
     try:
         return as_text(value, field="run_id")
     except FieldError:
@@ -572,18 +680,19 @@ def _text_or_none(value):
 
 # ---- predict ---------------------------------------------------------------------------------
 
-def predict(run_id_or_artifact, X):
-    """Predictions of a run's best model (by run id, run directory or best_model.npz path) for rows ``X``.
+def predict(run_id_or_artifact: Any, X: Any) -> Union[Prediction, Failure]:
+    """Predictions of a run's saved model (by run id, run directory, or the path of one of its
+    networks) for rows ``X``.
 
-    Success: status, predictions, probabilities (classification; else None), classes (or
-    None), model. Failure: the failure shape with error_type unknown_run, invalid_field
-    or internal_error.
+    Success: ``Prediction``. Failure: the failure shape with error_type unknown_run, no_model,
+    invalid_field or internal_error; its run_id is the reference when that is shaped as a run id.
     """
-    request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": []}
+    request: _Request = {"run_id": None, "pulse_id": None, "dataset_id": None, "warnings": []}
     try:
         reference = as_text(run_id_or_artifact, field="run_id_or_artifact")
-        request["run_id"] = reference
-        path = _model_location(reference)
+        request["run_id"] = reference if _RUN_ID.fullmatch(reference) else None
+        run_id, path = _model_location(reference)
+        request["run_id"] = run_id
         X = from_term(X) if is_tensor(X) else X
         rows = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else len(X) if isinstance(X, (list, tuple)) else 0
         if rows > MAX_PREDICT_ROWS:
@@ -596,8 +705,8 @@ def predict(run_id_or_artifact, X):
         probabilities = model.predict_proba(X).tolist() if classification else None
         return {
             "status": "success",
-            "run_id": reference,
-            "model": os.path.abspath(path),
+            "run_id": run_id,
+            "model_path": os.path.abspath(path),
             "predictions": predictions,
             "probabilities": probabilities,
             "classes": model.classes_.tolist() if classification else None,
@@ -610,7 +719,7 @@ def predict(run_id_or_artifact, X):
         return _failure(request, exc, "internal_error")
 
 
-def _saved_model(path):
+def _saved_model(path: str) -> Ensemble:
     """``load_model(path)``; a file or run directory that holds no readable model names the reference."""
     try:
         return load_model(path)
@@ -620,14 +729,16 @@ def _saved_model(path):
         raise FieldError("run_id_or_artifact", f"{path} holds no readable saved model ({exc})") from None
 
 
-def _model_location(reference):
+def _model_location(reference: str) -> tuple[Optional[str], str]:
+    """``(run id, path)`` of the model ``reference`` names: a run of this process's, a path (its
+    run id then None), or a run under the runs root."""
     with _runs_lock:
         run = _runs.get(reference)
     if run is not None:
-        return run.run_dir
+        return reference, run.run_dir
     if os.path.exists(reference):
-        return reference
+        return None, reference
     default = os.path.join(_runs_root(), reference)
     if _RUN_ID.fullmatch(reference) and os.path.isdir(default):
-        return default
+        return reference, default
     raise FieldError("run_id_or_artifact", f"no run or saved model called {reference!r}", kind="not_found")

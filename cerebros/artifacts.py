@@ -5,8 +5,9 @@
     .lock                   held (``flock``) by the search writing here, so two cannot share it
     journal.jsonl           one JSON line per finished trial, in trial-number order
     ensemble.json           the saved model: its network files, each with its trial, fold and weight
-    best_model_<i>.npz      the saved model's networks: every fold network of every trial the
-    best_model_<i>.json     ensemble selected (``CerebrosNetwork.save``: weights, and a readable card)
+    ensemble_member_<i>.npz   the saved model's networks: every fold (and refit) network of every
+    ensemble_member_<i>.json  trial the ensemble selected (``CerebrosNetwork.save``: weights, and a
+                            readable card); earlier versions named them best_model_<i>
     summary.json            the outcome: best trial, ensemble, validation and test metrics, warnings
     trials/                 trial_<n>_<fold>.npz/.json networks and trial_<n>_oof.npy out-of-fold
                             outputs: those of the trials in flight and of the ``ensemble_size``
@@ -27,8 +28,10 @@ import re
 import shutil
 import time
 import zipfile
+from typing import IO, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from codec.errors import FieldError
 
@@ -41,8 +44,10 @@ SUMMARY = "summary.json"
 TRIALS = "trials"
 MANIFEST = "run.json"
 _MANIFEST_FORMAT = "cerebros-run"
-_MODEL = "best_model_{index}.npz"
-_MODEL_FILE = re.compile(r"best_model_\d+\.npz")
+_MODEL = "ensemble_member_{index}.npz"
+# The names a saved model's networks may have in its ensemble.json: this version's, and
+# best_model_<i>.npz of runs saved before (still loaded, and replaced when such a run resumes).
+_MODEL_FILE = re.compile(r"(?:ensemble_member|best_model)_\d+\.npz")
 _LOCK = ".lock"
 _STAGED = ".new"  # a saved-model file copied, not yet in place
 # The names of a trial's files (``RunDirectory.trial_model``, ``refit_model``, ``trial_outputs``),
@@ -54,18 +59,18 @@ class StorageError(OSError):
     """An ``OSError`` while writing the run directory (``errno``, ``strerror``, ``filename`` as
     the OS gave them): the search stops, and what it wrote before stays."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return (f"run_dir: cannot write {self.filename}: {self.errno_name} ({self.strerror}); the search stopped "
                 "and what it wrote before is kept: resume it once the cause is fixed")
 
     @property
-    def errno_name(self):
+    def errno_name(self) -> str:
         """The error's symbolic name, e.g. "ENOSPC"."""
         return errno_codes.errorcode.get(self.errno, f"errno {self.errno}")
 
 
 @contextlib.contextmanager
-def storage(path):
+def storage(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
     """Raise any ``OSError`` inside as a ``StorageError`` about writing ``path``."""
     try:
         yield
@@ -78,11 +83,11 @@ def storage(path):
 class RunDirectory:
     """Reads and writes the files of one run directory; ``claim`` before writing."""
 
-    def __init__(self, path):
+    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
         self.path = os.path.abspath(os.fspath(path))
-        self._lock = None
+        self._lock: Optional[IO[str]] = None
 
-    def claim(self):
+    def claim(self) -> None:
         """Make the directory this engine's, or check that it is: a missing or empty directory
         is created with its manifest first; one holding the manifest is a run directory
         already. Anything else (a file, a directory with other files) raises
@@ -99,7 +104,7 @@ class RunDirectory:
                 self._write_atomically(MANIFEST, json.dumps({"format": _MANIFEST_FORMAT, "version": 1}))
             os.makedirs(os.path.join(self.path, TRIALS), exist_ok=True)
 
-    def is_run_directory(self):
+    def is_run_directory(self) -> bool:
         """Whether the directory holds this engine's manifest."""
         try:
             with open(self.file(MANIFEST), "rb") as f:
@@ -108,7 +113,7 @@ class RunDirectory:
             return False
         return isinstance(manifest, dict) and manifest.get("format") == _MANIFEST_FORMAT
 
-    def lock(self, patience=1.0):
+    def lock(self, patience: float = 1.0) -> None:
         """Take the directory for this process until ``unlock``; ``BlockingIOError`` if a search
         (in this process or another) still holds it after ``patience`` seconds (``in_use``
         takes it for an instant). The lock dies with its process."""
@@ -129,7 +134,7 @@ class RunDirectory:
                 raise
         self._lock = handle
 
-    def in_use(self):
+    def in_use(self) -> bool:
         """Whether a search holds the directory now (it holds ``lock``), from any process."""
         with open(self.file(_LOCK), "a") as handle:
             try:
@@ -138,16 +143,17 @@ class RunDirectory:
                 return True
         return False  # closing the file released the shared lock
 
-    def unlock(self):
+    def unlock(self) -> None:
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
 
-    def file(self, name):
+    def file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    def read_journal(self):
-        """The journal's records; a last line cut short by a crash is ignored."""
+    def read_journal(self) -> list[Any]:
+        """The journal's lines, parsed (``TrialRecord.from_json`` checks them); a last line cut
+        short by a crash is ignored."""
         if not os.path.exists(self.file(JOURNAL)):
             return []
         with open(self.file(JOURNAL)) as f:
@@ -163,24 +169,24 @@ class RunDirectory:
                     raise ValueError(f"{self.file(JOURNAL)} line {number} is not JSON") from None
         return records
 
-    def write_journal(self, records):
+    def write_journal(self, records: Iterable[dict[str, Any]]) -> None:
         """Replace the journal with ``records``, atomically."""
         self._write_atomically(JOURNAL, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
 
-    def append_journal(self, record):
+    def append_journal(self, record: dict[str, Any]) -> None:
         with storage(self.file(JOURNAL)), open(self.file(JOURNAL), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
-    def read_json(self, name):
+    def read_json(self, name: str) -> Any:
         with open(self.file(name)) as f:
             return json.load(f)
 
-    def write_json(self, name, data):
+    def write_json(self, name: str, data: Any) -> None:
         self._write_atomically(name, json.dumps(data, indent=1, sort_keys=True))
 
-    def _write_atomically(self, name, text):
+    def _write_atomically(self, name: str, text: str) -> None:
         """Replace file ``name`` with ``text`` so that a reader, or a crash, never leaves half a file."""
         temporary = self.file(name + ".tmp")
         try:
@@ -195,40 +201,40 @@ class RunDirectory:
                 os.remove(temporary)
             raise
 
-    def trial_model(self, number, fold):
+    def trial_model(self, number: int, fold: int) -> str:
         """Where fold ``fold`` of trial ``number`` saves its network."""
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_{fold}.npz")
 
-    def refit_model(self, number, index):
+    def refit_model(self, number: int, index: int) -> str:
         """Where refit network ``index`` of trial ``number`` (trained on all search rows) saves itself."""
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_refit{index}.npz")
 
-    def trial_outputs(self, number):
+    def trial_outputs(self, number: int) -> str:
         """Where trial ``number``'s out-of-fold outputs are kept while it is an ensemble candidate."""
         return os.path.join(self.path, TRIALS, f"{_trial_name(number)}_oof.npy")
 
-    def save_outputs(self, number, outputs):
+    def save_outputs(self, number: int, outputs: NDArray[Any]) -> None:
         with storage(self.trial_outputs(number)):
             np.save(self.trial_outputs(number), outputs, allow_pickle=False)
 
-    def load_outputs(self, number):
+    def load_outputs(self, number: int) -> NDArray[Any]:
         return np.load(self.trial_outputs(number), allow_pickle=False)
 
-    def has_trial(self, number, folds):
+    def has_trial(self, number: int, folds: int) -> bool:
         """Whether trial ``number``'s ``folds`` networks and its out-of-fold outputs are all here."""
         paths = [self.trial_model(number, fold) for fold in range(folds)] + [self.trial_outputs(number)]
         return all(os.path.exists(path) for path in paths)
 
-    def discard(self, number):
+    def discard(self, number: int) -> None:
         """Delete trial ``number``'s networks and outputs."""
         self._remove_trial_files(lambda trial: trial == _trial_name(number))
 
-    def discard_all_but(self, numbers):
+    def discard_all_but(self, numbers: Iterable[int]) -> None:
         """Delete the files of every trial not in ``numbers`` (left by a run that stopped abruptly)."""
         keep = {_trial_name(number) for number in numbers}
         self._remove_trial_files(lambda trial: trial not in keep)
 
-    def _remove_trial_files(self, chosen):
+    def _remove_trial_files(self, chosen: Callable[[str], bool]) -> None:
         """Delete the trial files (``_TRIAL_FILE``) in ``trials/`` whose trial name is ``chosen``."""
         folder = os.path.join(self.path, TRIALS)
         for name in os.listdir(folder):
@@ -237,13 +243,14 @@ class RunDirectory:
                 with storage(os.path.join(folder, name)):
                     os.remove(os.path.join(folder, name))
 
-    def save_model(self, members, folds, refits):
+    def save_model(self, members: Sequence[tuple[int, int]], folds: int, refits: dict[int, int]) -> None:
         """Make the saved model the ensemble of ``members``, ``(trial number, weight)`` pairs: every
         fold network of each and, if ``refits`` has its number, that many refit networks; a
         trial's weight is shared equally by its networks. Copies them (a resumed run may change
         the model, so the trials keep theirs), beside the old model first: if that fails (a full
         disk), the old model stays whole."""
-        entries, staged = [], []
+        entries: list[dict[str, Any]] = []
+        staged: list[str] = []
         try:
             for number, weight in members:
                 networks = [(self.trial_model(number, fold), {"fold": fold}) for fold in range(folds)]
@@ -271,7 +278,7 @@ class RunDirectory:
                 os.replace(path, path[:-len(_STAGED)])
         self.write_json(ENSEMBLE, {"members": entries})
 
-    def artifacts(self):
+    def artifacts(self) -> list[str]:
         """The paths a finished run leaves, those that exist."""
         files = [self.file(name) for name in (CONFIG, JOURNAL, SUMMARY, ENSEMBLE)]
         models = [path for npz in saved_model(self.path)[0] for path in (npz, npz[:-4] + ".json")]
@@ -281,7 +288,7 @@ class RunDirectory:
 class Ensemble:
     """Networks averaged with ``weights`` (None: equal): their class probabilities, or their predictions."""
 
-    def __init__(self, networks, weights=None):
+    def __init__(self, networks: list[CerebrosNetwork], weights: Optional[ArrayLike] = None) -> None:
         self.networks = networks
         self.weights = np.ones(len(networks)) if weights is None else np.asarray(weights, dtype=np.float64)
         self.task = networks[0].task
@@ -291,20 +298,20 @@ class Ensemble:
                 raise ValueError("ensemble: the networks were trained on different classes")
 
     @classmethod
-    def load(cls, paths, weights=None):
+    def load(cls, paths: Sequence[str], weights: Optional[ArrayLike] = None) -> "Ensemble":
         return cls([CerebrosNetwork.load(path) for path in paths], weights)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         return np.average([network.predict_proba(X) for network in self.networks], axis=0, weights=self.weights)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         if self.task == "classification":
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
         return np.average([network.predict(X) for network in self.networks], axis=0, weights=self.weights)
 
 
-def load_model(path):
-    """The saved model of a run directory (its whole ensemble), or one of its ``best_model_<i>.npz``
+def load_model(path: Union[str, "os.PathLike[str]"]) -> Ensemble:
+    """The saved model of a run directory (its whole ensemble), or one of its ``ensemble_member_<i>.npz``
     networks alone, as an ``Ensemble``; ``FileNotFoundError`` if ``path`` holds none (it is not
     a run directory with a saved model, nor a saved network). Nothing is ever unpickled. Each
     network standardises its own inputs, so it takes features in their original units."""
@@ -322,7 +329,7 @@ def load_model(path):
     return Ensemble.load(models, weights)
 
 
-def saved_model(folder):
+def saved_model(folder: str) -> tuple[list[str], list[float]]:
     """``(network paths, weights)`` of the model saved in run directory ``folder`` (both empty if
     none). ``FieldError`` (``run_dir``) if its ``ensemble.json`` names a file that is not one of its networks."""
     manifest = os.path.join(folder, ENSEMBLE)
@@ -337,11 +344,11 @@ def saved_model(folder):
     return [os.path.join(folder, m["file"]) for m in members], [m["weight"] for m in members]
 
 
-def _trial_name(number):
+def _trial_name(number: int) -> str:
     return f"trial_{number:05d}"
 
 
-def _remove_model(npz):
+def _remove_model(npz: str) -> None:
     for path in (npz, npz[:-4] + ".json"):
         if os.path.exists(path):
             os.remove(path)

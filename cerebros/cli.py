@@ -15,26 +15,29 @@ import signal
 import sys
 import threading
 import time
+from typing import Any, Optional, Sequence
 
 from .artifacts import load_model
 from .data import DEFAULT_MAX_BYTES, load_features
+from .records import TrialEvent
 from .strategies import STRATEGIES
-from .study import SearchConfig, SearchStopped, Study
+from .study import SearchConfig, SearchResult, SearchStopped, Study
 
 _BAR_WIDTH = 30
 _DEFAULT_MAX_TRIALS = 30  # when neither --max-trials nor --max-time is given
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.command(args)
+        status: int = args.command(args)
+        return status
     except (SearchStopped, ValueError, OSError) as exc:
         print(f"cerebros: {exc}", file=sys.stderr)
         return 1
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: a misspelt or shortened flag (--max-t) is refused, never taken for another
     parser = argparse.ArgumentParser(prog="python -m cerebros", description="Cerebros-style neural architecture search",
                                      allow_abbrev=False)
@@ -82,7 +85,8 @@ def _parser():
 
     predict = commands.add_parser("predict", help="predict with a run's saved model", allow_abbrev=False)
     predict.set_defaults(command=_predict)
-    predict.add_argument("--model", required=True, help="a run directory, or one of its best_model_<i>.npz networks")
+    predict.add_argument("--model", required=True,
+                         help="a run directory, or one of its ensemble_member_<i>.npz networks")
     predict.add_argument("--input", required=True, help="a .csv of feature columns or a .npz holding X")
     predict.add_argument("--proba", action="store_true", help="print class probabilities too")
     predict.add_argument("--max-dataset-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
@@ -90,7 +94,7 @@ def _parser():
     return parser
 
 
-def _run(args):
+def _run(args: argparse.Namespace) -> int:
     max_trials = args.max_trials
     if max_trials is None and args.max_time is None:
         max_trials = _DEFAULT_MAX_TRIALS
@@ -120,7 +124,7 @@ def _run(args):
     return 0
 
 
-def _new_run_dir(dataset):
+def _new_run_dir(dataset: str) -> str:
     """A directory under ./runs that no earlier run used, named after the dataset and the time."""
     stem = os.path.splitext(os.path.basename(dataset))[0] or "run"
     base = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -131,7 +135,7 @@ def _new_run_dir(dataset):
     return path
 
 
-def _strategy_param(text):
+def _strategy_param(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     if not sep:
         raise ValueError(f"--param: expected NAME=VALUE, got {text!r}")
@@ -145,31 +149,31 @@ def _strategy_param(text):
 class _ProgressBar:
     """One line on stderr, redrawn after every trial."""
 
-    def __init__(self, metric, max_trials, max_time):
+    def __init__(self, metric: str, max_trials: Optional[int], max_time: Optional[float]) -> None:
         self.metric = metric
         self.max_trials = max_trials
         self.max_time = max_time
         self.started = time.monotonic()
 
-    def __call__(self, event):
+    def __call__(self, event: TrialEvent) -> None:
         if self.max_trials is None:  # a time budget alone: the bar shows the time
             done = 0.0
         else:
-            done = event["completed"] / self.max_trials if self.max_trials else 1.0
+            done = event.completed / self.max_trials if self.max_trials else 1.0
         if self.max_time:
             done = max(done, (time.monotonic() - self.started) / self.max_time)
         filled = int(round(min(done, 1.0) * _BAR_WIDTH))
-        best = "-" if event["best_value"] is None else f"{event['best_value']:.4f}"
+        best = "-" if event.best_value is None else f"{event.best_value:.4f}"
         of = "" if self.max_trials is None else f"/{self.max_trials}"
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {event['completed']}{of} "
-                         f"trials  best {self.metric} {best}  {event['elapsed_seconds']:.0f} s ")
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {event.completed}{of} "
+                         f"trials  best {self.metric} {best}  {event.elapsed_seconds:.0f} s ")
         sys.stderr.flush()
 
-    def close(self):
+    def close(self) -> None:
         sys.stderr.write("\n")
 
 
-def _print_summary(result):
+def _print_summary(result: SearchResult) -> None:
     best = result.best
     objective = result.objective
     sizes = result.split_sizes
@@ -181,38 +185,38 @@ def _print_summary(result):
         f"{result.config.folds} validation fold(s)",
         f"trials             {result.completed_trials} (stopped by {result.stopped_reason}) "
         f"in {result.duration_seconds:.1f} s",
-        f"best trial         #{best['number']}: {objective.name} {best['value']:.4f} on validation",
+        f"best trial         #{best.number}: {objective.name} {best.value:.4f} on validation",
         "saved model        ensemble of " + ", ".join(f"#{m['trial']} x{m['weight']}" for m in result.ensemble)
         + f" ({_networks(result)})",
         "validation         " + _metrics(result.validation_metrics) + " (the ensemble's, out of fold)",
         "test (held out)    " + (_metrics(result.test_metrics) if result.test_metrics is not None else
                                  "none: --test-size 0 trains the model on every row"),
-        "architecture       " + _architecture(best["candidate"]),
+        "architecture       " + _architecture(best.candidate),
         f"run directory      {result.run_dir}",
     ]
     lines += [f"warning            {text}" for text in result.warnings]
     print("\n".join(lines))
 
 
-def _networks(result):
+def _networks(result: SearchResult) -> str:
     folds = result.split_sizes["folds"]
     refit = sum(report["status"] == "completed" for report in result.refit)
     text = f"{folds} fold network(s) per trial"
     return text + (f"; {folds} more refit on all search rows for {refit} of {len(result.ensemble)}" if refit else "")
 
 
-def _metrics(metrics):
+def _metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
 
 
-def _architecture(candidate):
+def _architecture(candidate: dict[str, Any]) -> str:
     widths = " | ".join("+".join(str(unit["neurons"]) for unit in level) for level in candidate["levels"])
     return (f"levels [{widths or 'none: linear'}], {candidate['activation']}, {candidate['normalization']}, "
             f"lr {candidate['learning_rate']:.2g}, batch {candidate['batch_size']}, "
             f"epochs {candidate['epochs']}")
 
 
-def _predict(args):
+def _predict(args: argparse.Namespace) -> int:
     predictor = load_model(args.model)
     X = load_features(args.input, args.max_dataset_bytes)
     predictions = predictor.predict(X)

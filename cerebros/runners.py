@@ -12,32 +12,52 @@ import os
 import signal
 import threading
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Protocol, TypeVar
 
 import joblib
 
 from .artifacts import StorageError
+from .trials import Payload, ShouldStop, TrialData
+
+Result = TypeVar("Result")
+Job = Callable[[TrialData, Payload, ShouldStop], Result]
+
+
+class Runner(Protocol):
+    """What the search needs of a runner (see the module docstring)."""
+
+    def __init__(self, n_jobs: int, trial_data: TrialData, cancel: threading.Event) -> None: ...
+
+    def submit(self, function: Job[Result], payload: Payload) -> "futures.Future[Result]": ...
+
+    def stop(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class InlineRunner:
     """Runs each trial at once, in this process."""
 
-    def __init__(self, n_jobs, trial_data, cancel):
+    def __init__(self, n_jobs: int, trial_data: TrialData, cancel: threading.Event) -> None:
         self.trial_data = trial_data
         self.cancel = cancel
 
-    def submit(self, function, payload):
+    def submit(self, function: Job[Result], payload: Payload) -> "futures.Future[Result]":
         """Run ``function(trial_data, payload, should_stop)`` (``train_trial``, ``refit_trial``)."""
-        future = futures.Future()
+        future: futures.Future[Result] = futures.Future()
         future.set_result(function(self.trial_data, payload, self.cancel.is_set))
         return future
 
-    def stop(self):
+    def stop(self) -> None:
         """Nothing to do: work here runs to its own deadline or the cancel event."""
 
-    def resume(self):
+    def resume(self) -> None:
         """Nothing to do (see ``stop``)."""
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to release."""
 
 
@@ -47,7 +67,7 @@ class PoolRunner:
     submission starts a fresh pool. The worker processes exit when this process is gone,
     however it ended (``_exit_with_parent``)."""
 
-    def __init__(self, n_jobs, trial_data, cancel):
+    def __init__(self, n_jobs: int, trial_data: TrialData, cancel: threading.Event) -> None:
         methods = multiprocessing.get_all_start_methods()
         self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         self._stop = self._context.Event()
@@ -60,11 +80,11 @@ class PoolRunner:
         self._trial_data = trial_data
         self.pool = self._new_pool()
 
-    def _new_pool(self):
+    def _new_pool(self) -> futures.ProcessPoolExecutor:
         return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
                                            initargs=(self._trial_data, self._stop, self._lifeline))
 
-    def submit(self, function, payload):
+    def submit(self, function: Job[Result], payload: Payload) -> "futures.Future[Result]":
         """Run ``function(trial_data, payload, should_stop)`` in a worker process."""
         try:
             return self.pool.submit(_run_in_worker, function, payload)
@@ -73,15 +93,15 @@ class PoolRunner:
             self.pool = self._new_pool()
             return self.pool.submit(_run_in_worker, function, payload)
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the work in the worker processes within one mini-batch."""
         self._stop.set()
 
-    def resume(self):
+    def resume(self) -> None:
         """Let new work run to its own deadline again (after ``stop``)."""
         self._stop.clear()
 
-    def close(self):
+    def close(self) -> None:
         """End the worker processes. Work still running is stopped first: a search cut short by an
         exception (the port worker's cancellation raises one in its thread) must not wait for it."""
         self._stop.set()
@@ -90,10 +110,10 @@ class PoolRunner:
         self._lifeline.close()
 
 
-_worker_state = {}
+_worker_state: dict[str, Any] = {}
 
 
-def _init_worker(trial_data, stop, lifeline):
+def _init_worker(trial_data: TrialData, stop: Any, lifeline: Connection) -> None:
     # Ctrl-C reaches the whole process group: the parent turns it into a cancellation that stops
     # these workers through ``stop``; an interrupt here would only lose the trial's result
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -104,7 +124,7 @@ def _init_worker(trial_data, stop, lifeline):
     threading.Thread(target=_exit_with_parent, args=(lifeline,), name="lifeline", daemon=True).start()
 
 
-def _exit_with_parent(lifeline):
+def _exit_with_parent(lifeline: Connection) -> None:
     """Wait for the end of the lifeline (the search process gone), then end this process. Without
     this, a worker whose search was killed would wait for work for ever, and keep the
     forkserver alive with it."""
@@ -115,18 +135,19 @@ def _exit_with_parent(lifeline):
     os._exit(1)
 
 
-def _run_in_worker(function, payload):
+def _run_in_worker(function: Job[Result], payload: Payload) -> Result:
     return function(_worker_state["trial_data"], payload, _worker_state["stop"].is_set)
 
 
-def available_cores():
+def available_cores() -> int:
     """The cores this process may use: its CPU affinity (taskset), capped by a container's CPU
     quota (cgroups) and by ``$LOKY_MAX_CPU_COUNT``, as joblib (scikit-learn's) counts them. A pod
     limited to 2 CPUs on a 64-core host gets 2 trial processes, not 64."""
-    return joblib.cpu_count()
+    cores: int = joblib.cpu_count()
+    return cores
 
 
-def result_or_failure(future, failure):
+def result_or_failure(future: "futures.Future[Result]", failure: Callable[[str], Result]) -> Result:
     """The job's result, or ``failure(error)`` if its worker process died: the job failed, the
     search goes on. A ``StorageError`` (the run directory cannot be written) is raised: it
     stops the search."""

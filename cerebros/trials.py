@@ -3,22 +3,35 @@ selected trial on all the search rows.
 
 Both run in the search's process or in a worker process (``cerebros.runners``), so they take
 plain values only: the data as ``(X, y, folds, task, objective name)``, a payload dict, and a
-``should_stop()`` callable, and return plain journal fields. A network that cannot be saved
+``should_stop()`` callable, and return plain values: a trial the record's fields from training
+(``records.TrialOutcome``). A network that cannot be saved
 raises ``StorageError``: that is the run directory's failure, not the trial's.
 """
 import math
 import time
+from typing import Any, Callable, Optional, Sequence, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import data as data_module
 from . import objectives
 from .artifacts import StorageError, storage
 from .network import CerebrosNetwork
+from .records import TrialOutcome, TrialState
 from .space import Candidate
 
+# What a trial trains on: X, y, the folds' (training rows, validation rows), the task and the
+# objective's name.
+Folds = Sequence[tuple[NDArray[np.intp], NDArray[np.intp]]]
+TrialData = tuple[NDArray[Any], NDArray[Any], Folds, str, str]
+# A training job's payload (``Study._payload``, ``Study._refit``): plain values, for a worker process.
+Payload = dict[str, Any]
+ShouldStop = Callable[[], bool]
 
-def train_trial(trial_data, payload, should_stop):
+
+def train_trial(trial_data: TrialData, payload: Payload,
+                should_stop: ShouldStop) -> tuple[TrialOutcome, Optional[NDArray[Any]]]:
     """Train one network per validation fold and score the trial on the validation rows.
 
     With one fold this is a hold-out validation; with several, every search row is predicted
@@ -28,10 +41,9 @@ def train_trial(trial_data, payload, should_stop):
     validation rows, so its outputs there are not chosen on them. The networks go to
     ``payload["model_paths"]`` (one per fold). A deadline or cancellation stops the fold in
     training within one mini-batch (the trial is still scored), and no later fold starts (the
-    trial then has no value). Returns ``(fields, outputs)``: the out-of-fold
-    outputs (see ``_out_of_fold_outputs``; None for a failed trial) and the journal fields:
-    status ("completed", "timeout" at the per-trial limit, "interrupted" by the run deadline or
-    cancellation, "failed"), stopped_reason and best_epoch (one per fold), value (the
+    trial then has no value). Returns ``(outcome, outputs)``: the out-of-fold
+    outputs (see ``_out_of_fold_outputs``; None for a failed trial) and the record's fields
+    from training (``TrialOutcome``): status (a ``TrialState``), stopped_reason and best_epoch (one per fold), value (the
     objective), metrics (all of the task's), val_loss (mean over folds of the networks' best
     loss on their early-stopping rows), epochs_trained (all folds), duration_seconds, error.
     """
@@ -39,7 +51,7 @@ def train_trial(trial_data, payload, should_stop):
     started = time.monotonic()
     deadline, deadline_status = _deadline(payload, started)
     candidate = Candidate.from_dict(payload["candidate"])
-    networks = []
+    networks: list[CerebrosNetwork] = []
     try:
         for fold, ((train, _), path) in enumerate(zip(folds, payload["model_paths"])):
             cut = _cut_short(deadline, deadline_status, should_stop)
@@ -63,19 +75,20 @@ def train_trial(trial_data, payload, should_stop):
     except Exception as exc:  # one bad candidate (diverged, degenerate) must not end the search
         return failed_trial(f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     reasons = [network.stopped_reason_ for network in networks]
-    status = "completed"
+    status = TrialState.COMPLETED
     if "stopped" in reasons:
-        status = "interrupted"
-    elif "deadline" in reasons:
+        status = TrialState.INTERRUPTED
+    elif "deadline" in reasons and deadline_status is not None:
         status = deadline_status
     losses = [network.best_val_loss_ for network in networks]
-    fields = {"status": status, "value": metrics[objective_name], "metrics": metrics,
-              "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
-              "duration_seconds": round(time.monotonic() - started, 3), "error": None}
-    return fields, outputs
+    outcome: TrialOutcome = {
+        "status": status, "value": metrics[objective_name], "metrics": metrics,
+        "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
+        "duration_seconds": round(time.monotonic() - started, 3), "error": None}
+    return outcome, outputs
 
 
-def refit_trial(trial_data, payload, should_stop):
+def refit_trial(trial_data: TrialData, payload: Payload, should_stop: ShouldStop) -> dict[str, Any]:
     """Train one network per path in ``payload["model_paths"]`` on all the search rows, for
     ``payload["epochs"]`` epochs (seeds ``payload["seed"]`` + 0, 1, ...; with no rows held out,
     the training loss decides the learning-rate reductions and the weights kept), and save
@@ -85,18 +98,18 @@ def refit_trial(trial_data, payload, should_stop):
     X, y, _, task, _ = trial_data
     started = time.monotonic()
 
-    def report(status):
+    def report(status: str) -> dict[str, Any]:
         return {"status": status, "duration_seconds": round(time.monotonic() - started, 3)}
 
     deadline, deadline_status = _deadline(payload, started)
     candidate = Candidate.from_dict(payload["candidate"])
-    networks = []
+    networks: list[CerebrosNetwork] = []
     try:
         for index in range(len(payload["model_paths"])):
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + index)
             network.fit(X, y, epochs=payload["epochs"], deadline=deadline, should_stop=should_stop)
             if network.stopped_reason_ in ("deadline", "stopped"):  # fewer epochs than asked: not a refit
-                return report(_cut_short(deadline, deadline_status, should_stop))
+                return report((_cut_short(deadline, deadline_status, should_stop) or TrialState.INTERRUPTED).value)
             networks.append(network)
         for network, path in zip(networks, payload["model_paths"]):
             with storage(path):
@@ -105,46 +118,58 @@ def refit_trial(trial_data, payload, should_stop):
         raise
     except Exception as exc:  # one failed refit must not end the search: its fold networks remain
         return report(f"failed: {type(exc).__name__}: {exc}")
-    return report("completed")
+    return report(TrialState.COMPLETED.value)
 
 
-def _deadline(payload, started):
+def _deadline(payload: Payload, started: float) -> tuple[Optional[float], Optional[TrialState]]:
     """The earlier of the run's deadline and the per-trial limit, as a ``time.monotonic()`` value,
-    with the status that work cut short by it gets ("interrupted", "timeout"); (None, None)
+    with the state that work cut short by it gets (interrupted, timeout); (None, None)
     without either."""
-    limits = []
+    limits: list[tuple[float, TrialState]] = []
     if payload["run_deadline"] is not None:
-        limits.append((started + payload["run_deadline"] - time.time(), "interrupted"))
+        limits.append((started + payload["run_deadline"] - time.time(), TrialState.INTERRUPTED))
     if payload["trial_seconds"] is not None:
-        limits.append((started + payload["trial_seconds"], "timeout"))
-    return min(limits) if limits else (None, None)
+        limits.append((started + payload["trial_seconds"], TrialState.TIMEOUT))
+    if not limits:
+        return None, None
+    deadline, state = min(limits)
+    return deadline, state
 
 
-def _training_fields(networks):
+class _Training(TypedDict):
+    stopped_reason: list[Optional[str]]
+    best_epoch: list[int]
+    epochs_trained: int
+
+
+def _training_fields(networks: list[CerebrosNetwork]) -> _Training:
     """The journal fields that describe how the trial's networks trained, one entry per fold."""
     return {"stopped_reason": [network.stopped_reason_ for network in networks],
             "best_epoch": [network.best_epoch_ for network in networks],
             "epochs_trained": sum(network.n_epochs_trained_ for network in networks)}
 
 
-def _cut_short(deadline, deadline_status, should_stop):
-    """The trial's status if it must stop now ("interrupted", "timeout"), else None."""
+def _cut_short(deadline: Optional[float], deadline_status: Optional[TrialState],
+               should_stop: ShouldStop) -> Optional[TrialState]:
+    """The trial's state if it must stop now (interrupted, timeout), else None."""
     if should_stop():
-        return "interrupted"
+        return TrialState.INTERRUPTED
     if deadline is not None and time.monotonic() >= deadline:
         return deadline_status
     return None
 
 
-def _cut_before_fold(networks, status, fold, folds, duration):
-    """The journal fields of a trial stopped before fold ``fold`` started, and no outputs."""
-    fields = {"status": status, "value": None, "metrics": {}, "val_loss": None, **_training_fields(networks),
+def _cut_before_fold(networks: list[CerebrosNetwork], status: TrialState, fold: int, folds: int,
+                     duration: float) -> tuple[TrialOutcome, None]:
+    """The outcome of a trial stopped before fold ``fold`` started, and no outputs."""
+    outcome: TrialOutcome = {"status": status, "value": None, "metrics": {}, "val_loss": None, **_training_fields(networks),
               "duration_seconds": round(duration, 3),
               "error": f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score"}
-    return fields, None
+    return outcome, None
 
 
-def _out_of_fold_outputs(networks, X, y, folds, task):
+def _out_of_fold_outputs(networks: list[CerebrosNetwork], X: NDArray[Any], y: NDArray[Any],
+                         folds: Folds, task: str) -> NDArray[Any]:
     """Every validation row's output from the network of its fold, rows in fold order: class
     probabilities (columns: the classes of ``y``, which every fold's network must know), or
     predicted values."""
@@ -156,17 +181,17 @@ def _out_of_fold_outputs(networks, X, y, folds, task):
     return np.concatenate([network.predict_proba(rows) for network, rows in zip(networks, X_val)])
 
 
-def failed_trial(error, duration):
-    """The journal fields of a trial that failed with ``error``, and no outputs."""
-    fields = {"status": "failed", "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
+def failed_trial(error: str, duration: float) -> tuple[TrialOutcome, None]:
+    """The outcome of a trial that failed with ``error``, and no outputs."""
+    outcome: TrialOutcome = {"status": TrialState.FAILED, "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
               "best_epoch": [], "epochs_trained": 0, "duration_seconds": duration, "error": error}
-    return fields, None
+    return outcome, None
 
 
-def class_labels(task, y):
+def class_labels(task: str, y: NDArray[Any]) -> Optional[NDArray[Any]]:
     """The class labels, sorted (as every network's ``classes_``), or None for regression."""
     return np.unique(y) if task == "classification" else None
 
 
-def _finite_or_none(value):
+def _finite_or_none(value: float) -> Optional[float]:
     return float(value) if math.isfinite(value) else None

@@ -308,7 +308,7 @@ def test_run_status_of_a_run_this_process_does_not_know_is_read_from_its_directo
                                           strategy_params={"population_size": 3})).run(tmp_path / "elsewhere")
     status = service.run_status("elsewhere")
     assert status == {"run_id": "elsewhere", "status": "success", "completed_trials": 3,
-                      "best_metric": finished.best["value"], "run_dir": str(tmp_path / "elsewhere"),
+                      "best_metric": finished.best.value, "run_dir": str(tmp_path / "elsewhere"),
                       "elapsed_seconds": round(finished.duration_seconds, 3)}
     holder = RunDirectory(tmp_path / "elsewhere")
     holder.lock()  # a search resumed it, in some process
@@ -316,7 +316,7 @@ def test_run_status_of_a_run_this_process_does_not_know_is_read_from_its_directo
     holder.unlock()
     (tmp_path / "elsewhere" / "summary.json").unlink()  # stopped before its end, as by a SIGKILL
     status = service.run_status("elsewhere")
-    assert status["status"] == "incomplete" and status["best_metric"] == finished.best["value"]
+    assert status["status"] == "incomplete" and status["best_metric"] == finished.best.value
     (tmp_path / "elsewhere" / "config.json").write_text("{")
     assert service.run_status("elsewhere")["status"] == "unreadable"
     assert service.run_status("../elsewhere")["status"] == "unknown"
@@ -342,7 +342,7 @@ def test_predict_by_run_id_and_by_path(tmp_path):
     by_path = service.predict(str(tmp_path / "run"), np.array(rows))
     assert by_id["status"] == "success" and by_id["predictions"] == by_path["predictions"]
     assert len(by_id["probabilities"]) == 2 and by_id["classes"] == [0, 1, 2]
-    one_fold = service.predict(str(tmp_path / "run" / "best_model_1.npz"), rows)
+    one_fold = service.predict(str(tmp_path / "run" / "ensemble_member_1.npz"), rows)
     assert one_fold["status"] == "success" and len(one_fold["predictions"]) == 2
     assert result["best_metric"] > 0
     failure(service.predict("no-such-run", rows), "unknown_run", "run_id_or_artifact")

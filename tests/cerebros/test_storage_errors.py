@@ -100,7 +100,7 @@ def test_a_network_a_trial_process_cannot_save_stops_a_parallel_search(small_dis
 
 def saved_model_files(run):
     return {path.name: path.read_bytes() for path in run.iterdir()
-            if path.name.startswith("best_model_") or path.name == "ensemble.json"}
+            if path.name.startswith("ensemble_member_") or path.name == "ensemble.json"}
 
 
 def test_a_full_disk_while_the_saved_model_is_replaced_keeps_the_old_one(tmp_path, monkeypatch, straight):

@@ -61,22 +61,22 @@ def test_result_journal_and_run_directory(tmp_path):
     records = journal(tmp_path)
     assert [r["number"] for r in records] == [0, 1, 2, 3] and result.stopped_reason == "max_trials"
     assert {"candidate", "epochs", "metrics", "status", "value", "seed", "best_epoch", "val_loss"} <= set(records[0])
-    assert [e["completed"] for e in events] == [1, 2, 3, 4] and [e["trial"] for e in events] == [0, 1, 2, 3]
+    assert [e.completed for e in events] == [1, 2, 3, 4] and [e.record.number for e in events] == [0, 1, 2, 3]
     best = max(records, key=lambda r: (r["value"], -r["val_loss"]))  # ties go to the lower validation loss
-    assert result.best["number"] == best["number"] == events[-1]["best_trial"]
+    assert result.best.number == best["number"] == events[-1].best_trial
     assert set(result.validation_metrics) == set(result.test_metrics) == {"accuracy", "f1_macro", "log_loss"}
     # without ensembling, the saved model is the best trial's: its fold network at its best epoch,
     # then its refit network
     assert result.ensemble == [{"trial": best["number"], "weight": 1}]
     train, validation = study.splits.folds[0]
-    saved = CerebrosNetwork.load(tmp_path / "best_model_0.npz")
+    saved = CerebrosNetwork.load(tmp_path / "ensemble_member_0.npz")
     assert objectives.evaluate(saved, study.splits.X[validation], study.splits.y[validation]) == best["metrics"]
     assert result.validation_metrics == best["metrics"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best_trial"]["number"] == best["number"] and summary["test_metrics"] == result.test_metrics
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        ".lock", "best_model_0.json", "best_model_0.npz", "best_model_1.json", "best_model_1.npz", "config.json",
-        "ensemble.json", "journal.jsonl", "run.json", "summary.json"]
+        ".lock", "config.json", "ensemble.json", "ensemble_member_0.json", "ensemble_member_0.npz",
+        "ensemble_member_1.json", "ensemble_member_1.npz", "journal.jsonl", "run.json", "summary.json"]
     kept = f"trial_{best['number']:05d}"  # the one ensemble candidate, for a resumed run
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == [
         f"{kept}_0.json", f"{kept}_0.npz", f"{kept}_oof.npy", f"{kept}_refit0.json", f"{kept}_refit0.npz"]
@@ -88,14 +88,14 @@ def test_cross_validation_scores_out_of_fold_and_saves_an_ensemble(tmp_path):
     result = study.run(tmp_path)
     folds = study.splits.folds
     assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(len(study.splits.y)))
-    networks = [CerebrosNetwork.load(tmp_path / f"best_model_{fold}.npz") for fold in range(3)]
+    networks = [CerebrosNetwork.load(tmp_path / f"ensemble_member_{fold}.npz") for fold in range(3)]
     correct = sum(int(np.sum(n.predict(study.splits.X[v]) == study.splits.y[v])) for n, (_, v) in zip(networks, folds))
     assert result.validation_metrics["accuracy"] == correct / len(study.splits.y)
     _, _, test = data.split_indices(y, "classification", seed=0)
     proba = np.average([n.predict_proba(study.splits.X_test) for n in networks], axis=0, weights=[1 / 3] * 3)
     assert np.array_equal(load_model(tmp_path).predict_proba(X[test]), proba)
     assert result.test_metrics["accuracy"] == np.mean(proba.argmax(axis=1) == y[test])
-    assert len(result.best["best_epoch"]) == 3 and result.split_sizes["folds"] == 3
+    assert len(result.best.best_epoch) == 3 and result.split_sizes["folds"] == 3
 
 
 def test_networks_never_early_stop_on_their_validation_rows(tmp_path, monkeypatch):
@@ -128,10 +128,10 @@ def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp
     result = study.run(tmp_path)
     members = {m["trial"]: m["weight"] for m in result.ensemble}
     recorded = json.loads((tmp_path / "summary.json").read_text())["ensemble"]
-    assert result.best["number"] in recorded["candidates"]
+    assert result.best.number in recorded["candidates"]
     check = recorded["selection_check"]
     assert check["kept"] in ("ensemble", "best") and 0 <= check["best_cv"] <= 1 and 0 <= check["ensemble_cv"] <= 1
-    assert check["kept"] == "ensemble" or members == {result.best["number"]: 1}
+    assert check["kept"] == "ensemble" or members == {result.best.number: 1}
     paths, weights = saved_model(tmp_path)
     manifest = json.loads((tmp_path / "ensemble.json").read_text())["members"]
     assert [(m["trial"], m["fold"]) for m in manifest] == [(t, fold) for t in members for fold in range(2)]
@@ -145,7 +145,7 @@ def test_the_saved_ensemble_is_what_selection_scored_and_reloads_identically(tmp
     proba = np.average([outputs[t] for t in members], axis=0, weights=list(members.values()))
     scored = objectives.score_outputs("classification", study.splits.y[rows], proba, np.unique(y[:400]))
     assert scored == pytest.approx(result.validation_metrics, rel=1e-12)
-    assert result.validation_metrics["accuracy"] >= result.best["value"]  # greedy starts from the best
+    assert result.validation_metrics["accuracy"] >= result.best.value  # greedy starts from the best
     # the reloaded ensemble predicts the test rows exactly as scored
     _, _, test = data.split_indices(y[:400], "classification", seed=0)
     predictor = load_model(tmp_path)
@@ -174,11 +174,11 @@ def with_statuses(monkeypatch, statuses):
 def test_interrupted_trials_are_neither_best_nor_members_unless_alone(tmp_path, monkeypatch):
     with_statuses(monkeypatch, ["completed", "interrupted", "completed", "interrupted"])
     result = Study.prepare(config()).run(tmp_path / "mixed")
-    assert result.best["number"] in (0, 2)
+    assert result.best.number in (0, 2)
     assert {m["trial"] for m in result.ensemble} <= {0, 2}
     with_statuses(monkeypatch, ["interrupted"] * 4)
     alone = Study.prepare(config()).run(tmp_path / "alone")
-    assert alone.best["number"] == 0 and alone.ensemble == [{"trial": 0, "weight": 1}]
+    assert alone.best.number == 0 and alone.ensemble == [{"trial": 0, "weight": 1}]
 
 
 def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
@@ -187,7 +187,7 @@ def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
     _, _, test = data.split_indices(y, "classification", seed=0)
     predictor = load_model(tmp_path)
     assert np.mean(predictor.predict(X[test]) == y[test]) == result.test_metrics["accuracy"]
-    same = load_model(tmp_path / "best_model_0.npz").predict_proba(X[test])
+    same = load_model(tmp_path / "ensemble_member_0.npz").predict_proba(X[test])
     assert np.array_equal(same, predictor.predict_proba(X[test]))
 
 
@@ -208,20 +208,20 @@ def test_refit_networks_train_on_all_search_rows_and_join_their_trials_fold_netw
     # the search itself is untouched: same trials, same selection, same out-of-fold metrics
     assert journal(tmp_path / "refit") == journal(tmp_path / "plain")
     assert result.ensemble == plain.ensemble and result.validation_metrics == plain.validation_metrics
-    records = {r["number"]: r for r in result.records}
+    records = {r.number: r for r in result.records}
     refits = fits[5 * 3:]  # after the five trials' three fold networks each
     assert len(refits) == 3 * len(result.ensemble)
     for member, report in zip(result.ensemble, result.refit):
         record = records[member["trial"]]
-        epochs = max(1, int(round(float(np.median(record["best_epoch"])))))
+        epochs = max(1, int(round(float(np.median(record.best_epoch)))))
         assert {k: report[k] for k in ("trial", "epochs", "networks", "status")} == {
             "trial": member["trial"], "epochs": epochs, "networks": 3, "status": "completed"}
         assert report["duration_seconds"] > 0
         estimate = report["estimated_seconds"]
         assert type(estimate) is float
         assert estimate == round(cerebros.study._refit_seconds(record, study.epoch_cost_ratio), 3)
-        mine = [f for f in refits if record["seed"] + 3 <= f[3] < record["seed"] + 6]
-        assert mine == [(len(study.splits.y), None, epochs, record["seed"] + 3 + i) for i in range(3)]
+        mine = [f for f in refits if record.seed + 3 <= f[3] < record.seed + 6]
+        assert mine == [(len(study.splits.y), None, epochs, record.seed + 3 + i) for i in range(3)]
     # the saved model: each member's 3 fold and 3 refit networks, sharing its weight
     manifest = json.loads((tmp_path / "refit" / "ensemble.json").read_text())["members"]
     weights = {m["trial"]: m["weight"] for m in result.ensemble}
@@ -344,9 +344,9 @@ def test_a_fold_network_never_sees_its_validation_rows_not_even_in_its_scaling(t
     study.run(tmp_path / "clean")
     Study.prepare(config(dataset_id="inline", folds=3, max_trials=1, ensemble_size=1),
                   data=(poisoned, y)).run(tmp_path / "dirty")
-    clean, dirty = (CerebrosNetwork.load(tmp_path / run / "best_model_0.npz") for run in ("clean", "dirty"))
+    clean, dirty = (CerebrosNetwork.load(tmp_path / run / "ensemble_member_0.npz") for run in ("clean", "dirty"))
     assert np.array_equal(clean.predict_proba(X[positions]), dirty.predict_proba(X[positions]))
-    later = [CerebrosNetwork.load(tmp_path / run / "best_model_1.npz") for run in ("clean", "dirty")]
+    later = [CerebrosNetwork.load(tmp_path / run / "ensemble_member_1.npz") for run in ("clean", "dirty")]
     assert not np.array_equal(*(net.predict_proba(X[positions]) for net in later))  # they trained on them
 
 
@@ -369,7 +369,7 @@ def test_max_time_is_a_hard_deadline(tmp_path):
                                   max_time_seconds=1.5)).run(tmp_path)
     assert time.monotonic() - started < 30  # the endless trials were cut at 1.5 s (slack for a busy machine)
     assert result.stopped_reason == "max_time" and result.completed_trials >= 1
-    assert result.best["status"] == "interrupted"
+    assert result.best.status == "interrupted"
     assert any("every trial was cut short (stopped_reason max_time)" in w for w in result.warnings)
 
 
@@ -393,8 +393,8 @@ def test_no_fold_starts_after_the_deadline(tmp_path):
 def test_per_trial_time_limit(tmp_path):
     result = Study.prepare(config(dataset_id="digits", search_space=ENDLESS, max_trials=2,
                                   max_trial_seconds=0.5)).run(tmp_path)
-    assert [r["status"] for r in result.records] == ["timeout", "timeout"]
-    assert all(r["duration_seconds"] < 10 for r in result.records)
+    assert [r.status for r in result.records] == ["timeout", "timeout"]
+    assert all(r.duration_seconds < 10 for r in result.records)
     assert any("max_trial_seconds" in w for w in result.warnings)
 
 
@@ -402,7 +402,7 @@ def test_cancellation_returns_the_best_so_far(tmp_path):
     cancel = threading.Event()
 
     def on_trial(event):
-        if event["completed"] == 2:
+        if event.completed == 2:
             cancel.set()
 
     result = Study.prepare(config(max_trials=50)).run(tmp_path, on_trial=on_trial, cancel=cancel)
@@ -430,9 +430,9 @@ def test_a_worker_process_that_dies_fails_its_trials_not_the_search(tmp_path):
 
     result = Study.prepare(config(max_trials=8, n_jobs=2)).run(tmp_path, on_trial=kill_the_workers_once)
     assert killed and seen_after - set(killed)  # a fresh pool ran the later trials
-    assert result.completed_trials == 8 and result.records[-1]["status"] == "completed"
+    assert result.completed_trials == 8 and result.records[-1].status == "completed"
     for record in result.records:
-        assert record["status"] == "completed" or "BrokenProcessPool" in record["error"]
+        assert record.status == "completed" or "BrokenProcessPool" in record.error
 
 
 def test_n_jobs_beyond_the_available_cores_runs_one_process_per_core(tmp_path, monkeypatch):
@@ -477,7 +477,7 @@ def test_resume_continues_the_journal_exactly(tmp_path):
     Study.prepare(config(max_trials=3, ensemble_size=3)).run(tmp_path / "resumed")
     trained = []
     resumed = Study.prepare(config(max_trials=7, ensemble_size=3)).run(tmp_path / "resumed", resume=True,
-                                                      on_trial=lambda e: trained.append(e["trial"]))
+                                                      on_trial=lambda e: trained.append(e.record.number))
     straight = Study.prepare(config(max_trials=7, ensemble_size=3)).run(tmp_path / "straight")
     assert trained == [3, 4, 5, 6]  # the journaled trials were replayed, not retrained
     assert journal(tmp_path / "resumed") == journal(tmp_path / "straight")
@@ -523,14 +523,14 @@ def test_the_search_stops_after_trials_without_improvement_where_one_process_wou
                                     max_trials_without_improvement=3, n_jobs=n_jobs, ensemble_size=3))
 
     one = stalling(1).run(tmp_path / "one")
-    values = [r["value"] for r in one.records]
+    values = [r.value for r in one.records]
     assert one.stopped_reason == "no_improvement" and len(values) < 60
     assert trials_until_stalled(values, 3, 0.0) == len(values)
     two = stalling(2).run(tmp_path / "two")
     assert journal(tmp_path / "two") == journal(tmp_path / "one") and two.test_metrics == one.test_metrics
     # the trial the stop cut short in the second process left no files behind
     files_of = {int(path.name.split("_")[1]) for path in (tmp_path / "two" / "trials").iterdir()}
-    assert files_of <= {r["number"] for r in two.records}
+    assert files_of <= {r.number for r in two.records}
 
 
 def test_only_gains_above_min_improvement_count_and_a_stalled_search_resumes(tmp_path):
@@ -663,11 +663,11 @@ def test_tpe_gives_the_same_journal_whatever_n_jobs_and_resumes_exactly(tmp_path
 def test_successive_halving_and_random_run_end_to_end(tmp_path):
     halving = Study.prepare(config(strategy="successive_halving", max_trials=5,
                                    strategy_params={"n_configs": 3, "min_epochs": 2, "max_epochs": 6})).run(tmp_path / "sh")
-    assert [r["epochs"] for r in halving.records] == [2, 2, 2, 6, 2]
+    assert [r.epochs for r in halving.records] == [2, 2, 2, 6, 2]
     assert halving.population_history == []
     hyperband = Study.prepare(config(strategy="hyperband", max_trials=6,
                                      strategy_params={"min_epochs": 2, "max_epochs": 6})).run(tmp_path / "hb")
-    assert [(r["bracket"], r["epochs"]) for r in hyperband.records] == [(0, 2), (0, 2), (0, 2), (0, 6), (1, 6), (1, 6)]
+    assert [(r.bracket, r.epochs) for r in hyperband.records] == [(0, 2), (0, 2), (0, 2), (0, 6), (1, 6), (1, 6)]
     digits = load_digits()
     assert Study.prepare(config(strategy="random", strategy_params={}, max_trials=2, dataset_id="inline"),
                          data=(digits.data[:300], digits.target[:300])).run(tmp_path / "r").completed_trials == 2

@@ -1,0 +1,127 @@
+"""One trial's shape, everywhere: the journal line, the progress event and the result's trials.
+
+``TrialRecord`` holds one finished trial under the journal's field names; ``to_json`` is its
+journal line (and the ``trials`` entries and progress messages of ``cerebros_service``, which
+add the contract's older names beside these: docs/engine.md#one-shape-per-trial). A
+``TrialEvent`` is the progress event the search sends after each trial: the record and how far
+the search has got.
+"""
+import enum
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional, TypedDict
+
+from codec.errors import FieldError
+
+from .space import Candidate
+
+
+class TrialState(str, enum.Enum):
+    """How a trial ended. A str, so a journal line and a result hold its plain value."""
+
+    COMPLETED = "completed"  # every fold trained to its end or its early stop
+    TIMEOUT = "timeout"  # stopped at the per-trial limit (max_trial_seconds)
+    INTERRUPTED = "interrupted"  # stopped by the run's deadline or a cancellation
+    FAILED = "failed"  # raised (diverged, degenerate); ``error`` says why
+
+
+class TrialOutcome(TypedDict):
+    """What training a trial found (``cerebros.trials``): the record's fields that come from training."""
+
+    status: TrialState
+    value: Optional[float]
+    metrics: dict[str, float]
+    val_loss: Optional[float]
+    stopped_reason: list[Optional[str]]
+    best_epoch: list[int]
+    epochs_trained: int
+    duration_seconds: float
+    error: Optional[str]
+
+
+_NUMBER = (int, float)
+# Each journal field's JSON types; resuming and reporting rely on them.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "number": (int,), "generation": (int,), "bracket": (int,), "epochs": (int,), "seed": (int,),
+    "candidate": (dict,), "status": (str,), "value": _NUMBER + (type(None),), "metrics": (dict,),
+    "val_loss": _NUMBER + (type(None),), "stopped_reason": (list,), "best_epoch": (list,),
+    "epochs_trained": (int,), "duration_seconds": _NUMBER, "error": (str, type(None))}
+# Fields journals written before them lack, and what such a trial had.
+_ADDED_LATER: dict[str, Any] = {"bracket": 0, "stopped_reason": []}
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial: what was trained (``number`` .. ``candidate``, a ``Candidate.to_dict``)
+    and how it went (the ``TrialOutcome`` fields). ``value`` is the objective on the validation
+    rows (None when the trial has no score); ``stopped_reason`` and ``best_epoch`` have one
+    entry per fold network."""
+
+    number: int
+    generation: int
+    bracket: int
+    epochs: int
+    seed: int
+    candidate: dict[str, Any]
+    status: TrialState
+    value: Optional[float]
+    metrics: dict[str, float]
+    val_loss: Optional[float]
+    stopped_reason: list[Optional[str]]
+    best_epoch: list[int]
+    epochs_trained: int
+    duration_seconds: float
+    error: Optional[str]
+
+    def __post_init__(self) -> None:
+        self.status = TrialState(self.status)  # its text ("completed") is that state
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal line's fields: plain JSON values, the state as its text."""
+        record = asdict(self)
+        record["status"] = self.status.value
+        return record
+
+    @classmethod
+    def from_json(cls, record: object, where: str) -> "TrialRecord":
+        """The record of a journal line; ``FieldError`` (``run_dir``, ``where`` saying which line)
+        unless it has every field, of its JSON type, and a valid candidate."""
+        if not isinstance(record, dict):
+            raise FieldError("run_dir", f"{where}: expected a JSON object, got {type(record).__name__}")
+        record = {**_ADDED_LATER, **record}
+        for name, types in _JSON_TYPES.items():
+            if name not in record:
+                raise FieldError("run_dir", f"{where}: the record lacks {name!r}")
+            if not isinstance(record[name], types) or isinstance(record[name], bool):
+                raise FieldError("run_dir", f"{where}: {name} is {record[name]!r}, not a {types[0].__name__}")
+        try:
+            status = TrialState(record["status"])
+        except ValueError:
+            known = ", ".join(state.value for state in TrialState)
+            raise FieldError("run_dir", f"{where}: status is {record['status']!r}, not one of {known}") from None
+        try:
+            Candidate.from_dict(record["candidate"])
+        except ValueError as exc:
+            raise FieldError("run_dir", f"{where}: the trial's network: {exc}") from None
+        known_fields = {field.name for field in fields(cls)}
+        return cls(**{name: value for name, value in record.items() if name in known_fields} | {"status": status})
+
+
+@dataclass
+class TrialEvent:
+    """The progress event after each trial told: its ``record``; ``completed`` trials so far (of
+    ``max_trials``, None without a trial cap); the best trial so far (``best_trial`` its number,
+    ``best_value`` its value; None before any trial has a value); seconds since the search
+    started."""
+
+    record: TrialRecord
+    completed: int
+    max_trials: Optional[int]
+    best_value: Optional[float]
+    best_trial: Optional[int]
+    elapsed_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's journal fields and the event's own, in one flat dict."""
+        return {**self.record.to_json(), "completed": self.completed, "max_trials": self.max_trials,
+                "best_value": self.best_value, "best_trial": self.best_trial,
+                "elapsed_seconds": self.elapsed_seconds}
