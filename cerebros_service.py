@@ -178,8 +178,7 @@ def run_nas(spec: Any, opts: Any = None) -> Union[Success, Failure]:
                          "fields": _REQUEST_FIELDS}
     run = None
     try:
-        _parse(spec, {} if opts is None else opts, request)
-        run = _register(request["run_id"], request["run_dir"])
+        run = _register(_parse(spec, {} if opts is None else opts, request), request["run_dir"])
         study = Study.prepare(request["config"], data=request["data"])
     except FieldError as exc:
         exc = _as_written(exc, request["fields"])
@@ -189,7 +188,7 @@ def run_nas(spec: Any, opts: Any = None) -> Union[Success, Failure]:
     on_trial = _progress_callback(request, run, study.objective)
     try:
         result = study.run(request["run_dir"], resume=request["resume"], on_trial=on_trial, cancel=run.cancel)
-        return _finish(run, _success(request, result, time.monotonic() - started))
+        return _finish(run, _success(run, request, result, time.monotonic() - started))
     except FieldError as exc:  # the run directory: not one, held by another search, another search's journal
         exc = _as_written(exc, request["fields"])
         return _finish(run, _failure(request, exc, _error_type(exc, "unknown_dataset"), exc.field,
@@ -207,16 +206,16 @@ def run_nas(spec: Any, opts: Any = None) -> Union[Success, Failure]:
         raise
 
 
-def _parse(spec: Any, opts: Any, parsed: _Request) -> None:
+def _parse(spec: Any, opts: Any, parsed: _Request) -> str:
     """Coerce and check the request's fields into ``parsed`` (config, data, run_id, run_dir, ...),
     filling it as it goes so that a failure can still report the run_id and dataset; ``fields``
-    is where each engine field came from, aliases included, for naming errors."""
+    is where each engine field came from, aliases included, for naming errors. Returns the run id."""
     warnings = parsed["warnings"]
     fields = parsed["fields"] = dict(_REQUEST_FIELDS)
     spec = _fields(spec, "spec", _SPEC_FIELDS)
     opts = _fields(opts, "opts", _OPTS_FIELDS)
     parsed["pulse_id"] = _pulse_id(opts.get("pulse_id"))
-    run_id = _optional(opts, "run_id", as_text, "opts")
+    run_id: Optional[str] = _optional(opts, "run_id", as_text, "opts")
     if run_id is None:
         run_id = "nas-" + uuid.uuid4().hex[:12]
     elif not _RUN_ID.fullmatch(run_id):
@@ -297,6 +296,7 @@ def _parse(spec: Any, opts: Any, parsed: _Request) -> None:
     if parsed["progress_to"] is not None and not callable(getattr(parsed["progress_to"], "send", None)):
         warnings.append("opts.progress_to has no send method; no progress messages are sent")
         parsed["progress_to"] = None
+    return run_id
 
 
 def _strategy_params(strategy: str, budget: dict[str, Any], parameters: dict[str, Any], opts: dict[str, Any],
@@ -475,14 +475,14 @@ def _label(value: Any, *, field: str) -> Union[int, float, str, list[Any]]:
 
 # ---- results -------------------------------------------------------------------------------
 
-def _success(request: _Request, result: SearchResult, duration: float) -> Success:
+def _success(run: _Run, request: _Request, result: SearchResult, duration: float) -> Success:
     best = result.best
     objective = result.objective
     model = {**best.candidate, "task": result.task}
     history = result.population_history
     return {
         "status": "success",
-        "run_id": request["run_id"],
+        "run_id": run.run_id,
         "pulse_id": request["pulse_id"],
         "best_model": model,
         "best_architecture": {**model, "fitness": best.value},
@@ -583,7 +583,7 @@ def _register(run_id: str, run_dir: str) -> _Run:
             raise FieldError("opts.run_id", f"a run called {run_id!r} is already running")
         run = _runs[run_id] = _Run(run_id, run_dir)
         finished = [r for r in _runs.values() if r.state != "running"]
-        for old in sorted(finished, key=lambda r: r.finished)[:max(0, len(finished) - _KEPT_RUNS)]:
+        for old in sorted(finished, key=lambda r: r.finished or 0.0)[:max(0, len(finished) - _KEPT_RUNS)]:
             del _runs[old.run_id]
         return run
 
@@ -644,8 +644,8 @@ class _StatusOnDisk(TypedDict, total=False):
     status: str
     completed_trials: int
     best_metric: Optional[float]
-    elapsed_seconds: float
-    run_dir: str
+    elapsed_seconds: Optional[float]
+    run_dir: Optional[str]
 
 
 def _status_on_disk(run_dir: RunDirectory) -> _StatusOnDisk:

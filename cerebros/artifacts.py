@@ -66,6 +66,8 @@ class StorageError(OSError):
     @property
     def errno_name(self) -> str:
         """The error's symbolic name, e.g. "ENOSPC"."""
+        if self.errno is None:
+            return "no errno"
         return errno_codes.errorcode.get(self.errno, f"errno {self.errno}")
 
 
@@ -218,7 +220,8 @@ class RunDirectory:
             np.save(self.trial_outputs(number), outputs, allow_pickle=False)
 
     def load_outputs(self, number: int) -> NDArray[Any]:
-        return np.load(self.trial_outputs(number), allow_pickle=False)
+        outputs: NDArray[Any] = np.load(self.trial_outputs(number), allow_pickle=False)
+        return outputs
 
     def has_trial(self, number: int, folds: int) -> bool:
         """Whether trial ``number``'s ``folds`` networks and its out-of-fold outputs are all here."""

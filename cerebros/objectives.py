@@ -4,9 +4,10 @@
 """
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn import metrics as sk_metrics
 
 from codec.errors import FieldError
@@ -21,20 +22,31 @@ class Objective:
     task: str
     direction: str
     uses_proba: bool
-    score: Callable
+    score: Callable[..., float]
 
-    def fitness(self, value):
+    def fitness(self, value: Optional[float]) -> float:
         """``value`` as higher-is-better (negated when minimised); None (a failed trial) is -inf."""
         if value is None or not math.isfinite(value):
             return -math.inf
         return value if self.direction == "maximize" else -value
 
-    def from_fitness(self, fitness):
+    def from_fitness(self, fitness: float) -> float:
         """Inverse of ``fitness`` for finite values."""
         return fitness if self.direction == "maximize" else -fitness
 
 
-def _rmse(y_true, y_pred):
+class Predictor(Protocol):
+    """A fitted model: a network or an ensemble of them."""
+
+    task: str
+    classes_: NDArray[Any]
+
+    def predict(self, X: ArrayLike) -> NDArray[Any]: ...
+
+    def predict_proba(self, X: ArrayLike) -> NDArray[Any]: ...
+
+
+def _rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return math.sqrt(sk_metrics.mean_squared_error(y_true, y_pred))
 
 
@@ -50,7 +62,7 @@ OBJECTIVES = {
 DEFAULTS = {"classification": "accuracy", "regression": "r2"}
 
 
-def get(name, task):
+def get(name: Optional[str], task: str) -> Objective:
     """The objective called ``name`` for ``task``; None gives the task's default."""
     if name is None:
         name = DEFAULTS[task]
@@ -64,25 +76,27 @@ def get(name, task):
     return objective
 
 
-def evaluate(model, X, y):
+def evaluate(model: Predictor, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
     """Every metric of the model's task on ``(X, y)``, as ``{name: float}``."""
     if model.task == "classification":
         return score_predictions(model.task, y, model.predict(X), model.predict_proba(X), model.classes_)
     return score_predictions(model.task, y, model.predict(X))
 
 
-def score_outputs(task, y, outputs, classes=None):
+def score_outputs(task: str, y: ArrayLike, outputs: NDArray[Any],
+                  classes: Optional[NDArray[Any]] = None) -> dict[str, float]:
     """Every metric of ``task`` from a model's outputs: class probabilities (columns in
     ``classes`` order; the prediction is the most probable class), or predicted values."""
-    if task == "classification":
+    if task == "classification" and classes is not None:
         return score_predictions(task, y, classes[np.argmax(outputs, axis=1)], outputs, classes)
     return score_predictions(task, y, outputs)
 
 
-def score_predictions(task, y, predictions, proba=None, classes=None):
+def score_predictions(task: str, y: ArrayLike, predictions: ArrayLike, proba: Optional[ArrayLike] = None,
+                      classes: Optional[ArrayLike] = None) -> dict[str, float]:
     """Every metric of ``task`` from predictions (and, for classification, the class
     probabilities with their ``classes`` in column order), as ``{name: float}``."""
-    results = {}
+    results: dict[str, float] = {}
     for name, objective in OBJECTIVES.items():
         if objective.task != task:
             continue

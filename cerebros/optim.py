@@ -1,7 +1,9 @@
 """AdamW: Adam with weight decay decoupled from the gradient (Loshchilov & Hutter), in place on a flat vector."""
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 class AdamW:
@@ -13,7 +15,8 @@ class AdamW:
     calls per step however many layers there are.
     """
 
-    def __init__(self, params, n_decayed, *, learning_rate, weight_decay, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, params: NDArray[Any], n_decayed: int, *, learning_rate: float, weight_decay: float,
+                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         if params.ndim != 1 or not 0 <= n_decayed <= params.size:
             raise ValueError(f"AdamW: params must be 1-d with n_decayed in [0, {params.size}], got {n_decayed}")
         self.params = params
@@ -26,7 +29,7 @@ class AdamW:
         self._scratch = np.empty_like(params)
         self.steps = 0
 
-    def step(self, grad):
+    def step(self, grad: NDArray[Any]) -> None:
         """One update from ``grad`` (same shape as ``params``)."""
         self.steps += 1
         b1, b2, m, v, tmp = self.beta1, self.beta2, self.m, self.v, self._scratch

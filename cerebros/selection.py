@@ -9,7 +9,16 @@ Every round scores each candidate's average at once with the numpy metrics below
 learn's scorers (``cerebros.objectives``) cost about a millisecond a call, too slow for
 ``MAX_ROUNDS`` x candidates calls after a deadline. The tests check that both agree.
 """
+from typing import Any, Callable, Optional, Sequence, Union
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .objectives import Objective
+
+Array = NDArray[Any]
+Outputs = Union[Sequence[ArrayLike], Array]  # the candidates' outputs, one per candidate
+Score = tuple[float, ...]  # a candidate's fitness, then a tie-break (``_scorer``)
 
 # Weights are counts, so the ensemble's mixture has a resolution of 1 / rounds; auto-sklearn
 # uses 50 rounds too. Greedy selection usually stops far earlier, at no improvement.
@@ -23,7 +32,8 @@ CHECK_FOLDS = 2
 CHECK_REPEATS = 3
 
 
-def select_checked(outputs, y, objective, classes=None, seed=0):
+def select_checked(outputs: Outputs, y: ArrayLike, objective: Objective,
+                   classes: Optional[Array] = None, seed: int = 0) -> tuple[Array, dict[str, Any]]:
     """``select``'s weights if the selection beats the best candidate alone on held-out rows,
     else the best candidate alone (weights ``[1, 0, ...]``); and the check's report.
 
@@ -37,19 +47,20 @@ def select_checked(outputs, y, objective, classes=None, seed=0):
     scores in the objective's units.
     """
     stacked = _stack(outputs)
-    y = np.asarray(y)
+    targets = np.asarray(y)
     rng = np.random.default_rng(seed)
-    repeats = [_cross_validate(stacked, y, objective, classes, rng) for _ in range(CHECK_REPEATS)]
+    repeats = [_cross_validate(stacked, targets, objective, classes, rng) for _ in range(CHECK_REPEATS)]
     ensemble_cv, best_cv = (tuple(np.mean(scores, axis=0)) for scores in zip(*repeats))
     if ensemble_cv > best_cv:
-        kept, weights = "ensemble", select(stacked, y, objective, classes)
+        kept, weights = "ensemble", select(stacked, targets, objective, classes)
     else:
         kept, weights = "best", np.eye(len(stacked), dtype=int)[0]
     return weights, {"kept": kept, "ensemble_cv": objective.from_fitness(float(ensemble_cv[0])),
                      "best_cv": objective.from_fitness(float(best_cv[0]))}
 
 
-def select(outputs, y, objective, classes=None, max_rounds=MAX_ROUNDS):
+def select(outputs: Outputs, y: ArrayLike, objective: Objective, classes: Optional[Array] = None,
+           max_rounds: int = MAX_ROUNDS) -> Array:
     """Integer weights, one per candidate, from greedy forward selection with replacement.
 
     ``outputs``: each candidate's out-of-fold outputs for the same rows, the best candidate
@@ -74,16 +85,17 @@ def select(outputs, y, objective, classes=None, max_rounds=MAX_ROUNDS):
     return weights
 
 
-def average(outputs, weights):
+def average(outputs: Outputs, weights: Array) -> Array:
     """The ensemble's outputs: the ``weights``-weighted mean of the candidates' outputs."""
     return np.average(_stack(outputs), axis=0, weights=weights)
 
 
-def _stack(outputs):
+def _stack(outputs: Outputs) -> Array:
     return np.stack([np.asarray(o, dtype=np.float64) for o in outputs])
 
 
-def _cross_validate(stacked, y, objective, classes, rng):
+def _cross_validate(stacked: Array, y: Array, objective: Objective, classes: Optional[Array],
+                    rng: np.random.Generator) -> list[Score]:
     """One repeat of ``select_checked``'s check: the scores (as ``_scorer``'s) of the ensemble's
     and of the best candidate's held-out predictions, pooled over the folds."""
     folds = _deal_folds(y, objective.task == "classification", rng)
@@ -100,7 +112,7 @@ def _cross_validate(stacked, y, objective, classes, rng):
     return _scorer(objective, y, classes)(np.stack([ensemble, best]))
 
 
-def _deal_folds(y, stratify, rng):
+def _deal_folds(y: Array, stratify: bool, rng: np.random.Generator) -> Array:
     """Each row's fold: the rows shuffled (then grouped by class when ``stratify``) and dealt
     round-robin, so fold sizes, and each class's share of them, differ by at most one row."""
     order = rng.permutation(len(y))
@@ -111,16 +123,17 @@ def _deal_folds(y, stratify, rng):
     return folds
 
 
-def _scorer(objective, y, classes):
+def _scorer(objective: Objective, y: ArrayLike, classes: Optional[Array]) -> Callable[[Array], list[Score]]:
     """A function of a stack of candidate outputs, shape (candidates, rows, ...), giving one
     comparable score per candidate: its fitness (higher is better), then, for accuracy and F1,
     minus its log-loss."""
     metric = _BATCH_METRICS[objective.name]
     classification = objective.task == "classification"
-    targets = np.searchsorted(classes, y) if classification else np.asarray(y, dtype=np.float64)
+    targets = np.searchsorted(classes, y) if classification and classes is not None else \
+        np.asarray(y, dtype=np.float64)
     tie_break = classification and not objective.uses_proba
 
-    def score(stack):
+    def score(stack: Array) -> list[Score]:
         fitness = [objective.fitness(value) for value in metric(targets, stack)]
         if not tie_break:
             return [(value,) for value in fitness]
@@ -133,11 +146,11 @@ def _scorer(objective, y, classes):
 # Classification: ``targets`` are class indices, ``stack`` probabilities (candidates, rows,
 # classes). Regression: ``stack`` values (candidates, rows) or (candidates, rows, outputs).
 
-def _accuracy(targets, stack):
+def _accuracy(targets: Array, stack: Array) -> Array:
     return np.mean(stack.argmax(axis=2) == targets, axis=1)
 
 
-def _f1_macro(targets, stack):
+def _f1_macro(targets: Array, stack: Array) -> Array:
     """Mean F1 over the classes that occur in the targets or the predictions (scikit-learn's set)."""
     one_hot = np.arange(stack.shape[2])
     predicted = stack.argmax(axis=2)[..., np.newaxis] == one_hot
@@ -149,28 +162,28 @@ def _f1_macro(targets, stack):
     return np.sum(f1 * present, axis=1) / present.sum(axis=1)
 
 
-def _log_loss(targets, stack):
+def _log_loss(targets: Array, stack: Array) -> Array:
     likelihood = stack[:, np.arange(len(targets)), targets]
     return -np.mean(np.log(np.clip(likelihood, np.finfo(stack.dtype).eps, 1.0)), axis=1)
 
 
-def _errors(targets, stack):
+def _errors(targets: Array, stack: Array) -> tuple[Array, Array]:
     """Prediction minus target as (candidates, rows, outputs)."""
     columns = targets.reshape(len(targets), -1)
     return stack.reshape(len(stack), *columns.shape) - columns, columns
 
 
-def _rmse(targets, stack):
+def _rmse(targets: Array, stack: Array) -> Array:
     errors, _ = _errors(targets, stack)
     return np.sqrt(np.mean(errors ** 2, axis=(1, 2)))
 
 
-def _mae(targets, stack):
+def _mae(targets: Array, stack: Array) -> Array:
     errors, _ = _errors(targets, stack)
     return np.mean(np.abs(errors), axis=(1, 2))
 
 
-def _r2(targets, stack):
+def _r2(targets: Array, stack: Array) -> Array:
     """R^2 per output, averaged; a constant output scores 1 if predicted exactly, else 0 (as scikit-learn)."""
     errors, columns = _errors(targets, stack)
     residual = np.sum(errors ** 2, axis=1)
@@ -180,5 +193,5 @@ def _r2(targets, stack):
     return r2.mean(axis=1)
 
 
-_BATCH_METRICS = {"accuracy": _accuracy, "f1_macro": _f1_macro, "log_loss": _log_loss,
+_BATCH_METRICS: dict[str, Callable[[Array, Array], Array]] = {"accuracy": _accuracy, "f1_macro": _f1_macro, "log_loss": _log_loss,
                   "rmse": _rmse, "mae": _mae, "r2": _r2}

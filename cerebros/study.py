@@ -328,7 +328,7 @@ class Study:
         if kept != self.reserve[0]:
             candidates = self._candidates()
             weights = selection.select([self.outputs[r.number] for r in candidates], self.oof_targets,
-                                       self.objective, self.classes) if candidates else []
+                                       self.objective, self.classes) if candidates else np.zeros(0, dtype=int)
             seconds = [_refit_seconds(record, self.epoch_cost_ratio)
                        for record, weight in zip(candidates, weights) if weight]
             budget = self.config.max_time_seconds or 0.0  # set: there is a deadline
@@ -550,7 +550,11 @@ class Study:
             _, pending = futures.wait(pending, timeout=_POLL_SECONDS)
             if self.cancel.is_set():
                 runner.stop()
-        return [{**report, **result_or_failure(future, _failed_refit)} for future, report in jobs.items()]
+        reports = []
+        for future, report in jobs.items():
+            outcome: dict[str, Any] = result_or_failure(future, _failed_refit)
+            reports.append({**report, **outcome})
+        return reports
 
     def _warnings(self, stopped_reason: str, refits: list[dict[str, Any]]) -> list[str]:
         warnings = self.strategy.warnings()

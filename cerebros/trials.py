@@ -176,7 +176,7 @@ def _out_of_fold_outputs(networks: list[CerebrosNetwork], X: NDArray[Any], y: ND
     X_val = [X[validation] for _, validation in folds]
     if task != "classification":
         return np.concatenate([network.predict(rows) for network, rows in zip(networks, X_val)])
-    if any(not np.array_equal(network.classes_, class_labels(task, y)) for network in networks):
+    if any(not np.array_equal(network.classes_, np.unique(y)) for network in networks):
         raise ValueError("a fold's training rows lack some of the classes")
     return np.concatenate([network.predict_proba(rows) for network, rows in zip(networks, X_val)])
 
