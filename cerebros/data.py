@@ -12,8 +12,10 @@ import csv
 import os
 import zipfile
 from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence, Union, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
@@ -34,6 +36,9 @@ MAX_INFERRED_CLASSES = 50
 EARLY_STOPPING_SIZE = 0.2
 # The largest dataset file read unless a caller allows more (max_dataset_bytes).
 DEFAULT_MAX_BYTES = 256 * 2 ** 20
+Array = NDArray[Any]
+Rows = NDArray[np.intp]  # row indices
+Seed = Union[int, Sequence[int]]
 _LIMIT = "raise it with max_dataset_bytes, or --max-dataset-bytes on the command line"
 
 
@@ -44,23 +49,24 @@ class Splits:
 
     name: str
     task: str
-    X: np.ndarray
-    y: np.ndarray
-    folds: list
-    X_test: np.ndarray
-    y_test: np.ndarray
+    X: Array
+    y: Array
+    folds: list[tuple[Rows, Rows]]
+    X_test: Array
+    y_test: Array
 
     @property
-    def n_features(self):
-        return self.X.shape[1]
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
 
-    def sizes(self):
+    def sizes(self) -> dict[str, int]:
         train, validation = self.folds[0]
         return {"train": len(train), "validation": len(validation), "test": len(self.y_test),
                 "folds": len(self.folds)}
 
 
-def load(dataset_id, *, target=None, max_bytes=DEFAULT_MAX_BYTES):
+def load(dataset_id: str, *, target: Optional[str] = None,
+         max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Array, Array, Optional[str]]:
     """``(X, y, task_or_None)`` for a bundled dataset name or a .csv/.npz path of at most ``max_bytes``."""
     if not isinstance(dataset_id, str) or not dataset_id:
         raise FieldError("dataset_id", f"expected a dataset name or file path, got {dataset_id!r}")
@@ -81,12 +87,12 @@ def load(dataset_id, *, target=None, max_bytes=DEFAULT_MAX_BYTES):
                                    "or a path ending in .csv or .npz)", kind="not_found")
 
 
-def names_a_dataset(dataset_id):
+def names_a_dataset(dataset_id: str) -> bool:
     """Whether ``load`` reads ``dataset_id``: a bundled dataset's name or a .csv/.npz path."""
     return dataset_id in BUNDLED or os.path.splitext(dataset_id)[1].lower() in FILE_TYPES
 
 
-def from_arrays(X, y):
+def from_arrays(X: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
     """Inline data as arrays: ``X`` numeric 2-d, ``y`` 1-d with one value per row."""
     try:
         X = np.asarray(X, dtype=np.float64)
@@ -100,7 +106,7 @@ def from_arrays(X, y):
     return _checked(X, y, "data.X", "data.y")
 
 
-def infer_task(y):
+def infer_task(y: Array) -> str:
     """Classification for text, boolean or few distinct integer labels; regression otherwise."""
     if y.dtype.kind in "UOSb":
         return "classification"
@@ -109,7 +115,8 @@ def infer_task(y):
     return "regression"
 
 
-def split_indices(y, task, *, test_size=0.25, validation_size=0.2, seed=0):
+def split_indices(y: Array, task: str, *, test_size: float = 0.25, validation_size: float = 0.2,
+                  seed: int = 0) -> tuple[Rows, Rows, Rows]:
     """Row indices ``(train, validation, test)``; ``validation_size`` is a fraction of the non-test rows.
 
     The test split is exactly ``train_test_split(..., test_size, stratify, random_state=seed)``,
@@ -130,7 +137,8 @@ def split_indices(y, task, *, test_size=0.25, validation_size=0.2, seed=0):
     return train, val, test
 
 
-def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds=1, seed=0):
+def prepare(X: Array, y: Array, *, name: str, task: Optional[str] = None, test_size: float = 0.25,
+            validation_size: float = 0.2, folds: int = 1, seed: int = 0) -> Splits:
     """Split ``X, y`` into ``Splits``; ``task`` is inferred from ``y`` when None."""
     if task is None:
         task = infer_task(y)
@@ -153,22 +161,23 @@ def prepare(X, y, *, name, task=None, test_size=0.25, validation_size=0.2, folds
     return Splits(name=name, task=task, X=X[search], y=y[search], folds=fold_rows, X_test=X[test], y_test=y[test])
 
 
-def early_stopping_split(rows, y, task, seed, size=EARLY_STOPPING_SIZE):
+def early_stopping_split(rows: Rows, y: Array, task: str, seed: Seed,
+                         size: float = EARLY_STOPPING_SIZE) -> tuple[Rows, Rows]:
     """Split a fold's training ``rows`` into ``(fit, stop)``, both sorted: ``stop`` is about a
     ``size`` share of them, drawn with ``seed``, for early stopping only. For classification
     every class gives that share but keeps at least one fit row, so a network still learns
     every class its rows have; ``stop`` is empty when the rows are too few to spare any."""
     rng = np.random.default_rng(seed)
     labels = y[rows] if task == "classification" else np.zeros(len(rows))
-    stop = []
+    shares = []
     for label in np.unique(labels):
         members = rng.permutation(rows[labels == label])
-        stop.append(members[:min(int(round(size * len(members))), len(members) - 1)])
-    stop = np.sort(np.concatenate(stop))
+        shares.append(members[:min(int(round(size * len(members))), len(members) - 1)])
+    stop = np.sort(np.concatenate(shares))
     return np.setdiff1d(rows, stop), stop
 
 
-def _cross_validation(y, task, folds, seed):
+def _cross_validation(y: Array, task: str, folds: int, seed: int) -> list[tuple[Rows, Rows]]:
     splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
     if task == "classification" and np.unique(y, return_counts=True)[1].min() < folds:
         raise FieldError("folds", f"{folds}-fold cross-validation needs at least {folds} search rows of "
@@ -178,7 +187,7 @@ def _cross_validation(y, task, folds, seed):
     return list(splitter.split(np.zeros(len(y)), y))
 
 
-def _split(rows, y, task, size, seed, field):
+def _split(rows: Rows, y: Array, task: str, size: float, seed: int, field: str) -> tuple[Rows, Rows]:
     stratify = y if task == "classification" else None
     try:
         return train_test_split(rows, test_size=size, stratify=stratify, random_state=seed)
@@ -186,7 +195,8 @@ def _split(rows, y, task, size, seed, field):
         raise FieldError(field, f"cannot split {len(rows)} rows this way ({exc})") from None
 
 
-def _checked(X, y, x_field, y_field, x_name=None, y_name=None):
+def _checked(X: Array, y: Array, x_field: str, y_field: str, x_name: Optional[str] = None,
+             y_name: Optional[str] = None) -> tuple[Array, Array]:
     """``(X, y)`` if usable, else ``FieldError`` naming the field; ``x_name``/``y_name`` say what
     the messages call them (a file's features, ...), if not the field itself."""
     x_name, y_name = (x_name + ": " if x_name else ""), (y_name + ": " if y_name else "")
@@ -203,7 +213,7 @@ def _checked(X, y, x_field, y_field, x_name=None, y_name=None):
     return X, y
 
 
-def load_features(path, max_bytes=DEFAULT_MAX_BYTES):
+def load_features(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Array:
     """Feature rows to predict on, from a .csv whose every column is a feature (a header row is
     optional) or an .npz holding ``X``, of at most ``max_bytes``. ``FieldError`` (field "input")
     names what is wrong and where: the line and column of a bad .csv cell."""
@@ -217,20 +227,20 @@ def load_features(path, max_bytes=DEFAULT_MAX_BYTES):
     return X
 
 
-def _check_size(path, field, max_bytes):
+def _check_size(path: str, field: str, max_bytes: int) -> None:
     size = os.path.getsize(path)
     if size > max_bytes:
         raise FieldError(field, f"{path} is {size} bytes, over the limit of {max_bytes} ({_LIMIT})")
 
 
-def _load_npz(path, max_bytes):
+def _load_npz(path: str, max_bytes: int) -> tuple[Array, Array]:
     X, y = _npz_arrays(path, ("X", "y"), "dataset_id", max_bytes)
     if X.dtype.kind not in "iufb":
         raise FieldError("dataset_id", f"{path}: X must be numeric, got dtype {X.dtype}")
     return _checked(X.astype(np.float64), y, "dataset_id", "dataset_id", f"{path}: X", f"{path}: y")
 
 
-def _npz_arrays(path, keys, field, max_bytes):
+def _npz_arrays(path: str, keys: Sequence[str], field: str, max_bytes: int) -> list[Array]:
     """The arrays ``keys`` of the .npz archive at ``path`` (never unpickled), if together they
     take at most ``max_bytes`` once read."""
     try:
@@ -240,11 +250,12 @@ def _npz_arrays(path, keys, field, max_bytes):
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise FieldError(field, f"{path} holds a single array, not an .npz archive of {' and '.join(keys)}")
     with archive:
+        members = cast(zipfile.ZipFile, archive.zip)  # an open NpzFile has its zip file
         missing = [key for key in keys if key not in archive]
         if missing:
             raise FieldError(field, f"{path} lacks array(s) {', '.join(missing)} (needs {' and '.join(keys)})")
         try:
-            size = sum(_npy_bytes(archive.zip, key) for key in keys)
+            size: int = sum(_npy_bytes(members, key) for key in keys)
             if size > max_bytes:
                 raise FieldError(field, f"{path}: {' and '.join(keys)} take {size} bytes once read, over the "
                                         f"limit of {max_bytes} ({_LIMIT})")
@@ -255,7 +266,7 @@ def _npz_arrays(path, keys, field, max_bytes):
             raise FieldError(field, f"{path}: {' or '.join(keys)} cannot be read ({exc})") from None
 
 
-def _npy_bytes(archive, key):
+def _npy_bytes(archive: zipfile.ZipFile, key: str) -> int:
     """The bytes array ``key`` of an open .npz ``archive`` (a ``zipfile.ZipFile``) takes once
     read, from its header alone."""
     with archive.open(key + ".npy") as f:
@@ -265,7 +276,7 @@ def _npy_bytes(archive, key):
     return int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
-def _load_csv(path, target):
+def _load_csv(path: str, target: Optional[str]) -> tuple[Array, Array]:
     X, labels = _read_csv(path, "dataset_id", label=_LAST if target is None else target)
     y = labels.astype(np.float64) if all(_is_number(v) for v in labels) else labels
     return _checked(X, y, "dataset_id", "dataset_id", f"{path}: the features", f"{path}: the target")
@@ -274,13 +285,16 @@ def _load_csv(path, target):
 _LAST = object()  # _read_csv's label: the last column
 
 
-def _read_csv(path, field, label):
+def _read_csv(path: str, field: str, label: object) -> tuple[Array, Array]:
     """``(features, labels)`` of a .csv: the column ``label`` (a header name, ``_LAST``, or None
     for no labels) as text, every other column as a float64 table. The header is the first row
     unless it is all numbers; every row must be as wide as the first; an empty or non-numeric
     cell is named by line and column. Two passes: the first sizes the arrays, the second fills
     them row by row."""
-    header, width, column, lines, label_length = None, None, None, 0, 1
+    header: Optional[list[str]] = None
+    width: Optional[int] = None
+    column: Optional[int] = None
+    lines, label_length = 0, 1
     for line, row in _csv_reader(path, field):
         if width is None:
             width = len(row)
@@ -302,7 +316,7 @@ def _read_csv(path, field, label):
     if header is not None:
         next(rows)
     for index, (line, row) in enumerate(rows):
-        values = []
+        values: list[float] = []
         for i, cell in enumerate(cell.strip() for cell in row):
             if not cell:
                 raise FieldError(field, f"{path} line {line}, {names[i]!r}: missing value")
@@ -318,17 +332,17 @@ def _read_csv(path, field, label):
     return features, labels
 
 
-def _label_column(path, header, width, label):
+def _label_column(path: str, header: Optional[list[str]], width: int, label: object) -> Optional[int]:
     if label is None:
         return None
     if label is _LAST:
         return width - 1
-    if header is None or label not in header:
+    if header is None or not isinstance(label, str) or label not in header:
         raise FieldError("target", f"column {label!r} not found in the header of {path}")
     return header.index(label)
 
 
-def _csv_reader(path, field):
+def _csv_reader(path: str, field: str) -> Iterator[tuple[int, list[str]]]:
     """``(line number, cells)`` of each non-empty row of a .csv, read as it goes."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -341,7 +355,7 @@ def _csv_reader(path, field):
         raise FieldError(field, f"{path} is not a readable .csv ({exc})") from None
 
 
-def _is_number(text):
+def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
