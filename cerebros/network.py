@@ -34,8 +34,10 @@ import json
 import math
 import os
 import time
+from typing import Any, Callable, Iterator, Literal, Optional, TypeVar, Union, cast, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 from threadpoolctl import ThreadpoolController
 
 from codec.errors import FieldError
@@ -59,14 +61,22 @@ PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience wi
 
 
 _THREADPOOLS = ThreadpoolController()  # found once: a fresh scan per call costs about 1 ms
+Array = NDArray[Any]
+# What training a layer keeps for its backward pass: its input, pre-activation, activation and
+# dropout mask (or None).
+_Cache = tuple[Array, Array, Array, Optional[Array]]
+# ``_forward``'s state for ``_backward``: the layers' caches, each standardised node output and
+# each node's 1 / batch standard deviation.
+_State = tuple[list[_Cache], dict[int, Array], dict[int, Array]]
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-def _single_threaded_blas(method):
+def _single_threaded_blas(method: _Method) -> _Method:
     @functools.wraps(method)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             return method(*args, **kwargs)
-    return wrapper
+    return cast(_Method, wrapper)  # functools.wraps keeps the signature
 
 
 class _Layer:
@@ -76,7 +86,10 @@ class _Layer:
     parameter vector; ``grad[name]`` the matching views into the flat gradient vector.
     """
 
-    def __init__(self, sources, widths, fan_out, activation):
+    W: Array
+    b: Array
+
+    def __init__(self, sources: list[int], widths: list[int], fan_out: int, activation: Optional[str]) -> None:
         self.sources = sources
         self.offsets = np.cumsum([0] + widths)
         self.fan_in = int(self.offsets[-1])
@@ -87,12 +100,12 @@ class _Layer:
         # where each non-input source's gradient sits in the input gradient's columns
         self.slices = [(s, int(lo), int(hi)) for s, lo, hi in zip(sources, self.offsets[:-1], self.offsets[1:])
                        if s != 0]
-        self.grad = {}
+        self.grad: dict[str, Array] = {}
 
-    def shapes(self):
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         return {"W": (self.fan_in, self.fan_out), "b": (self.fan_out,)}
 
-    def initialize(self, rng):
+    def initialize(self, rng: np.random.Generator) -> None:
         gain = ACTIVATIONS[self.activation][2] if self.activation else "glorot"
         std = {"he": math.sqrt(2.0 / self.fan_in), "lecun": math.sqrt(1.0 / self.fan_in),
                "glorot": math.sqrt(2.0 / (self.fan_in + self.fan_out))}[gain]
@@ -101,7 +114,7 @@ class _Layer:
         self.W[...] = rng.standard_normal(self.W.shape) * std
         self.b[...] = 0
 
-    def param_names(self):
+    def param_names(self) -> tuple[str, ...]:
         return tuple(self.shapes())
 
 
@@ -113,26 +126,34 @@ class CerebrosNetwork:
     dropout: the same seed and data give the same weights, bit for bit.
     """
 
-    def __init__(self, candidate, *, task="classification", random_state=None, dtype=np.float32):
+    def __init__(self, candidate: Candidate, *, task: str = "classification", random_state: Optional[int] = None,
+                 dtype: DTypeLike = np.float32) -> None:
         if not isinstance(candidate, Candidate):
             raise TypeError(f"candidate: expected a cerebros.space.Candidate, got {type(candidate).__name__}")
         if task not in TASKS:
             raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype: must be float32 or float64, got {dtype}")
+        checked = np.dtype(dtype)
+        if checked not in (np.float32, np.float64):
+            raise ValueError(f"dtype: must be float32 or float64, got {checked}")
         self.candidate = candidate
         self.task = task
         self.random_state = random_state
-        self.dtype = dtype
+        self.dtype: np.dtype[Any] = checked
         self._rng = np.random.default_rng(random_state)
-        self._layers = None
+        self._layers: list[_Layer] = []  # empty until built: a built network has its output layer
+        self.history_: list[dict[str, float]] = []
+        self.n_epochs_trained_ = 0
+        self.best_epoch_ = 0
+        self.best_val_loss_ = math.inf
+        self.stopped_reason_: Optional[str] = None
 
     # ---- training ---------------------------------------------------------------------
 
     @_single_threaded_blas
-    def fit(self, X, y, X_val=None, y_val=None, *, epochs=None, warm_start=False, deadline=None,
-            should_stop=None, on_epoch=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, X_val: Optional[ArrayLike] = None, y_val: Optional[ArrayLike] = None,
+            *, epochs: Optional[int] = None, warm_start: bool = False, deadline: Optional[float] = None,
+            should_stop: Optional[Callable[[], bool]] = None,
+            on_epoch: Optional[Callable[[int, float, float], None]] = None) -> "CerebrosNetwork":
         """Train with mini-batch AdamW, keeping the weights of the epoch with the lowest validation loss.
 
         - ``X_val``/``y_val``: the early-stopping split; without them the training loss is watched.
@@ -153,15 +174,17 @@ class CerebrosNetwork:
         loss: the initial weights are kept), ``n_epochs_trained_`` (all calls),
         ``stopped_reason_`` ("completed", "early_stopping", "deadline", "stopped", "diverged").
         """
-        X = self._check_X(X, "X", min_rows=1)
-        if not (warm_start and self._layers is not None):
-            self._setup(X, y)
-        X = self._standardised(X)
+        rows = self._check_X(X, "X", min_rows=1)
+        if not (warm_start and self._layers):
+            self._setup(rows, y)
+        X = self._standardised(rows)
         targets = self._encode(y, len(X), "y")
         if X_val is None:
             if y_val is not None:
                 raise ValueError("y_val: given without X_val")
             X_val, val_targets = X, targets
+        elif y_val is None:
+            raise ValueError("X_val: given without y_val")
         else:
             X_val = self._standardised(self._check_X(X_val, "X_val", min_rows=1))
             val_targets = self._encode(y_val, len(X_val), "y_val")
@@ -177,7 +200,8 @@ class CerebrosNetwork:
         for _ in range(epochs):
             order = self._rng.permutation(n)
             X_epoch, t_epoch = X[order], targets[order]
-            total, seen, reason = 0.0, 0, None
+            total, seen = 0.0, 0
+            reason: Optional[str] = None
             for start, stop in zip(bounds[:-1], bounds[1:]):
                 loss = self._loss_and_grads(X_epoch[start:stop], t_epoch[start:stop])
                 if not math.isfinite(loss):
@@ -215,21 +239,21 @@ class CerebrosNetwork:
         self._restore_state(self._best_state)
         return self
 
-    def _setup(self, X, y):
+    def _setup(self, X: Array, y: ArrayLike) -> None:
         """Fresh weights and optimiser for data shaped like ``X``, ``y``; fixes the input scaling,
         and the classes or the target scaling."""
         self._rng = np.random.default_rng(self.random_state)
         self._x_mean, self._x_scale = _mean_and_scale(X)
         if self.task == "classification":
-            y = self._check_y(y, len(X), "y", allow_2d=False)
-            self.classes_ = np.unique(y)
+            labels = self._check_y(y, len(X), "y", allow_2d=False)
+            self.classes_ = np.unique(labels)
             if len(self.classes_) < 2:
                 raise ValueError(f"y: classification needs at least 2 classes, got {self.classes_.tolist()!r}")
             n_outputs = len(self.classes_)
         else:
-            y = self._check_y(y, len(X), "y", allow_2d=True).astype(np.float64)
-            self._y_ndim = y.ndim
-            y2 = y.reshape(len(y), -1)
+            values = self._check_y(y, len(X), "y", allow_2d=True).astype(np.float64)
+            self._y_ndim = values.ndim
+            y2 = values.reshape(len(values), -1)
             self._y_mean, self._y_scale = _mean_and_scale(y2)
             n_outputs = y2.shape[1]
         self._build(n_outputs)
@@ -239,14 +263,15 @@ class CerebrosNetwork:
         self.best_val_loss_ = math.inf
         self._best_state = self._copy_state()
 
-    def _build(self, n_outputs):
+    def _build(self, n_outputs: int) -> None:
         """Create the layers in topological order (level by level), their flat storage, and the optimiser."""
         c = self.candidate
         node_of = {(0, 0): 0}
         widths = [c.n_inputs]
         self._layers = []
-        units = [(k, i, unit.inputs, unit.lateral_inputs, unit.neurons, c.activation)
-                 for k, level in enumerate(c.levels, start=1) for i, unit in enumerate(level)]
+        units: list[tuple[int, int, tuple[tuple[int, int], ...], tuple[int, ...], int, Optional[str]]] = [
+            (k, i, unit.inputs, unit.lateral_inputs, unit.neurons, c.activation)
+            for k, level in enumerate(c.levels, start=1) for i, unit in enumerate(level)]
         units.append((len(c.levels) + 1, 0, c.output_inputs, (), n_outputs, None))
         for k, i, inputs, lateral, fan_out, activation in units:
             sources = [node_of[ref] for ref in inputs] + [node_of[(k, m)] for m in lateral]
@@ -256,8 +281,8 @@ class CerebrosNetwork:
         self.n_outputs_ = n_outputs
         self._batchnorm = c.normalization == "batchnorm"
         # running statistics of every node that feeds units (all but the output), for inference
-        self._running = [(np.zeros(w, self.dtype), np.ones(w, self.dtype))
-                         for w in widths[:-1]] if self._batchnorm else []
+        self._running: list[tuple[Array, Array]] = [(np.zeros(w, self.dtype), np.ones(w, self.dtype))
+                                                    for w in widths[:-1]] if self._batchnorm else []
         layout = self._layout()
         n_weights = layout[len(self._layers) - 1][3]  # where the last weight matrix stops
         self._params = np.empty(layout[-1][3], self.dtype)
@@ -267,10 +292,11 @@ class CerebrosNetwork:
             layer.initialize(self._rng)
         self._optimizer = AdamW(self._params, n_weights, learning_rate=c.learning_rate, weight_decay=c.weight_decay)
 
-    def _layout(self):
+    def _layout(self) -> list[tuple[_Layer, str, int, int]]:
         """``(layer, name, start, stop)`` of every parameter in the flat vectors. All weight
         matrices come first, so weight decay touches one leading slice."""
-        layout, start = [], 0
+        layout: list[tuple[_Layer, str, int, int]] = []
+        start = 0
         for name in ("W", "b"):
             for layer in self._layers:
                 stop = start + math.prod(layer.shapes()[name])
@@ -278,27 +304,28 @@ class CerebrosNetwork:
                 start = stop
         return layout
 
-    def _bind(self):
+    def _bind(self) -> None:
         """Point every layer's parameter and gradient arrays at their slices of the flat vectors."""
         for layer, name, start, stop in self._layout():
             shape = layer.shapes()[name]
             setattr(layer, name, self._params[start:stop].reshape(shape))
             layer.grad[name] = self._grads[start:stop].reshape(shape)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # pickle copies views as separate arrays: re-point them, or training would update orphans
         self.__dict__.update(state)
-        if self._layers is not None:
+        if self._layers:
             self._bind()
 
     # ---- forward and backward -----------------------------------------------------------
 
-    def _forward(self, X, train):
+    def _forward(self, X: Array, train: bool) -> tuple[Array, _State]:
         """Run every layer; returns the output and, when training, what backward needs:
         ``(per-layer (x, z, a, dropout mask or None), {node: standardised output}, {node: 1 / batch std})``."""
         outs = [X]
-        caches = []
-        normalised, inv_std = {}, {}
+        caches: list[_Cache] = []
+        normalised: dict[int, Array] = {}
+        inv_std: dict[int, Array] = {}
         keep = 1.0 - self.candidate.dropout
         dropout = train and self.candidate.normalization == "dropout" and keep < 1.0
         scale = self.dtype.type(1.0 / keep)
@@ -312,7 +339,7 @@ class CerebrosNetwork:
             else:
                 parts = [outs[s] for s in layer.sources]
             x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-            mask = None
+            mask: Optional[Array] = None
             if dropout:
                 mask = np.where(self._rng.random(x.shape, dtype=self.dtype) < keep, scale, zero)
                 x = x * mask
@@ -324,7 +351,7 @@ class CerebrosNetwork:
             outs.append(a)
         return outs[-1], (caches, normalised, inv_std)
 
-    def _standardise(self, node, values, train, inv_std):
+    def _standardise(self, node: int, values: Array, train: bool, inv_std: dict[int, Array]) -> Array:
         """Node ``node``'s output standardised: by batch statistics (updating the running ones)
         when training, by the running statistics otherwise."""
         running_mean, running_var = self._running[node]
@@ -342,15 +369,15 @@ class CerebrosNetwork:
         centred *= inv
         return centred
 
-    def _backward(self, d_out, state):
+    def _backward(self, d_out: Array, state: _State) -> None:
         """Write every parameter's gradient into ``layer.grad`` given d loss / d output."""
         caches, normalised, inv_std = state
-        d_nodes = [None] * (len(self._layers) + 1)
+        d_nodes: list[Optional[Array]] = [None] * (len(self._layers) + 1)
         d_nodes[-1] = d_out
         for index in range(len(self._layers) - 1, -1, -1):
             layer, node = self._layers[index], index + 1
             x, z, a, mask = caches[index]
-            dz = d_nodes[node]
+            dz = cast(Array, d_nodes[node])  # set: every node feeds a later one, told before it
             if node in normalised:
                 # all consumers are done: d_nodes[node] is d loss / d standardised output
                 xhat, inv = normalised[node], inv_std[node]
@@ -365,19 +392,26 @@ class CerebrosNetwork:
                 if mask is not None:
                     dx *= mask
                 for s, lo, hi in layer.slices:
-                    if d_nodes[s] is None:
+                    gradient = d_nodes[s]
+                    if gradient is None:
                         d_nodes[s] = dx[:, lo:hi] if len(layer.slices) == 1 else dx[:, lo:hi].copy()
                     else:
-                        d_nodes[s] += dx[:, lo:hi]
+                        gradient += dx[:, lo:hi]
 
-    def _loss_and_grads(self, X, targets):
+    def _loss_and_grads(self, X: Array, targets: Array) -> float:
         """Training-mode loss; the gradients land in ``self._grads`` (through the layers' views)."""
         out, caches = self._forward(X, train=True)
         loss, d_out = self._loss(out, targets, with_grad=True)
         self._backward(d_out, caches)
         return loss
 
-    def _loss(self, out, targets, with_grad=False):
+    @overload
+    def _loss(self, out: Array, targets: Array, with_grad: Literal[False] = False) -> float: ...
+
+    @overload
+    def _loss(self, out: Array, targets: Array, with_grad: Literal[True]) -> tuple[float, Array]: ...
+
+    def _loss(self, out: Array, targets: Array, with_grad: bool = False) -> Union[float, tuple[float, Array]]:
         """Mean loss over rows (and outputs, for regression), and optionally its gradient."""
         n = len(out)
         if self.task == "classification":
@@ -394,21 +428,22 @@ class CerebrosNetwork:
         loss = float((diff.astype(np.float64) ** 2).mean())
         return (loss, diff * (2.0 / diff.size)) if with_grad else loss
 
-    def _eval_loss(self, X, targets):
-        total = sum(self._loss(self._forward(X[i:i + EVAL_CHUNK], train=False)[0], targets[i:i + EVAL_CHUNK])
+    def _eval_loss(self, X: Array, targets: Array) -> float:
+        total: float = sum(self._loss(self._forward(X[i:i + EVAL_CHUNK], train=False)[0], targets[i:i + EVAL_CHUNK])
                     * len(targets[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK))
         return total / len(X)
 
     @_single_threaded_blas
-    def loss_and_gradients(self, X, y):
+    def loss_and_gradients(self, X: ArrayLike, y: ArrayLike) -> tuple[float, dict[str, Array]]:
         """Training-mode loss on ``(X, y)`` and its gradient for every parameter, keyed like
         ``parameters()`` (for gradient checks; batch-norm running statistics are updated)."""
         self._require_fitted()
-        loss = self._loss_and_grads(self._standardised(self._check_X(X, "X")), self._encode(y, len(X), "y"))
+        rows = self._check_X(X, "X")
+        loss = self._loss_and_grads(self._standardised(rows), self._encode(y, len(rows), "y"))
         return loss, {f"{i}.{name}": layer.grad[name].copy()
                       for i, layer in enumerate(self._layers) for name in layer.param_names()}
 
-    def parameters(self):
+    def parameters(self) -> dict[str, Array]:
         """The live trainable arrays (views: writing to them changes the network), ``{"<layer>.<name>": array}``."""
         self._require_fitted()
         return {f"{i}.{name}": getattr(layer, name)
@@ -417,13 +452,13 @@ class CerebrosNetwork:
     # ---- prediction -------------------------------------------------------------------
 
     @_single_threaded_blas
-    def _output(self, X):
+    def _output(self, X: ArrayLike) -> Array:
         self._require_fitted()
-        X = self._standardised(self._check_X(X, "X"))
-        chunks = [self._forward(X[i:i + EVAL_CHUNK], train=False)[0] for i in range(0, len(X), EVAL_CHUNK)]
+        rows = self._standardised(self._check_X(X, "X"))
+        chunks = [self._forward(rows[i:i + EVAL_CHUNK], train=False)[0] for i in range(0, len(rows), EVAL_CHUNK)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.n_outputs_), self.dtype)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> Array:
         """Class probabilities, shape (n, len(classes_)), columns in ``classes_`` order."""
         if self.task != "classification":
             raise ValueError("predict_proba: only for task='classification'")
@@ -432,7 +467,7 @@ class CerebrosNetwork:
         np.exp(out, out=out)
         return out / out.sum(axis=1, keepdims=True)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> Array:
         """Class labels (classification) or values in the target's units and shape (regression)."""
         out = self._output(X)
         if self.task == "classification":
@@ -442,7 +477,7 @@ class CerebrosNetwork:
 
     # ---- persistence ------------------------------------------------------------------
 
-    def save(self, path):
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> tuple[str, str]:
         """Write ``path`` (.npz added if missing: weights and metadata, loadable without pickle) and
         a readable ``.json`` beside it (architecture, hyper-parameters, training summary).
         Returns both paths."""
@@ -450,7 +485,7 @@ class CerebrosNetwork:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             path += ".npz"
-        meta = {
+        meta: dict[str, Any] = {
             "format": _FORMAT,
             "candidate": self.candidate.to_dict(),
             "task": self.task,
@@ -470,7 +505,7 @@ class CerebrosNetwork:
         else:
             meta.update(y_mean=self._y_mean.tolist(), y_scale=self._y_scale.tolist(), y_ndim=self._y_ndim)
         text = json.dumps(meta, indent=1)
-        arrays = dict(self._named_state())
+        arrays: dict[str, Any] = dict(self._named_state())
         with open(path, "wb") as f:
             np.savez(f, __meta__=np.array(text), **arrays)
         json_path = path[:-4] + ".json"
@@ -479,7 +514,7 @@ class CerebrosNetwork:
         return path, json_path
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "CerebrosNetwork":
         """Rebuild a network written by ``save``; it predicts exactly as the saved one did."""
         path = os.fspath(path)
         with np.load(path, allow_pickle=False) as data:
@@ -512,7 +547,7 @@ class CerebrosNetwork:
 
     # ---- state and input checks ---------------------------------------------------------
 
-    def _named_state(self):
+    def _named_state(self) -> Iterator[tuple[str, Array]]:
         """Every array a saved model needs, by name: parameters, then batch-norm running statistics."""
         for i, layer in enumerate(self._layers):
             for name in layer.param_names():
@@ -521,21 +556,21 @@ class CerebrosNetwork:
             yield f"node{node}.running_mean", mean
             yield f"node{node}.running_var", var
 
-    def _running_stats(self):
+    def _running_stats(self) -> list[Array]:
         return [array for pair in self._running for array in pair]
 
-    def _copy_state(self):
+    def _copy_state(self) -> list[Array]:
         return [self._params.copy()] + [a.copy() for a in self._running_stats()]
 
-    def _restore_state(self, state):
+    def _restore_state(self, state: list[Array]) -> None:
         for target, saved in zip([self._params] + self._running_stats(), state):
             target[...] = saved
 
-    def _require_fitted(self):
-        if self._layers is None:
+    def _require_fitted(self) -> None:
+        if not self._layers:
             raise ValueError("this CerebrosNetwork is not fitted yet: call fit first")
 
-    def _check_X(self, X, name, min_rows=0):
+    def _check_X(self, X: ArrayLike, name: str, min_rows: int = 0) -> Array:
         try:
             X = np.asarray(X)
         except ValueError:  # ragged rows
@@ -549,46 +584,46 @@ class CerebrosNetwork:
             raise FieldError(name, f"the model takes {self.candidate.n_inputs} features, got {X.shape[1]}")
         if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
             raise FieldError(name, f"expected real numbers, got dtype {X.dtype}")
-        X = X.astype(self.dtype, copy=False)
-        if not np.isfinite(X).all():
+        rows = X.astype(self.dtype, copy=False)
+        if not np.isfinite(rows).all():
             raise FieldError(name, "contains NaN or infinite values")
-        return X
+        return rows
 
-    def _standardised(self, X):
+    def _standardised(self, X: Array) -> Array:
         return ((X - self._x_mean) / self._x_scale).astype(self.dtype)
 
-    def _check_y(self, y, n_rows, name, allow_2d):
-        y = np.asarray(y)
-        if y.ndim not in ((1, 2) if allow_2d else (1,)) or len(y) != n_rows:
+    def _check_y(self, y: ArrayLike, n_rows: int, name: str, allow_2d: bool) -> Array:
+        values = np.asarray(y)
+        if values.ndim not in ((1, 2) if allow_2d else (1,)) or len(values) != n_rows:
             raise FieldError(name, f"expected {'1-d or 2-d' if allow_2d else '1-d'} with {n_rows} rows, "
-                                   f"got shape {y.shape}")
-        return y
+                                   f"got shape {values.shape}")
+        return values
 
-    def _encode(self, y, n_rows, name):
+    def _encode(self, y: ArrayLike, n_rows: int, name: str) -> Array:
         """Targets as the loss wants them: class indices, or standardised 2-d values."""
         if self.task == "classification":
-            y = self._check_y(y, n_rows, name, allow_2d=False)
-            index = np.searchsorted(self.classes_, y)
+            labels = self._check_y(y, n_rows, name, allow_2d=False)
+            index = np.searchsorted(self.classes_, labels)
             index = np.minimum(index, len(self.classes_) - 1)
-            unknown = self.classes_[index] != y
+            unknown = self.classes_[index] != labels
             if np.any(unknown):
-                raise FieldError(name, f"label {y[unknown][0].tolist()!r} was not among the training classes "
+                raise FieldError(name, f"label {labels[unknown][0].tolist()!r} was not among the training classes "
                                        f"{self.classes_.tolist()!r}")
             return index
-        y = self._check_y(y, n_rows, name, allow_2d=True).astype(np.float64).reshape(n_rows, -1)
-        if y.shape[1] != self.n_outputs_:
-            raise FieldError(name, f"expected {self.n_outputs_} target column(s), got {y.shape[1]}")
-        if not np.isfinite(y).all():
+        values = self._check_y(y, n_rows, name, allow_2d=True).astype(np.float64).reshape(n_rows, -1)
+        if values.shape[1] != self.n_outputs_:
+            raise FieldError(name, f"expected {self.n_outputs_} target column(s), got {values.shape[1]}")
+        if not np.isfinite(values).all():
             raise FieldError(name, "contains NaN or infinite values")
-        return ((y - self._y_mean) / self._y_scale).astype(self.dtype)
+        return ((values - self._y_mean) / self._y_scale).astype(self.dtype)
 
 
-def _mean_and_scale(values):
+def _mean_and_scale(values: ArrayLike) -> tuple[Array, Array]:
     """Per-column mean and standard deviation of a 2-d array (1 where a column is constant)."""
-    values = np.asarray(values, dtype=np.float64)
-    std = values.std(axis=0)
-    return values.mean(axis=0), np.where(std > 0, std, 1.0)
+    table = np.asarray(values, dtype=np.float64)
+    std = table.std(axis=0)
+    return table.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
-def _finite_or_none(value):
+def _finite_or_none(value: object) -> Optional[float]:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
