@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from .activations import ACTIVATIONS
 NORMALIZATIONS = ("batchnorm", "dropout", "none")
 ROUNDINGS = ("ceil", "floor")
 LATERAL_DECAY = 0.95
+Ref = Tuple[int, int]  # a unit: (level, index on the level)
+Hyper = dict[str, Any]  # a candidate's training hyper-parameters (``_HYPER_KEYS``)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Candidate:
     epochs: int
     patience: int
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-safe plain dict (only str, int, float, lists, dicts); ``from_dict`` inverts it."""
         return {
             "n_inputs": self.n_inputs,
@@ -88,7 +90,7 @@ class Candidate:
         }
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: object) -> "Candidate":
         """Rebuild and validate a candidate from ``to_dict`` output; ``FieldError`` on any defect."""
         d = _require_mapping(d, "candidate")
         _reject_unknown(d, _CANDIDATE_KEYS, "candidate")
@@ -116,15 +118,15 @@ class Candidate:
         candidate.check()
         return candidate
 
-    def key(self):
+    def key(self) -> str:
         """A stable hex digest of the whole candidate: equal candidates, equal keys (de-duplication)."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    def check(self):
+    def check(self) -> None:
         """Raise ``FieldError`` unless the wiring is a valid network (see the module docstring)."""
         widths = [1] + [len(level) for level in self.levels]
-        consumed = set()
+        consumed: set[Ref] = set()
         for k, level in enumerate(self.levels, start=1):
             if not level:
                 raise FieldError(f"levels[{k - 1}]", "a hidden level needs at least one unit")
@@ -184,13 +186,13 @@ class SearchSpace:
     minimum_dropout: float = 0.0
     maximum_dropout: float = 0.5
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._validate()
 
     # ---- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: object) -> "SearchSpace":
         """Validate caller data into a space; missing fields keep their defaults.
 
         Accepts every field name of this class, plus short forms: ``levels``,
@@ -199,14 +201,15 @@ class SearchSpace:
         or a ``[minimum, maximum]`` pair; ``activation``/``normalization`` as one name;
         and Cerebros's long names for the affinities. Keys must be text (``str``).
         """
-        d = _require_mapping(d, "search_space")
-        values = {}
-        written = {}  # each field's key as the caller wrote it, so that errors name that key
-        for key, value in d.items():
+        mapping = _require_mapping(d, "search_space")
+        values: dict[str, Any] = {}
+        written: dict[str, str] = {}  # each field's key as the caller wrote it, so that errors name that key
+        for key, value in mapping.items():
             if not isinstance(key, str):
                 raise FieldError("search_space", f"field names must be text, got {key!r}")
             key = str(key)  # an Atom key becomes a plain name
             name = _ALIASES.get(key, key)
+            fields: dict[str, Any]
             if name in _RANGE_SHORT_FORMS:
                 low, high = _as_pair(value, f"search_space.{key}")
                 fields = {f"minimum_{name}": low, f"maximum_{name}": high}
@@ -227,12 +230,12 @@ class SearchSpace:
             name = exc.field.split("[")[0]
             raise exc.renamed(f"search_space.{written.get(name, name)}{exc.field[len(name):]}") from None
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-safe dict (tuples become lists); ``from_dict`` inverts it."""
         return {f.name: list(v) if isinstance(v, tuple) else v
                 for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
 
-    def _validate(self):
+    def _validate(self) -> None:
         for name, kind in _FIELD_TYPES.items():
             value = getattr(self, name)
             if kind is int:
@@ -265,7 +268,7 @@ class SearchSpace:
 
     # ---- sampling -----------------------------------------------------------------------
 
-    def predecessor_count(self, level, earlier_level, units_on_earlier_level):
+    def predecessor_count(self, level: int, earlier_level: int, units_on_earlier_level: int) -> int:
         """How many predecessors (drawn with replacement) a unit on ``level`` takes from ``earlier_level``."""
         if level == 1 and earlier_level == 0:
             expected = self.affinity_first * units_on_earlier_level
@@ -274,40 +277,40 @@ class SearchSpace:
         # the tolerance stops float error (0.7 * 0.7 * 100 is 48.99999999999999) moving the count
         return math.ceil(expected - 1e-9) if self.rounding == "ceil" else math.floor(expected + 1e-9)
 
-    def draw_predecessors(self, rng, level, widths):
+    def draw_predecessors(self, rng: np.random.Generator, level: int, widths: Sequence[int]) -> list[Ref]:
         """The vertical draws, with repeats, for one unit on ``level``: ``predecessor_count`` draws
         of ``(j, unit)`` for each earlier level ``j``, whose unit count is ``widths[j]``."""
         return [(j, int(u)) for j in range(level)
                 for u in rng.integers(0, widths[j], size=self.predecessor_count(level, j, widths[j]))]
 
-    def sample(self, rng, n_inputs):
+    def sample(self, rng: np.random.Generator, n_inputs: int) -> "Candidate":
         """Draw a valid candidate for ``n_inputs`` input features using ``rng`` (a numpy Generator)."""
-        n_inputs = _as_int(n_inputs, "n_inputs", low=1)
+        inputs = _as_int(n_inputs, "n_inputs", low=1)
         n_levels = _integer(rng, self.minimum_levels, self.maximum_levels)
         neurons = [[self._sample_neurons(rng)
                     for _ in range(_integer(rng, self.minimum_units_per_level, self.maximum_units_per_level))]
                    for _ in range(n_levels)]
-        draft = self._wired(n_inputs, neurons, rng)
+        draft = self._wired(inputs, neurons, rng)
         return self._finish(draft, rng, self._sample_hyper(rng))
 
-    def build(self, rng, n_inputs, neurons, hyper):
+    def build(self, rng: np.random.Generator, n_inputs: int, neurons: Sequence[Sequence[int]], hyper: Hyper) -> "Candidate":
         """A valid candidate with the given widths and hyper-parameters, wired by the space's
         rules using ``rng``: ``neurons[k][i]`` is the width of unit ``i`` on hidden level
         ``k + 1``; ``hyper`` holds activation, normalization, dropout, learning_rate,
         weight_decay, batch_size and epochs (for strategies that choose these themselves)."""
         return self._finish(self._wired(_as_int(n_inputs, "n_inputs", low=1), neurons, rng), rng, dict(hyper))
 
-    def _wired(self, n_inputs, neurons, rng):
+    def _wired(self, n_inputs: int, neurons: Sequence[Sequence[int]], rng: np.random.Generator) -> "_Draft":
         draft = _Draft(n_inputs, [[_DraftUnit(int(width)) for width in level] for level in neurons])
         for k in range(1, draft.output_level + 1):
             for i in range(draft.width(k)):
                 self._wire(draft, k, i, rng)
         return draft
 
-    def _sample_neurons(self, rng):
+    def _sample_neurons(self, rng: np.random.Generator) -> int:
         return _integer(rng, self.minimum_neurons_per_unit, self.maximum_neurons_per_unit)
 
-    def _sample_hyper(self, rng):
+    def _sample_hyper(self, rng: np.random.Generator) -> Hyper:
         normalization = self.normalizations[rng.integers(len(self.normalizations))]
         return {
             "activation": self.activations[rng.integers(len(self.activations))],
@@ -319,12 +322,12 @@ class SearchSpace:
             "epochs": _integer(rng, self.minimum_epochs, self.maximum_epochs),
         }
 
-    def _sample_dropout(self, rng, normalization):
+    def _sample_dropout(self, rng: np.random.Generator, normalization: str) -> float:
         if normalization != "dropout":
             return 0.0
         return float(rng.uniform(self.minimum_dropout, self.maximum_dropout))
 
-    def _wire(self, draft, k, i, rng):
+    def _wire(self, draft: "_Draft", k: int, i: int, rng: np.random.Generator) -> None:
         """(Re)draw the vertical and lateral inputs of unit ``i`` on level ``k`` (output: k = L + 1)."""
         unit = draft.unit(k, i)
         unit.inputs = set(self.draw_predecessors(rng, k, [draft.width(j) for j in range(k)]))
@@ -338,12 +341,12 @@ class SearchSpace:
 
     # ---- repair, mutation, crossover ---------------------------------------------------
 
-    def repair(self, candidate, rng):
+    def repair(self, candidate: "Candidate", rng: np.random.Generator) -> "Candidate":
         """Return ``candidate`` made valid: bad references dropped, unfed units and orphans wired,
         lateral chains cut to ``max_consecutive_lateral_connections``."""
         return self._finish(_Draft.of(candidate), rng, _hyper_of(candidate))
 
-    def _finish(self, draft, rng, hyper):
+    def _finish(self, draft: "_Draft", rng: np.random.Generator, hyper: Hyper) -> "Candidate":
         draft.drop_invalid_refs()
         for k in range(1, draft.output_level + 1):
             for i in range(draft.width(k)):
@@ -365,7 +368,7 @@ class SearchSpace:
                     draft.unit(target, int(rng.integers(draft.width(target)))).inputs.add((k, i))
         return draft.freeze(hyper, self.patience)
 
-    def mutate(self, candidate, rng, rate):
+    def mutate(self, candidate: "Candidate", rng: np.random.Generator, rate: float) -> "Candidate":
         """A changed copy of ``candidate``: each hyper-parameter, unit width, unit wiring and
         level/unit count changes with probability ``rate``; if nothing did, it tries again with
         at least ``_MIN_FORCED_RATE``, up to ``_MAX_MUTATION_TRIES`` times, so the candidate comes
@@ -382,7 +385,7 @@ class SearchSpace:
             rate = max(rate, _MIN_FORCED_RATE)  # nothing changed: push harder next time
         return child
 
-    def _mutate_hyper(self, hyper, rng, rate):
+    def _mutate_hyper(self, hyper: Hyper, rng: np.random.Generator, rate: float) -> None:
         if rng.random() < rate:
             hyper["activation"] = self.activations[rng.integers(len(self.activations))]
         if rng.random() < rate:
@@ -395,7 +398,7 @@ class SearchSpace:
                 value = _log_step(rng, hyper[name], low, high)
                 hyper[name] = int(round(value)) if integral else value
 
-    def _mutate_structure(self, draft, rng, rate):
+    def _mutate_structure(self, draft: "_Draft", rng: np.random.Generator, rate: float) -> None:
         n_levels = len(draft.levels)
         if rng.random() < rate and n_levels < self.maximum_levels:
             at = _integer(rng, 1, n_levels + 1)
@@ -423,14 +426,14 @@ class SearchSpace:
         if rng.random() < rate:
             self._wire(draft, draft.output_level, 0, rng)
 
-    def crossover(self, a, b, rng):
+    def crossover(self, a: "Candidate", b: "Candidate", rng: np.random.Generator) -> "Candidate":
         """A child of ``a`` and ``b`` (same ``n_inputs``): each hyper-parameter from either parent,
         each level from a parent that has it, the level count and output wiring from either;
         then repaired, so the child is always valid."""
         if a.n_inputs != b.n_inputs:
             raise ValueError(f"crossover: parents differ in n_inputs ({a.n_inputs} vs {b.n_inputs})")
         ha, hb = _hyper_of(a), _hyper_of(b)
-        hyper = {}
+        hyper: Hyper = {}
         for name in ha:
             if name == "dropout":
                 continue  # travels with normalization, below
@@ -440,10 +443,10 @@ class SearchSpace:
                 hyper["dropout"] = holders[int(rng.integers(len(holders))) if len(holders) > 1 else 0]["dropout"]
         parents = (_Draft.of(a), _Draft.of(b))
         n_levels = len(parents[int(rng.integers(2))].levels)
-        levels = []
+        levels: list[list[_DraftUnit]] = []
         for k in range(n_levels):
-            holders = [p for p in parents if k < len(p.levels)]
-            levels.append(holders[int(rng.integers(len(holders)))].levels[k])
+            having = [p for p in parents if k < len(p.levels)]
+            levels.append(having[int(rng.integers(len(having)))].levels[k])
         child = _Draft(a.n_inputs, levels)
         child.output.inputs = set(parents[int(rng.integers(2))].output.inputs)
         return self._finish(child, rng, hyper)
@@ -452,7 +455,7 @@ class SearchSpace:
 # ---- the mutable working copy used while sampling and repairing ---------------------------
 
 class _DraftUnit:
-    def __init__(self, neurons, inputs=(), lateral=()):
+    def __init__(self, neurons: int, inputs: Sequence[Ref] = (), lateral: Sequence[int] = ()) -> None:
         self.neurons = neurons
         self.inputs = set(inputs)
         self.lateral = set(lateral)
@@ -461,73 +464,73 @@ class _DraftUnit:
 class _Draft:
     """A candidate's wiring as mutable sets, with the index bookkeeping that edits need."""
 
-    def __init__(self, n_inputs, levels):
+    def __init__(self, n_inputs: int, levels: list[list[_DraftUnit]]) -> None:
         self.n_inputs = n_inputs
         self.levels = levels
         self.output = _DraftUnit(0)
 
     @classmethod
-    def of(cls, candidate):
+    def of(cls, candidate: "Candidate") -> "_Draft":
         draft = cls(candidate.n_inputs, [[_DraftUnit(u.neurons, u.inputs, u.lateral_inputs) for u in level]
                                          for level in candidate.levels])
         draft.output.inputs = set(candidate.output_inputs)
         return draft
 
     @property
-    def output_level(self):
+    def output_level(self) -> int:
         return len(self.levels) + 1
 
-    def width(self, k):
+    def width(self, k: int) -> int:
         """Units on level ``k``: the input block and the output count as one."""
         return 1 if k in (0, self.output_level) else len(self.levels[k - 1])
 
-    def unit(self, k, i):
+    def unit(self, k: int, i: int) -> _DraftUnit:
         return self.output if k == self.output_level else self.levels[k - 1][i]
 
-    def all_units(self):
+    def all_units(self) -> Iterator[tuple[int, _DraftUnit]]:
         for k, level in enumerate(self.levels, start=1):
             for unit in level:
                 yield k, unit
         yield self.output_level, self.output
 
-    def lateral_depths(self, k):
-        depth = []
+    def lateral_depths(self, k: int) -> list[int]:
+        depth: list[int] = []
         for unit in self.levels[k - 1]:
             depth.append(max((depth[m] + 1 for m in unit.lateral if m < len(depth)), default=0))
         return depth
 
-    def consumed(self):
-        used = set()
+    def consumed(self) -> set[Ref]:
+        used: set[Ref] = set()
         for k, unit in self.all_units():
             used.update(unit.inputs)
             used.update((k, m) for m in unit.lateral)
         return used
 
-    def drop_invalid_refs(self):
+    def drop_invalid_refs(self) -> None:
         for k, unit in self.all_units():
             unit.inputs = {(j, u) for j, u in unit.inputs if 0 <= j < k and 0 <= u < self.width(j)}
         for level in self.levels:
             for i, unit in enumerate(level):
                 unit.lateral = {m for m in unit.lateral if 0 <= m < i}
 
-    def insert_level(self, at, units):
+    def insert_level(self, at: int, units: list[_DraftUnit]) -> None:
         for _, unit in self.all_units():
             unit.inputs = {(j + 1 if j >= at else j, u) for j, u in unit.inputs}
         self.levels.insert(at - 1, units)
 
-    def remove_level(self, at):
+    def remove_level(self, at: int) -> None:
         del self.levels[at - 1]
         for _, unit in self.all_units():
             unit.inputs = {(j - 1 if j > at else j, u) for j, u in unit.inputs if j != at}
 
-    def remove_unit(self, k, i):
+    def remove_unit(self, k: int, i: int) -> None:
         del self.levels[k - 1][i]
         for _, unit in self.all_units():
             unit.inputs = {(j, u - 1 if j == k and u > i else u) for j, u in unit.inputs if (j, u) != (k, i)}
         for unit in self.levels[k - 1]:
             unit.lateral = {m - 1 if m > i else m for m in unit.lateral if m != i}
 
-    def freeze(self, hyper, patience):
+    def freeze(self, hyper: Hyper, patience: int) -> "Candidate":
         return Candidate(
             n_inputs=self.n_inputs,
             levels=tuple(tuple(Unit(u.neurons, tuple(sorted(u.inputs)), tuple(sorted(u.lateral)))
@@ -548,10 +551,10 @@ _CANDIDATE_KEYS = ("n_inputs", "levels", "output_inputs") + _HYPER_KEYS + ("pati
 _UNIT_KEYS = ("neurons", "inputs", "lateral_inputs")
 
 # int, float, str, or tuple (of names)
-_FIELD_TYPES = {f.name: tuple if f.type == Tuple[str, ...] else f.type for f in dataclasses.fields(SearchSpace)}
+_FIELD_TYPES: dict[str, Any] = {f.name: tuple if f.type == Tuple[str, ...] else f.type for f in dataclasses.fields(SearchSpace)}
 
 # inclusive (low, high) bounds; the caps keep a typo from asking for a huge network
-_BOUNDS = {
+_BOUNDS: dict[str, tuple[float, float]] = {
     "minimum_levels": (0, 32), "maximum_levels": (0, 32),
     "minimum_units_per_level": (1, 64), "maximum_units_per_level": (1, 64),
     "minimum_neurons_per_unit": (1, 8192), "maximum_neurons_per_unit": (1, 8192),
@@ -577,7 +580,7 @@ _ALIASES = {
 _KNOWN_KEYS = set(_FIELD_TYPES) | set(_RANGE_SHORT_FORMS) | set(_CHOICE_SHORT_FORMS) | set(_ALIASES)
 
 
-def field_kind(name):
+def field_kind(name: str) -> Optional[str]:
     """What the ``search_space`` field a caller calls ``name`` holds, for callers that must coerce
     wire values first: "int", "float", "text", "names" (one name or a list of them),
     "int_range" or "float_range" (one number, or a ``[minimum, maximum]`` pair); None if unknown."""
@@ -586,14 +589,15 @@ def field_kind(name):
         return "int_range" if _FIELD_TYPES[f"minimum_{name}"] is int else "float_range"
     if name in _CHOICE_SHORT_FORMS:
         return "names"
-    return {int: "int", float: "float", str: "text", tuple: "names"}.get(_FIELD_TYPES.get(name))
+    kinds: dict[Any, str] = {int: "int", float: "float", str: "text", tuple: "names"}
+    return kinds.get(_FIELD_TYPES.get(name))
 
 
-def _range_names(name):
+def _range_names(name: str) -> tuple[str, str]:
     return f"minimum_{name}", f"maximum_{name}"
 
 
-def _converted(name, value):
+def _converted(name: str, value: object) -> Any:
     """A ``from_dict`` value as the type of the space's field ``name``."""
     kind = _FIELD_TYPES[name]
     if kind is int:
@@ -608,46 +612,46 @@ def _converted(name, value):
     return tuple(dict.fromkeys(_as_text(v, f"{name}[{i}]") for i, v in enumerate(items)))
 
 
-def _hyper_of(candidate):
+def _hyper_of(candidate: "Candidate") -> Hyper:
     return {name: getattr(candidate, name) for name in _HYPER_KEYS}
 
 
-def _integer(rng, low, high):
+def _integer(rng: np.random.Generator, low: int, high: int) -> int:
     return int(rng.integers(low, high + 1))
 
 
-def _log_uniform(rng, low, high):
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     if low == high:
         return float(low)
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def _log_step(rng, value, low, high):
+def _log_step(rng: np.random.Generator, value: float, low: float, high: float) -> float:
     """A multiplicative random step from ``value`` (about x/÷1.6 typical), clipped to [low, high]."""
     if low == high:
         return float(low)
     return float(min(max(value * math.exp(rng.normal(0.0, 0.5)), low), high))
 
 
-def _require_mapping(d, where):
+def _require_mapping(d: object, where: str) -> dict[Any, Any]:
     if not isinstance(d, dict):
         raise FieldError(where, f"expected a map, got {type(d).__name__}")
     return d
 
 
-def _require_list(value, where):
+def _require_list(value: object, where: str) -> Sequence[Any]:
     if not isinstance(value, (list, tuple)):
         raise FieldError(where, f"expected a list, got {type(value).__name__} {value!r}")
     return value
 
 
-def _reject_unknown(d, known, where):
+def _reject_unknown(d: dict[Any, Any], known: Sequence[str], where: str) -> None:
     for key in d:
         if key not in known:
             raise FieldError(where, f"unknown field {key!r}")
 
 
-def _as_int(value, name, low=None):
+def _as_int(value: object, name: str, low: Optional[int] = None) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -657,33 +661,34 @@ def _as_int(value, name, low=None):
     return int(value)
 
 
-def _as_float(value, name, low=None, high=None, low_open=False, high_open=False):
+def _as_float(value: object, name: str, low: Optional[float] = None, high: Optional[float] = None,
+              low_open: bool = False, high_open: bool = False) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise FieldError(name, f"expected a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise FieldError(name, f"must be finite, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise FieldError(name, f"must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise FieldError(name, f"must be {'<' if high_open else '<='} {high}, got {value!r}")
-    return value
+    number = float(value)
+    if not math.isfinite(number):
+        raise FieldError(name, f"must be finite, got {number!r}")
+    if low is not None and (number < low or (low_open and number == low)):
+        raise FieldError(name, f"must be {'>' if low_open else '>='} {low}, got {number!r}")
+    if high is not None and (number > high or (high_open and number == high)):
+        raise FieldError(name, f"must be {'<' if high_open else '<='} {high}, got {number!r}")
+    return number
 
 
-def _as_text(value, name):
+def _as_text(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise FieldError(name, f"expected text, got {type(value).__name__} {value!r}")
     return str(value)
 
 
-def _as_choice(value, name, choices):
-    value = _as_text(value, name)
-    if value not in choices:
-        raise FieldError(name, f"must be one of {', '.join(choices)}, got {value!r}")
-    return value
+def _as_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    text = _as_text(value, name)
+    if text not in choices:
+        raise FieldError(name, f"must be one of {', '.join(choices)}, got {text!r}")
+    return text
 
 
-def _as_pair(value, name):
+def _as_pair(value: object, name: str) -> tuple[Any, Any]:
     """A short-form range: one number (fixed) or a [minimum, maximum] pair."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
@@ -692,8 +697,8 @@ def _as_pair(value, name):
     return value, value
 
 
-def _refs_from_list(value, where):
-    refs = []
+def _refs_from_list(value: object, where: str) -> Tuple[Ref, ...]:
+    refs: list[Ref] = []
     for n, ref in enumerate(_require_list(value, where)):
         if not isinstance(ref, (list, tuple)) or len(ref) != 2:
             raise FieldError(f"{where}[{n}]", f"expected a [level, unit] pair, got {ref!r}")
@@ -701,20 +706,20 @@ def _refs_from_list(value, where):
     return tuple(sorted(set(refs)))
 
 
-def _unit_from_dict(d, where):
-    d = _require_mapping(d, where)
-    _reject_unknown(d, _UNIT_KEYS, where)
-    if "neurons" not in d or "inputs" not in d:
+def _unit_from_dict(d: object, where: str) -> Unit:
+    fields = _require_mapping(d, where)
+    _reject_unknown(fields, _UNIT_KEYS, where)
+    if "neurons" not in fields or "inputs" not in fields:
         raise FieldError(where, "a unit needs 'neurons' and 'inputs'")
-    lateral = _require_list(d.get("lateral_inputs", []), f"{where}.lateral_inputs")
+    lateral = _require_list(fields.get("lateral_inputs", []), f"{where}.lateral_inputs")
     return Unit(
-        neurons=_as_int(d["neurons"], f"{where}.neurons", low=1),
-        inputs=_refs_from_list(d["inputs"], f"{where}.inputs"),
+        neurons=_as_int(fields["neurons"], f"{where}.neurons", low=1),
+        inputs=_refs_from_list(fields["inputs"], f"{where}.inputs"),
         lateral_inputs=tuple(sorted({_as_int(m, f"{where}.lateral_inputs[{n}]") for n, m in enumerate(lateral)})),
     )
 
 
-def _check_refs(refs, k, widths, where):
+def _check_refs(refs: Tuple[Ref, ...], k: int, widths: Sequence[int], where: str) -> None:
     if not refs:
         raise FieldError(where, "a unit needs at least one input from an earlier level")
     for j, u in refs:
