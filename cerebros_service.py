@@ -356,7 +356,7 @@ def _ga_params(budget: dict[str, Any], parameters: dict[str, Any], opts: dict[st
         "elite_size": _optional(parameters, "elite_size", as_int, "opts.parameters"),
         "tau": tau if tau is not None else tau_parameter,
     }
-    ga = {name: _GA_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    ga: dict[str, Any] = {name: _GA_DEFAULTS[name] if value is None else value for name, value in given.items()}
     if ga["elite_size"] is None:
         ga["elite_size"] = default_elite_size(ga["population_size"])
     return ga
@@ -405,7 +405,8 @@ def _search_space(value: Any) -> dict[str, Any]:
         return {}
     space = as_str_keys(value, field="spec.search_space")
     for name, item in space.items():
-        coerce = _SPACE_COERCIONS.get(field_kind(name))
+        kind = field_kind(name)
+        coerce = None if kind is None else _SPACE_COERCIONS.get(kind)
         if coerce is not None:
             space[name] = coerce(item, field=f"spec.search_space.{name}")
     return space

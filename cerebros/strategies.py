@@ -20,13 +20,15 @@ import inspect
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Any, Optional, TypeGuard
 
 import numpy as np
+from numpy.typing import NDArray
 
 from codec.errors import FieldError
 
 from . import parzen
-from .space import Candidate
+from .space import Candidate, Hyper, SearchSpace
 
 _STREAM = 0x5EA4C4  # keeps the strategy's random stream apart from the trials' streams
 # The largest value of each size-like parameter. Candidates are drawn when asked for, so a
@@ -55,34 +57,35 @@ class Strategy:
 
     name = "strategy"
 
-    def __init__(self, space, n_inputs, seed):
+    def __init__(self, space: SearchSpace, n_inputs: int, seed: int) -> None:
         self.space = space
         self.n_inputs = n_inputs
         self.rng = np.random.default_rng([seed, _STREAM])
         self._next_number = 0
 
-    def _trial(self, candidate, epochs=None, generation=0, bracket=0):
+    def _trial(self, candidate: Candidate, epochs: Optional[int] = None, generation: int = 0,
+               bracket: int = 0) -> Trial:
         trial = Trial(self._next_number, candidate, candidate.epochs if epochs is None else epochs,
                       generation, bracket)
         self._next_number += 1
         return trial
 
-    def ask(self):
+    def ask(self) -> Optional[Trial]:
         raise NotImplementedError
 
-    def tell(self, trial, fitness):
+    def tell(self, trial: Trial, fitness: Optional[float]) -> None:
         """Record a result; the base strategy learns nothing from it."""
 
     @property
-    def population_history(self):
+    def population_history(self) -> list[dict[str, Any]]:
         """One entry per generation (evolution only; empty otherwise)."""
         return []
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         """The strategy's settings, defaults included (for the result and the summary)."""
         return {"strategy": self.name}
 
-    def warnings(self):
+    def warnings(self) -> list[str]:
         """What the caller should know about these settings (texts; none by default)."""
         return []
 
@@ -92,7 +95,7 @@ class RandomSearch(Strategy):
 
     name = "random"
 
-    def ask(self):
+    def ask(self) -> Optional[Trial]:
         return self._trial(self.space.sample(self.rng, self.n_inputs))
 
 
@@ -112,8 +115,8 @@ class Evolution(Strategy):
     name = "evolution"
     _MAX_DUPLICATE_TRIES = 5
 
-    def __init__(self, space, n_inputs, seed, *, population_size=20, tau=1.0, crossover_rate=0.7,
-                 mutation_rate=0.1, elite_size=None):
+    def __init__(self, space: SearchSpace, n_inputs: int, seed: int, *, population_size: int = 20, tau: float = 1.0,
+                 crossover_rate: float = 0.7, mutation_rate: float = 0.1, elite_size: Optional[int] = None) -> None:
         super().__init__(space, n_inputs, seed)
         _check_int("population_size", population_size, 2)
         if elite_size is None:
@@ -132,19 +135,19 @@ class Evolution(Strategy):
         self.mutation_rate = float(mutation_rate)
         self.elite_size = int(elite_size)
         self._generation = 0
-        self._queue = []  # the children of the current generation, bred ahead
+        self._queue: list[Candidate] = []  # the children of the current generation, bred ahead
         self._to_sample = self.population_size  # generation 0's members not drawn yet
-        self._members = []  # (trial number, candidate, fitness) of the current generation
+        self._members: list[_Member] = []  # the current generation's
         self._pending = 0
-        self._seen = set()
-        self._history = []
+        self._seen: set[str] = set()
+        self._history: list[dict[str, Any]] = []
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"strategy": self.name, "population_size": self.population_size, "tau": self.tau,
                 "crossover_rate": self.crossover_rate, "mutation_rate": self.mutation_rate,
                 "elite_size": self.elite_size}
 
-    def ask(self):
+    def ask(self) -> Optional[Trial]:
         if self._to_sample:  # drawn one at a time: nothing else draws before generation 0 ends
             self._to_sample -= 1
             candidate = self.space.sample(self.rng, self.n_inputs)
@@ -156,7 +159,7 @@ class Evolution(Strategy):
         self._pending += 1
         return self._trial(candidate, generation=self._generation)
 
-    def tell(self, trial, fitness):
+    def tell(self, trial: Trial, fitness: Optional[float]) -> None:
         self._pending -= 1
         self._members.append((trial.number, trial.candidate, _as_fitness(fitness)))
         self._record_generation()
@@ -164,10 +167,10 @@ class Evolution(Strategy):
             self._breed()
 
     @property
-    def population_history(self):
+    def population_history(self) -> list[dict[str, Any]]:
         return list(self._history)
 
-    def _record_generation(self):
+    def _record_generation(self) -> None:
         scores = np.array([f for _, _, f in self._members if math.isfinite(f)])
         entry = {"generation": self._generation,
                  "best_fitness": float(scores.max()) if scores.size else None,
@@ -179,7 +182,7 @@ class Evolution(Strategy):
         else:
             self._history.append(entry)
 
-    def _breed(self):
+    def _breed(self) -> None:
         ranked = sorted(self._members, key=lambda m: (-m[2], m[0]))
         elites = [member for member in ranked if math.isfinite(member[2])][:self.elite_size]
         weights = self._selection_weights([f for _, _, f in ranked])
@@ -190,18 +193,18 @@ class Evolution(Strategy):
         self._members = list(elites)
         self._queue = children
 
-    def _selection_weights(self, fitness):
-        fitness = np.array(fitness, dtype=np.float64)
-        finite = np.isfinite(fitness)
+    def _selection_weights(self, fitness: list[float]) -> NDArray[np.float64]:
+        values = np.array(fitness, dtype=np.float64)
+        finite = np.isfinite(values)
         if not finite.any():
-            return np.full(len(fitness), 1.0 / len(fitness))
-        spread = fitness[finite].std()
-        z = np.where(finite, (fitness - fitness[finite].max()) / (spread if spread > 0 else 1.0), -np.inf)
+            return np.full(len(values), 1.0 / len(values))
+        spread = values[finite].std()
+        z = np.where(finite, (values - values[finite].max()) / (spread if spread > 0 else 1.0), -np.inf)
         weights = np.exp(z / self.tau)
         return weights / weights.sum()
 
-    def _child(self, ranked, weights):
-        def pick():
+    def _child(self, ranked: list["_Member"], weights: NDArray[np.float64]) -> Candidate:
+        def pick() -> Candidate:
             return ranked[int(self.rng.choice(len(ranked), p=weights))][1]
 
         child = pick()
@@ -227,7 +230,8 @@ class SuccessiveHalving(Strategy):
 
     name = "successive_halving"
 
-    def __init__(self, space, n_inputs, seed, *, n_configs=9, min_epochs=5, max_epochs=None, eta=3):
+    def __init__(self, space: SearchSpace, n_inputs: int, seed: int, *, n_configs: int = 9, min_epochs: int = 5,
+                 max_epochs: Optional[int] = None, eta: int = 3) -> None:
         super().__init__(space, n_inputs, seed)
         _check_int("n_configs", n_configs, 1)
         _check_int("min_epochs", min_epochs, 1)
@@ -244,11 +248,11 @@ class SuccessiveHalving(Strategy):
         self._bracket = -1
         self._start_bracket()
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"strategy": self.name, "n_configs": self.n_configs, "min_epochs": self.min_epochs,
                 "max_epochs": self.max_epochs, "eta": self.eta}
 
-    def warnings(self):
+    def warnings(self) -> list[str]:
         configs, epochs = self.n_configs, self.min_epochs
         while epochs < self.max_epochs and configs > 1:
             configs, epochs = self._next_rung(configs, epochs)
@@ -257,23 +261,23 @@ class SuccessiveHalving(Strategy):
                     f"candidate at {epochs} epochs, so no trial trains for max_epochs {self.max_epochs}"]
         return []
 
-    def _next_rung(self, configs, epochs):
+    def _next_rung(self, configs: int, epochs: int) -> tuple[int, int]:
         """The next rung's size and epochs after a rung of ``configs`` trained for ``epochs``."""
         return max(1, configs // self.eta), min(epochs * self.eta, self.max_epochs)
 
-    def _bracket_shape(self):
+    def _bracket_shape(self) -> tuple[int, int]:
         """The next bracket's first rung: how many candidates, trained for how many epochs."""
         return self.n_configs, self.min_epochs
 
-    def _start_bracket(self):
+    def _start_bracket(self) -> None:
         self._bracket += 1
         self._rung = 0
         self._to_sample, self._epochs = self._bracket_shape()  # the first rung's candidates, drawn when asked
-        self._queue = []  # a later rung's candidates
-        self._results = []
+        self._queue: list[Candidate] = []  # a later rung's candidates
+        self._results: list[_Member] = []
         self._pending = 0
 
-    def ask(self):
+    def ask(self) -> Optional[Trial]:
         if self._to_sample:  # nothing else draws before the first rung ends
             self._to_sample -= 1
             candidate = self.space.sample(self.rng, self.n_inputs)
@@ -284,7 +288,7 @@ class SuccessiveHalving(Strategy):
         self._pending += 1
         return self._trial(candidate, self._epochs, self._rung, self._bracket)
 
-    def tell(self, trial, fitness):
+    def tell(self, trial: Trial, fitness: Optional[float]) -> None:
         self._pending -= 1
         self._results.append((trial.number, trial.candidate, _as_fitness(fitness)))
         if self._to_sample or self._queue or self._pending:
@@ -313,17 +317,18 @@ class Hyperband(SuccessiveHalving):
 
     name = "hyperband"
 
-    def __init__(self, space, n_inputs, seed, *, min_epochs=5, max_epochs=None, eta=3):
+    def __init__(self, space: SearchSpace, n_inputs: int, seed: int, *, min_epochs: int = 5,
+                 max_epochs: Optional[int] = None, eta: int = 3) -> None:
         super().__init__(space, n_inputs, seed, n_configs=1, min_epochs=min_epochs, max_epochs=max_epochs, eta=eta)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"strategy": self.name, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
                 "eta": self.eta}
 
-    def warnings(self):
+    def warnings(self) -> list[str]:
         return []
 
-    def _bracket_shape(self):
+    def _bracket_shape(self) -> tuple[int, int]:
         s_max = 0
         while self.min_epochs * self.eta ** (s_max + 1) <= self.max_epochs:
             s_max += 1
@@ -356,7 +361,8 @@ class Tpe(Strategy):
     name = "tpe"
     _MAX_GOOD = 25  # Optuna's cap: with many trials, the good set stays the very best
 
-    def __init__(self, space, n_inputs, seed, *, n_startup_trials=20, gamma=0.1, n_ei_candidates=24, in_flight=8):
+    def __init__(self, space: SearchSpace, n_inputs: int, seed: int, *, n_startup_trials: int = 20,
+                 gamma: float = 0.1, n_ei_candidates: int = 24, in_flight: int = 8) -> None:
         super().__init__(space, n_inputs, seed)
         _check_int("n_startup_trials", n_startup_trials, 1)
         _check_int("n_ei_candidates", n_ei_candidates, 1)
@@ -367,13 +373,13 @@ class Tpe(Strategy):
         self.gamma = float(gamma)
         self.n_ei_candidates = int(n_ei_candidates)
         self.in_flight = int(in_flight)
-        self._results = {}  # trial number -> (its _parameter_values, fitness)
+        self._results: dict[int, tuple[_Values, float]] = {}  # trial number -> (its _parameter_values, fitness)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"strategy": self.name, "n_startup_trials": self.n_startup_trials, "gamma": self.gamma,
                 "n_ei_candidates": self.n_ei_candidates, "in_flight": self.in_flight}
 
-    def ask(self):
+    def ask(self) -> Optional[Trial]:
         number = self._next_number
         if number < self.n_startup_trials:
             return self._trial(self.space.sample(self.rng, self.n_inputs))
@@ -389,39 +395,45 @@ class Tpe(Strategy):
         bad = [values for _, (values, _) in told[n_good:]]
         return self._trial(self._propose(good, bad))
 
-    def tell(self, trial, fitness):
+    def tell(self, trial: Trial, fitness: Optional[float]) -> None:
         self._results[trial.number] = (_parameter_values(trial.candidate), _as_fitness(fitness))
 
-    def _propose(self, good, bad):
+    def _propose(self, good: list["_Values"], bad: list["_Values"]) -> Candidate:
         """A candidate from the ``_parameter_values`` of the good and the bad trials."""
         space, rng, n = self.space, self.rng, self.n_ei_candidates
 
-        def numeric(name, log=False, integer=False, groups=(good, bad)):
-            return parzen.NumericParameter(*(_observed(group, name) for group in groups),
+        def numeric(name: str, log: bool = False, integer: bool = False,
+                    groups: tuple[list[_Values], list[_Values]] = (good, bad)) -> parzen.NumericParameter:
+            return parzen.NumericParameter(_observed(groups[0], name), _observed(groups[1], name),
                                            getattr(space, f"minimum_{name}"), getattr(space, f"maximum_{name}"),
                                            log=log, integer=integer)
 
-        def choice(name, options):
-            return parzen.ChoiceParameter(*(_observed(group, name) for group in (good, bad)), options)
+        def choice(name: str, options: tuple[str, ...]) -> parzen.ChoiceParameter:
+            return parzen.ChoiceParameter(_observed(good, name), _observed(bad, name), options)
 
         normalization = choice("normalization", space.normalizations).suggest(rng, n)
-        with_dropout = [[values for values in group if values["normalization"] == ["dropout"]] for group in (good, bad)]
-        hyper = {
+        with_dropout = tuple([values for values in group if values["normalization"] == ["dropout"]]
+                             for group in (good, bad))
+        hyper: Hyper = {
             "activation": choice("activation", space.activations).suggest(rng, n),
             "normalization": normalization,
-            "dropout": numeric("dropout", groups=with_dropout).suggest(rng, n) if normalization == "dropout" else 0.0,
+            "dropout": numeric("dropout", groups=(with_dropout[0], with_dropout[1])).suggest(rng, n) if normalization == "dropout" else 0.0,
             "learning_rate": numeric("learning_rate", log=True).suggest(rng, n),
             "weight_decay": numeric("weight_decay", log=True).suggest(rng, n),
             "batch_size": numeric("batch_size", log=True, integer=True).suggest(rng, n),
             "epochs": numeric("epochs", integer=True).suggest(rng, n),
         }
         units, neurons = numeric("units_per_level", integer=True), numeric("neurons_per_unit", integer=True)
-        widths = [[neurons.suggest(rng, n) for _ in range(units.suggest(rng, n))]
-                  for _ in range(numeric("levels", integer=True).suggest(rng, n))]
+        widths = [[int(neurons.suggest(rng, n)) for _ in range(int(units.suggest(rng, n)))]
+                  for _ in range(int(numeric("levels", integer=True).suggest(rng, n)))]
         return space.build(rng, self.n_inputs, widths, hyper)
 
 
-def _parameter_values(candidate):
+_Member = tuple[int, Candidate, float]  # a told trial: its number, candidate and fitness
+_Values = dict[str, list[Any]]  # ``_parameter_values``
+
+
+def _parameter_values(candidate: Candidate) -> _Values:
     """What TPE learns from one candidate: each parameter's values, one per level for
     ``units_per_level`` and one per unit for ``neurons_per_unit``, one otherwise."""
     values = {name: [getattr(candidate, name)] for name in
@@ -432,10 +444,11 @@ def _parameter_values(candidate):
     return values
 
 
-def _observed(group, name):
+def _observed(group: list[_Values], name: str) -> parzen.Observed:
     """``(values, weights)`` of parameter ``name`` over a group of trials' ``_parameter_values``:
     each trial's values sharing a weight of 1."""
-    values, weights = [], []
+    values: list[Any] = []
+    weights: list[float] = []
     for trial in group:
         own = trial[name]
         values += own
@@ -443,10 +456,10 @@ def _observed(group, name):
     return values, weights
 
 
-STRATEGIES = {cls.name: cls for cls in (RandomSearch, Evolution, SuccessiveHalving, Hyperband, Tpe)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch, Evolution, SuccessiveHalving, Hyperband, Tpe)}
 
 
-def create(name, space, n_inputs, seed, **params):
+def create(name: str, space: SearchSpace, n_inputs: int, seed: int, **params: Any) -> Strategy:
     """The strategy called ``name`` (a key of ``STRATEGIES``) with its own ``params``."""
     if name not in STRATEGIES:
         raise FieldError("strategy", f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
@@ -458,34 +471,34 @@ def create(name, space, n_inputs, seed, **params):
     return cls(space, n_inputs, seed, **params)
 
 
-def _as_fitness(value):
+def _as_fitness(value: Optional[float]) -> float:
     """A told result as a float; a failure (None, NaN) is ``-inf``."""
     if value is None or math.isnan(value):
         return -math.inf
     return float(value)
 
 
-def _is_real(value):
-    """A real number (numpy's included), not a bool."""
+def _is_real(value: object) -> TypeGuard[float]:
+    """A real number (numpy's included, compared as a float is), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def default_elite_size(population_size):
+def default_elite_size(population_size: int) -> int:
     """Evolution's elites when none are asked for: two, or one fewer than the population when
     that is smaller, so every valid population size works with the defaults."""
     return min(2, population_size - 1)
 
 
-def _check_int(name, value, low):
+def _check_int(name: str, value: object, low: int) -> None:
     """``value`` must be an integer from ``low`` to the parameter's maximum (``MAXIMA``), if any."""
     high = MAXIMA.get(name)
-    if not (_is_real(value) and isinstance(value, numbers.Integral)) or value < low or \
-            (high is not None and value > high):
+    if not (_is_real(value) and isinstance(value, numbers.Integral)) or int(value) < low or \
+            (high is not None and int(value) > high):
         bounds = f">= {low}" if high is None else f"from {low} to {high}"
         raise FieldError(name, f"must be an integer {bounds}, got {shown(value)}")
 
 
-def shown(value):
+def shown(value: object) -> str:
     """``repr(value)`` for a message, cut short: a caller's value may be huge."""
     if isinstance(value, numbers.Integral) and int(value).bit_length() > 64:
         return f"an integer of {int(value).bit_length()} bits"
@@ -493,6 +506,6 @@ def shown(value):
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_fraction(name, value):
+def _check_fraction(name: str, value: object) -> None:
     if not _is_real(value) or not 0.0 <= value <= 1.0:
         raise FieldError(name, f"must be a number in [0, 1], got {value!r}")

@@ -481,7 +481,7 @@ class Study:
         if len(self.splits.y_test):
             test = objectives.evaluate(Ensemble.load(*saved_model(self.run_dir.path)), self.splits.X_test,
                                        self.splits.y_test)
-        summary = {
+        summary: dict[str, Any] = {
             "config": asdict(self.config), "strategy_params": self.strategy.params(), "task": self.splits.task,
             "objective": self.objective.name, "direction": self.objective.direction,
             "completed_trials": len(self.records), "best_trial": self.best.to_json(),
