@@ -6,6 +6,8 @@ Both take ``function(trial_data, payload, should_stop)`` jobs (``cerebros.trials
 return futures. ``stop()`` makes the jobs running see ``should_stop()`` true, so they stop
 within one mini-batch (an inline job has finished by then); ``resume()`` lets new jobs run.
 """
+from __future__ import annotations
+
 import concurrent.futures as futures
 import multiprocessing
 import os
@@ -13,15 +15,17 @@ import signal
 import threading
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 import joblib
 
 from .artifacts import StorageError
-from .trials import Payload, ShouldStop, TrialData
+
+if TYPE_CHECKING:  # a worker process imports the trial code with its first job, not at start-up
+    from .trials import Payload, ShouldStop, TrialData
 
 Result = TypeVar("Result")
-Job = Callable[[TrialData, Payload, ShouldStop], Result]
+Job = Callable[["TrialData", "Payload", "ShouldStop"], Result]  # quoted: only the type checker imports them
 
 
 class Runner(Protocol):

@@ -80,10 +80,12 @@ defmodule BeamNas do
   `:progress` (a function of one argument, or `{module, function, args}` called
   as `apply(module, function, [event | args])`, for each event instead of the
   messages; it runs in a process of its own, in trial order, and has seen every
-  event when `run_nas` returns). An event is a map with binary keys: `"run_id"`,
-  `"trial"`, `"status"`, `"metric"`, `"generation"`, `"duration_seconds"` as in
-  the trial's journal record, and `"completed"`, `"best_metric"`,
-  `"best_trial"`, `"elapsed_seconds"`, ... Returns `{:ok, result}` when the
+  event when `run_nas` returns). An event is a map with binary keys: every
+  field of the trial's journal record (`"number"`, `"status"`, `"value"`,
+  `"candidate"`, `"seed"`, `"generation"`, `"duration_seconds"`, ...), the
+  search's `"completed"`, `"best_value"`, `"best_trial"`, `"elapsed_seconds"`,
+  and `"run_id"`, `"objective"`, and the older names `"trial"`, `"metric"` and
+  `"best_metric"` (docs/engine.md, one shape per trial). Returns `{:ok, result}` when the
   result's `"status"` is `"success"`, `{:error, {:nas_failed, result}}` for a
   failed search, or `{:error, reason}` when the call itself failed.
   """
