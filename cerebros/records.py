@@ -8,7 +8,7 @@ the search has got.
 """
 import enum
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, TypedDict
+from typing import Any, Optional
 
 from codec.errors import FieldError
 
@@ -24,8 +24,11 @@ class TrialState(str, enum.Enum):
     FAILED = "failed"  # raised (diverged, degenerate); ``error`` says why
 
 
-class TrialOutcome(TypedDict):
-    """What training a trial found (``cerebros.trials``): the record's fields that come from training."""
+@dataclass
+class TrialOutcome:
+    """What training a trial found (``cerebros.trials``): how it ended and scored. ``value`` is
+    the objective on the validation rows (None when the trial has no score); ``stopped_reason``
+    and ``best_epoch`` have one entry per fold network."""
 
     status: TrialState
     value: Optional[float]
@@ -36,6 +39,9 @@ class TrialOutcome(TypedDict):
     epochs_trained: int
     duration_seconds: float
     error: Optional[str]
+
+    def __post_init__(self) -> None:
+        self.status = TrialState(self.status)  # its text ("completed") is that state
 
 
 _NUMBER = (int, float)
@@ -50,11 +56,10 @@ _ADDED_LATER: dict[str, Any] = {"bracket": 0, "stopped_reason": []}
 
 
 @dataclass
-class TrialRecord:
-    """One finished trial: what was trained (``number`` .. ``candidate``, a ``Candidate.to_dict``)
-    and how it went (the ``TrialOutcome`` fields). ``value`` is the objective on the validation
-    rows (None when the trial has no score); ``stopped_reason`` and ``best_epoch`` have one
-    entry per fold network."""
+class TrialRecord(TrialOutcome):
+    """One finished trial: how it went (the ``TrialOutcome`` fields) and what was trained: trial
+    ``number``, its ``generation`` and ``bracket`` (``strategies.Trial``), ``epochs``, its
+    networks' ``seed`` and its ``candidate`` (a ``Candidate.to_dict``)."""
 
     number: int
     generation: int
@@ -62,18 +67,13 @@ class TrialRecord:
     epochs: int
     seed: int
     candidate: dict[str, Any]
-    status: TrialState
-    value: Optional[float]
-    metrics: dict[str, float]
-    val_loss: Optional[float]
-    stopped_reason: list[Optional[str]]
-    best_epoch: list[int]
-    epochs_trained: int
-    duration_seconds: float
-    error: Optional[str]
 
-    def __post_init__(self) -> None:
-        self.status = TrialState(self.status)  # its text ("completed") is that state
+    @classmethod
+    def of(cls, outcome: TrialOutcome, *, number: int, generation: int, bracket: int, epochs: int, seed: int,
+           candidate: dict[str, Any]) -> "TrialRecord":
+        """The record of a trial that trained to ``outcome``."""
+        return cls(**vars(outcome), number=number, generation=generation, bracket=bracket, epochs=epochs, seed=seed,
+                   candidate=candidate)
 
     def to_json(self) -> dict[str, Any]:
         """The journal line's fields: plain JSON values, the state as its text."""

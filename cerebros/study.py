@@ -348,10 +348,10 @@ class Study:
         }
 
     def _tell(self, trial: strategies.Trial, outcome: tuple[TrialOutcome, Optional[NDArray[Any]]]) -> None:
-        fields, outputs = outcome
-        record = TrialRecord(number=trial.number, generation=trial.generation, bracket=trial.bracket,
-                             epochs=trial.epochs, seed=trial_seed(self.config.seed, trial.number),
-                             candidate=trial.candidate.to_dict(), **fields)
+        trained, outputs = outcome
+        record = TrialRecord.of(trained, number=trial.number, generation=trial.generation, bracket=trial.bracket,
+                                epochs=trial.epochs, seed=trial_seed(self.config.seed, trial.number),
+                                candidate=trial.candidate.to_dict())
         self._keep_if_among_best(record, outputs)
         self._accept(trial, record)
         self.run_dir.append_journal(record.to_json())

@@ -81,10 +81,9 @@ def train_trial(trial_data: TrialData, payload: Payload,
     elif "deadline" in reasons and deadline_status is not None:
         status = deadline_status
     losses = [network.best_val_loss_ for network in networks]
-    outcome: TrialOutcome = {
-        "status": status, "value": metrics[objective_name], "metrics": metrics,
-        "val_loss": _finite_or_none(float(np.mean(losses))), **_training_fields(networks),
-        "duration_seconds": round(time.monotonic() - started, 3), "error": None}
+    outcome = TrialOutcome(status=status, value=metrics[objective_name], metrics=metrics,
+                           val_loss=_finite_or_none(float(np.mean(losses))), **_training_fields(networks),
+                           duration_seconds=round(time.monotonic() - started, 3), error=None)
     return outcome, outputs
 
 
@@ -162,9 +161,9 @@ def _cut_short(deadline: Optional[float], deadline_status: Optional[TrialState],
 def _cut_before_fold(networks: list[CerebrosNetwork], status: TrialState, fold: int, folds: int,
                      duration: float) -> tuple[TrialOutcome, None]:
     """The outcome of a trial stopped before fold ``fold`` started, and no outputs."""
-    outcome: TrialOutcome = {"status": status, "value": None, "metrics": {}, "val_loss": None, **_training_fields(networks),
-              "duration_seconds": round(duration, 3),
-              "error": f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score"}
+    outcome = TrialOutcome(status=status, value=None, metrics={}, val_loss=None, **_training_fields(networks),
+                           duration_seconds=round(duration, 3),
+                           error=f"stopped before fold {fold + 1} of {folds} started, so it has no out-of-fold score")
     return outcome, None
 
 
@@ -183,8 +182,8 @@ def _out_of_fold_outputs(networks: list[CerebrosNetwork], X: NDArray[Any], y: ND
 
 def failed_trial(error: str, duration: float) -> tuple[TrialOutcome, None]:
     """The outcome of a trial that failed with ``error``, and no outputs."""
-    outcome: TrialOutcome = {"status": TrialState.FAILED, "stopped_reason": [], "value": None, "metrics": {}, "val_loss": None,
-              "best_epoch": [], "epochs_trained": 0, "duration_seconds": duration, "error": error}
+    outcome = TrialOutcome(status=TrialState.FAILED, stopped_reason=[], value=None, metrics={}, val_loss=None,
+                           best_epoch=[], epochs_trained=0, duration_seconds=duration, error=error)
     return outcome, None
 
 

@@ -16,6 +16,7 @@ import cerebros.study
 from cerebros import data, objectives
 from cerebros.artifacts import StorageError, load_model, saved_model
 from cerebros.network import CerebrosNetwork
+from cerebros.records import TrialState
 from cerebros.study import SearchConfig, SearchStopped, Study
 from codec import FieldError
 
@@ -162,11 +163,11 @@ def with_statuses(monkeypatch, statuses):
     train = cerebros.study.train_trial
 
     def train_with_status(trial_data, payload, should_stop):
-        fields, outputs = train(trial_data, payload, should_stop)
-        fields["status"] = statuses[payload["number"]]
-        if fields["status"] == "interrupted":
-            fields["value"], fields["val_loss"] = 1.0, 0.0
-        return fields, outputs
+        outcome, outputs = train(trial_data, payload, should_stop)
+        outcome.status = TrialState(statuses[payload["number"]])
+        if outcome.status == "interrupted":
+            outcome.value, outcome.val_loss = 1.0, 0.0
+        return outcome, outputs
 
     monkeypatch.setattr(cerebros.study, "train_trial", train_with_status)
 
