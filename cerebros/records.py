@@ -23,6 +23,9 @@ class TrialState(str, enum.Enum):
     INTERRUPTED = "interrupted"  # stopped by the run's deadline or a cancellation
     FAILED = "failed"  # raised (diverged, degenerate); ``error`` says why
 
+    def __str__(self) -> str:  # "completed" in messages and f-strings, as in the journal
+        return self.value
+
 
 @dataclass
 class TrialOutcome:

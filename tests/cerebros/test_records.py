@@ -43,6 +43,7 @@ def test_a_record_round_trips_through_the_journal_and_resume(tmp_path):
     assert [event.record for event in events] == first.records
     assert all(type(record.status) is TrialState for record in first.records)
     assert all(type(line["status"]) is str for line in lines)
+    assert [str(record.status) for record in first.records] == [line["status"] for line in lines]
     resumed = Study.prepare(config(max_trials=5)).run(tmp_path, resume=True)
     assert resumed.records[:3] == first.records and len(resumed.records) == 5
     assert all(type(record.status) is TrialState for record in resumed.records)
