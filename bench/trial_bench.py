@@ -56,6 +56,7 @@ with tempfile.TemporaryDirectory() as scratch:
         fields, _ = train_trial((splits.X, splits.y, splits.folds, splits.task, "accuracy"), payload,
                                 lambda: False)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        fields = fields if isinstance(fields, dict) else vars(fields)  # a TrialOutcome since issue 19
         proba = np.mean([CerebrosNetwork.load(path).predict_proba(splits.X_test) for path in paths], axis=0)
         test = float(np.mean(np.unique(splits.y)[proba.argmax(axis=1)] == splits.y_test))
         results.append({"seconds": seconds, "cpu": cpu, "validation": fields["value"], "test": test,
