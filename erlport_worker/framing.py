@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import struct
 import threading
 import time
 
@@ -25,6 +26,10 @@ DEFAULT_BUFFER_SIZE = 64 * 1024
 DEFAULT_SPIN_SECONDS = 100e-6
 EAGER_FRAME_SIZE = 16 * 1024 * 1024
 _PIPE_SIZE = 1024 * 1024
+_HEADERS = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
+_JOIN_LIMIT = 64 * 1024
+"""A frame up to this size is written as one buffer, header and payload joined: the copy
+costs less than ``writev``'s list of pieces (0.7 us per trivial reply)."""
 
 
 class FrameError(Exception):
@@ -76,6 +81,7 @@ class FrameReader:
             self._poll = select.poll()
             self._poll.register(fd, select.POLLIN)
         self._packet = packet
+        self._size_at = _HEADERS[packet].unpack_from
         self._max = max_frame_size
         self._buf = bytearray(max(buffer_size, packet))
         self._view = memoryview(self._buf)
@@ -88,19 +94,35 @@ class FrameReader:
         Raises FrameTooLarge for a size over the maximum and FrameError when
         the stream ends inside a frame.
         """
+        # The common cases in few steps: the next frame is whole in the
+        # buffer, or the buffer is empty and one read brings a whole frame.
+        start, end, packet = self._start, self._end, self._packet
+        if start == end:
+            self._start = self._end = start = 0
+            end = self._end = self._read_into(self._view)
+            if end == 0:
+                return None
+        if end - start >= packet:
+            size = self._size_at(self._buf, start)[0]
+            stop = start + packet + size
+            if stop <= end and size <= self._max:
+                self._start = stop
+                return self._view[start + packet:stop]
+        return self._read_rest()
+
+    def _read_rest(self):
+        """``read()`` for a frame that is not whole in the buffer yet."""
         packet = self._packet
         if not self._fill(packet):
             if self._start == self._end:
                 return None
             raise FrameError(f"stream ended inside a {packet}-byte length header "
                              f"({self._end - self._start} bytes of it arrived)")
-        start = self._start
-        size = int.from_bytes(self._buf[start:start + packet], "big")
+        size = self._size_at(self._buf, self._start)[0]
         if size > self._max:
             raise FrameTooLarge(f"frame announces {size} bytes, over the maximum frame size "
                                 f"of {self._max} bytes", size, self._max)
-        start += packet
-        self._start = start
+        self._start += packet
         if packet + size <= len(self._buf):
             if not self._fill(size):
                 raise FrameError(f"stream ended inside a frame of {size} bytes "
@@ -168,6 +190,7 @@ class FrameWriter:
         self._fd = fd
         self._packet = packet
         self.limit = frame_limit(packet, max_frame_size)
+        self._header = _HEADERS[packet].pack
         self._lock = threading.Lock()
 
     def write(self, payload) -> None:
@@ -175,10 +198,16 @@ class FrameWriter:
         size = len(payload)
         if size > self.limit:
             raise self.too_large(size)
-        pieces = [size.to_bytes(self._packet, "big"), memoryview(payload)]
+        header = self._header(size)
+        if size > _JOIN_LIMIT:
+            with self._lock:
+                _write_all(self._fd, [header, memoryview(payload)])
+            return
+        frame = header + payload
         with self._lock:
-            _write_all(self._fd, pieces)
-
+            done = os.write(self._fd, frame)
+            if done < len(frame):
+                _write_all(self._fd, [memoryview(frame)[done:]])
 
     def too_large(self, size: int, what: str = "a frame", at_least: bool = False):
         """The FrameTooLarge for ``what`` of ``size`` bytes (``at_least``: or more)."""

@@ -226,38 +226,36 @@ class Worker:
         return self._allow.resolve(module, function)
 
     def _send_reply(self, call_id, module, function, outcome) -> None:
+        """Send the reply for ``outcome``: an unencodable or oversized result gets an error
+        reply instead; a port that is gone is left to the reader to notice."""
+        ok, value = outcome
+        wire, writer = self._wire, self._writer
         try:
-            self._write_reply(call_id, module, function, outcome)
+            try:
+                if ok:
+                    writer.write(self._encode_result(call_id, module, function, value))
+                else:
+                    writer.write(wire.encode(wire.error_reply(call_id, value)))
+            except (ValueError, FrameError) as exc:
+                writer.write(wire.encode(wire.error_reply(call_id, exc.with_traceback(None))))
         except OSError as exc:
             # The port is gone; the reader sees the end of input and exits.
             log.info("reply to call %d not sent: %s", call_id, exc)
 
-    def _write_reply(self, call_id, module, function, outcome) -> None:
-        ok, value = outcome
-        try:
-            if ok:
-                data = self._encode_result(call_id, f"{module}.{function}", value)
-            else:
-                data = self._wire.encode(self._wire.error_reply(call_id, value))
-            self._writer.write(data)
-        except (ValueError, FrameError) as exc:
-            self._writer.write(self._wire.encode(
-                self._wire.error_reply(call_id, exc.with_traceback(None))))
-
-    def _encode_result(self, call_id, name: str, value) -> bytes:
+    def _encode_result(self, call_id, module, function, value) -> bytes:
         """The reply frame for ``value``; FrameTooLarge (before encoding it whole, when its
         size shows) if it is over the frame limit."""
-        what = f"the result of {name}"
+        writer = self._writer
         least = encoded_size_at_least(value)
-        if least > self._writer.limit:
-            raise self._writer.too_large(least, what, at_least=True)
+        if least > writer.limit:
+            raise writer.too_large(least, f"the result of {module}.{function}", at_least=True)
         try:
             data = self._wire.encode((_R, call_id, value))
         except ValueError as exc:
-            raise UnencodableResult(f"result of {name} cannot be sent to Erlang: "
+            raise UnencodableResult(f"result of {module}.{function} cannot be sent to Erlang: "
                                     f"{_in_result(exc)}") from None
-        if len(data) > self._writer.limit:
-            raise self._writer.too_large(len(data), what)
+        if len(data) > writer.limit:
+            raise writer.too_large(len(data), f"the result of {module}.{function}")
         return data
 
     # -- the API for called code -----------------------------------------

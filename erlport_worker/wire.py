@@ -14,6 +14,7 @@ it, which would let anyone who can send a frame run code.
 """
 from __future__ import annotations
 
+import re
 import traceback
 
 from codec import DEFAULT_MAX_INFLATED_SIZE, Atom, DecodeError, Opaque, plain
@@ -30,6 +31,13 @@ _MAX_ATOM = 255
 _DESCRIBE_LIMIT = 200
 _UNCOUNTED = frozenset((int, float, bool, type(None), Atom))
 _COUNTED = frozenset((str, bytes, bytearray, dict, list, tuple))
+# An opaque's atom is always spelt out in an uncompressed frame (ETF has no
+# atom references outside distribution), so a small frame without this text
+# cannot hold one and is decoded without the per-tuple hook. Past
+# _SCAN_LIMIT bytes the scan would cost more than the hook saves.
+_OPAQUE_TEXT = re.compile(re.escape(b"$erlport.opaque"))
+_COMPRESSED = b"P"  # the tag of a compressed term (80), after the version byte
+_SCAN_LIMIT = 4096
 
 
 class RefusedOpaque(ValueError):
@@ -95,6 +103,10 @@ class Wire:
         """
         if self._stock_types is not None:
             return self._decode_as_stock(frame)
+        if len(frame) <= _SCAN_LIMIT and _OPAQUE_TEXT.search(frame) is None \
+                and frame[1:2] != _COMPRESSED:
+            return plain.decode(frame, pid_hook=_pid_hook,
+                                max_inflated_size=self._max_inflated_size)
         refused = []
 
         def tuple_hook(value):

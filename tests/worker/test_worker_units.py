@@ -112,15 +112,43 @@ def test_frames_arriving_after_the_polling_ended_are_read(pipe, spin):
     assert reader.read() is None
 
 
-def test_partial_writes_are_resumed(pipe, monkeypatch):
+@pytest.mark.parametrize("size", [1024, framing._JOIN_LIMIT + 1])
+def test_partial_writes_are_resumed(pipe, monkeypatch, size):
+    # Small frames go out joined with os.write, large ones with os.writev: both resumed.
     read_fd, write_fd = pipe
-    real_writev = os.writev
+    real_write, real_writev = os.write, os.writev
+    monkeypatch.setattr(framing.os, "write", lambda fd, data: real_write(fd, data[:5]))
     monkeypatch.setattr(framing.os, "writev",
                         lambda fd, bufs: real_writev(fd, [memoryview(bufs[0])[:5]]))
-    payload = bytes(range(256)) * 4
-    FrameWriter(write_fd, 2).write(payload)
-    pipe.close_write()
-    assert FrameReader(read_fd, 2).read() == payload
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    writer = threading.Thread(target=FrameWriter(write_fd, 4).write, args=(payload,))
+    writer.start()
+    assert bytes(FrameReader(read_fd, 4, buffer_size=size + 8).read()) == payload
+    writer.join(WAIT)
+
+
+def test_wire_unwraps_and_refuses_opaques_in_small_big_and_compressed_frames():
+    # A small uncompressed frame is decoded without the per-tuple hook when the opaque's
+    # atom is not in its bytes; a compressed frame hides the atom, a big one is not scanned.
+    from codec import Atom, encode
+    from erlport_worker import wire as wire_module
+
+    wire = wire_module.Wire()
+    inner = encode(Atom("ok"))[1:]  # the term's bytes, without the version byte
+    erlang = (Atom("$erlport.opaque"), Atom("erlang"), inner)
+    python = (Atom("$erlport.opaque"), Atom("python"), b"\x80\x04K\x01.")
+    for padding in ("p" * 200, "p" * wire_module._SCAN_LIMIT):
+        for compressed in (0, 6):
+            def call(arg):
+                frame = encode((Atom("C"), 1, Atom("m"), Atom("f"), [arg, padding]),
+                               compressed=compressed)
+                assert (frame[1] == 80) == bool(compressed)
+                assert (len(frame) > wire_module._SCAN_LIMIT) == (len(padding) > 200
+                                                                  and not compressed)
+                return frame
+            assert wire.decode(call(erlang))[4] == ["ok", padding]
+            with pytest.raises(wire_module.RefusedOpaque):
+                wire.decode(call(python))
 
 
 def test_frame_over_the_maximum_is_refused_before_reading_it(pipe):
