@@ -5,8 +5,8 @@ Reads go through one reused buffer, so a burst of small frames costs one
 its own ``bytearray``: up to 16 MiB is allocated at once, and a larger frame's
 buffer doubles as its bytes arrive, so memory follows what was sent, not what a
 length header announces, and big frames cost linear time. With
-``spin_seconds`` the reader polls for that long before it blocks (why:
-docs/worker.md). Writes send the header and the payload with ``writev`` and
+``spin_seconds`` the reader may poll for that long before it blocks, as
+``polling.SpinPolicy`` decides from recent waits and the machine's load. Writes send the header and the payload with ``writev`` and
 loop on partial writes, so a 10 MB frame is never concatenated in memory.
 Frames over the maximum frame size, or over what the length header can say,
 are refused both ways.
@@ -19,6 +19,8 @@ import select
 import struct
 import threading
 import time
+
+from .polling import PREEMPTED, SpinPolicy, usable_cores
 
 PACKET_SIZES = (1, 2, 4)
 DEFAULT_MAX_FRAME_SIZE = 256 * 1024 * 1024
@@ -72,12 +74,14 @@ class FrameReader:
     """Reads whole frames from ``fd``; ``read()`` returns None at a clean end of stream."""
 
     def __init__(self, fd: int, packet: int = 4, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-                 buffer_size: int = DEFAULT_BUFFER_SIZE, spin_seconds: float = 0.0):
+                 buffer_size: int = DEFAULT_BUFFER_SIZE, spin_seconds: float = 0.0,
+                 policy: SpinPolicy = None):
         _check_packet(packet)
         self._fd = fd
-        self._spin = spin_seconds
-        if spin_seconds > 0:
-            os.set_blocking(fd, False)
+        if policy is None and spin_seconds > 0:
+            policy = SpinPolicy(spin_seconds, usable_cores())
+        self._policy = policy
+        if policy is not None:
             self._poll = select.poll()
             self._poll.register(fd, select.POLLIN)
         self._packet = packet
@@ -168,19 +172,37 @@ class FrameReader:
         return frame
 
     def _read_into(self, view) -> int:
-        """Read what has arrived into ``view``, waiting for at least one byte; 0 at EOF."""
-        if self._spin <= 0:
+        """Read what has arrived into ``view``, waiting for at least one byte; 0 at EOF.
+
+        With a polling policy, poll first for as long as it says, then read (a
+        blocking read: the sleep); the policy hears how long the wait took and
+        whether polling lost the CPU.
+        """
+        policy = self._policy
+        if policy is None:
             return os.readv(self._fd, [view])
-        deadline = None
-        while True:
-            try:
-                return os.readv(self._fd, [view])
-            except BlockingIOError:
-                now = time.perf_counter()
-                if deadline is None:
-                    deadline = now + self._spin
-                elif now >= deadline:
-                    self._poll.poll()
+        clock = time.perf_counter
+        start = clock()
+        budget = policy.budget(start)
+        preempted = budget > 0 and self._poll_until(start + budget)
+        got = os.readv(self._fd, [view])
+        end = clock()
+        policy.waited(end - start, preempted, end)
+        return got
+
+    def _poll_until(self, deadline: float) -> bool:
+        """Poll until input (or its end) is there or ``deadline`` passes; True if the
+        polling lost the CPU (a gap of PREEMPTED seconds between two polls)."""
+        poll, clock = self._poll.poll, time.perf_counter
+        last = clock()
+        while not poll(0):
+            now = clock()
+            if now - last > PREEMPTED:
+                return True
+            if now >= deadline:
+                return False
+            last = now
+        return False
 
 
 class FrameWriter:

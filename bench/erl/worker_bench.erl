@@ -1,16 +1,21 @@
-%% Erlang-driven benchmark of erlport-worker beside a process-per-call baseline.
+%% Erlang-driven benchmark of Python port processes beside a process-per-call baseline.
 %%
-%% main([Worker, Python, PythonPath, Rounds]) opens the worker as stock ErlPort
-%% does (same command line and port options, minor_version 1 frames) and
-%% prints one tab-separated line per measurement:
-%%   RESULT <name> <unit> <value>
-%% The same calls are then timed against a "floor": a Python process that
-%% echoes raw frames without decoding them (the cost of the pipes and of
-%% waking Python, which no worker can beat). The baseline starts `python3 -c`
-%% per call, which reads one frame, decodes it with the project's codec, and
-%% writes the result back: the old approach.
+%% Run as `erl -noshell -s worker_bench main -extra Python PythonPath Rounds
+%% Baseline Subjects...` (after -extra, arguments may start with a dash).
+%% main([Python, PythonPath, Rounds, Baseline | Subjects]) times each subject in
+%% turn and prints one tab-separated line per measurement:
+%%   RESULT <subject>_<name> <unit> <value>
+%% Subjects come as four arguments each: Name, Executable, its PYTHONPATH, and
+%% extra arguments separated by spaces ("none" for none). Each is opened as stock
+%% ErlPort opens Python (same command line and port options, minor_version 1
+%% frames), so erlport-worker and stock ErlPort's own Python side are driven
+%% alike. The subject named "floor" is instead a Python process that echoes raw
+%% frames without decoding them (the cost of the pipes and of waking Python,
+%% which no worker can beat). With Baseline "yes", the baseline starts
+%% `python3 -c` per call, which reads one frame, decodes it with the project's
+%% codec, and writes the result back: the old approach.
 -module(worker_bench).
--export([main/1]).
+-export([main/0, main/1]).
 
 -define(WAIT, 120000).
 
@@ -29,26 +34,48 @@
         "o.write(len(d).to_bytes(4, 'big') + d)\n"
         "o.flush()\n").
 
-main([Worker, Python, PythonPath, RoundsText]) ->
+main() ->
+    main(init:get_plain_arguments()).
+
+main([Python, PythonPath, RoundsText, Baseline | Subjects]) ->
     Rounds = list_to_integer(RoundsText),
     Floats = [I * 0.25 || I <- lists:seq(1, 100000)],
     Blob = binary:copy(list_to_binary(lists:seq(0, 255)), 10 * 1024 * 1024 div 256),
-    Port = open_worker(Worker, PythonPath),
-    measure("worker", Port, Rounds, Floats, Blob),
-    port_close(Port),
-    Floor = open_port({spawn_executable, Python},
-                      [{args, ["-c", ?FLOOR_SCRIPT]}, {env, [{"PYTHONPATH", PythonPath}]},
-                       {packet, 4}, binary, exit_status]),
-    measure("floor", Floor, Rounds, Floats, Blob),
-    port_close(Floor),
+    lists:foreach(fun({Name, Executable, Path, Extra}) ->
+                          Port = open_subject(Name, Executable, Path, Extra),
+                          measure(Name, Port, Rounds, Floats, Blob),
+                          port_close(Port)
+                  end, subjects(Subjects)),
+    case Baseline of
+        "yes" -> baseline(Python, PythonPath, Floats, Blob);
+        "no" -> ok
+    end,
+    halt(0).
+
+subjects([Name, Executable, Path, Extra | Rest]) ->
+    [{Name, Executable, Path, Extra} | subjects(Rest)];
+subjects([]) -> [].
+
+open_subject("floor", Python, PythonPath, _) ->
+    open_port({spawn_executable, Python},
+              [{args, ["-c", ?FLOOR_SCRIPT]}, {env, [{"PYTHONPATH", PythonPath}]},
+               {packet, 4}, binary, exit_status]);
+open_subject(_, Executable, PythonPath, Extra) ->
+    "Python 3." ++ _ = os:cmd(Executable ++ " -V"),
+    ExtraArgs = case Extra of "none" -> []; _ -> string:lexemes(Extra, " ") end,
+    open_port({spawn_executable, Executable},
+              [{args, ["-u", "-m", "erlport.cli", "--packet=4", "--use_stdio",
+                       "--compressed=0", "--buffer_size=65536" | ExtraArgs]},
+               {env, [{"PYTHONPATH", PythonPath}]}, {packet, 4}, binary, hide, exit_status]).
+
+baseline(Python, PythonPath, Floats, Blob) ->
     Base = fun(Term) -> element(1, timer:tc(fun() -> Term = baseline(Python, PythonPath, Term) end)) end,
     BaseTrivial = [Base(3) || _ <- lists:seq(1, 10)],
     result("baseline_trivial_median", "us", percentile(BaseTrivial, 50)),
     result("baseline_trivial_p99", "us", percentile(BaseTrivial, 99)),
     result("baseline_calls_per_second_1_caller", "calls/s", 1.0e6 / percentile(BaseTrivial, 50)),
     result("baseline_floats_100k_median", "ms", percentile([Base(Floats) || _ <- lists:seq(1, 5)], 50) / 1000),
-    result("baseline_binary_10mb_median", "ms", percentile([Base(Blob) || _ <- lists:seq(1, 5)], 50) / 1000),
-    halt(0).
+    result("baseline_binary_10mb_median", "ms", percentile([Base(Blob) || _ <- lists:seq(1, 5)], 50) / 1000).
 
 measure(Who, Port, Rounds, Floats, Blob) ->
     3 = call(Port, 1, operator, add, [1, 2]),
@@ -57,8 +84,8 @@ measure(Who, Port, Rounds, Floats, Blob) ->
     result(Who ++ "_trivial_median", "us", percentile(Trivial, 50)),
     result(Who ++ "_trivial_p99", "us", percentile(Trivial, 99)),
     result(Who ++ "_calls_per_second_8_callers", "calls/s", concurrent(Port, 8, Rounds)),
-    result(Who ++ "_floats_100k_median", "ms", echo_ms(Port, Floats, 10)),
-    result(Who ++ "_binary_10mb_median", "ms", echo_ms(Port, Blob, 10)).
+    result(Who ++ "_floats_100k_median", "ms", echo_ms(Port, Floats, 5)),
+    result(Who ++ "_binary_10mb_median", "ms", echo_ms(Port, Blob, 5)).
 
 result(Name, Unit, Value) ->
     io:format("RESULT\t~s\t~s\t~.3f~n", [Name, Unit, float(Value)]).
@@ -66,15 +93,6 @@ result(Name, Unit, Value) ->
 percentile(Samples, P) ->
     Sorted = lists:sort(Samples),
     lists:nth(max(1, min(length(Sorted), round(length(Sorted) * P / 100))), Sorted).
-
-%% --- the worker, opened as stock ErlPort opens Python -----------------------
-
-open_worker(Worker, PythonPath) ->
-    "Python 3." ++ _ = os:cmd(Worker ++ " -V"),
-    open_port({spawn_executable, Worker},
-              [{args, ["-u", "-m", "erlport.cli", "--packet=4", "--use_stdio",
-                       "--compressed=0", "--buffer_size=65536"]},
-               {env, [{"PYTHONPATH", PythonPath}]}, {packet, 4}, binary, hide, exit_status]).
 
 send(Port, Term) ->
     port_command(Port, term_to_binary(Term, [{minor_version, 1}])).
@@ -90,10 +108,11 @@ call(Port, Id, M, F, A) ->
 
 result(Id, _, _, {r, Id, Result}) -> Result;
 result(Id, operator, add, {'C', Id, _, _, [X, Y]}) -> X + Y;
-result(Id, copy, copy, {'C', Id, _, _, [X]}) -> X.
+result(Id, builtins, min, {'C', Id, _, _, [[X]]}) -> X.
 
+%% An echo both workers can run: min([Term]) is Term (stock's lists refuse copy.copy).
 echo_ms(Port, Term, Times) ->
-    Samples = [element(1, timer:tc(fun() -> Term = call(Port, I, copy, copy, [Term]) end))
+    Samples = [element(1, timer:tc(fun() -> Term = call(Port, I, builtins, min, [[Term]]) end))
                || I <- lists:seq(1, Times)],
     percentile(Samples, 50) / 1000.
 
