@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def imported(name: str):
+def _imported(name: str):
     """The module ``name``, imported if need be.
 
     A module that is fully imported is taken straight from ``sys.modules``:
@@ -62,13 +62,16 @@ class AllowList:
 
     def resolve(self, module: str, function: str):
         """The object ``module.function`` names; NotAllowed if the list excludes it."""
-        if not self.permits_module(module):
-            raise NotAllowed(f"module {module!r} is not allowed (--allow {' '.join(self.names)})")
-        target = imported(module)
         if self.names is None:
+            target = _imported(module)
+            if "." not in function:
+                return getattr(target, function)
             for part in function.split("."):
                 target = getattr(target, part)
             return target
+        if not self.permits_module(module):
+            raise NotAllowed(f"module {module!r} is not allowed (--allow {' '.join(self.names)})")
+        target = _imported(module)
         if target.__name__ != module:
             raise NotAllowed(f"{module!r} is not the module it names ({target.__name__!r})")
         for part in function.split("."):

@@ -67,10 +67,10 @@ _local = threading.local()
 def start(job: Job) -> None:
     """Register ``job``, about to run on this thread; from now on it can be cancelled."""
     job.thread_id = threading.get_ident()
+    job._running = True
     _local.job = job
-    with _lock:
-        _jobs[job.call_id] = job
-        job._running = True
+    # No lock: the job is complete before this one store publishes it to cancel().
+    _jobs[job.call_id] = job
 
 
 def finish(job: Job) -> None:
