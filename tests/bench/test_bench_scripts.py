@@ -83,3 +83,28 @@ def test_dataset_bench_reads_each_size_and_prints_its_memory():
     row = [cell.strip() for cell in row]
     assert int(row[1]) > 0 and float(row[2]) >= 0
     assert int(row[3]) >= int(baseline[3]) and float(row[4]) >= 0
+
+
+def test_worker_bench_prints_a_quiet_and_a_loaded_table_with_a_column_per_subject(tmp_path):
+    output = run_bench("worker_bench.py", "--rounds", "40", "--hogs", "1", "--no-baseline")
+    assert "**quiet**, load average " in output
+    assert "**loaded** (1 busy processes started by the benchmark, " in output
+    medians = table_rows(output, "trivial call, one at a time: median (us)")
+    assert len(medians) == 2 and len(table_rows(output, "echo 10 MB binary: median (ms)")) == 2
+    for row in medians:
+        worker, nospin, floor, stock = row[1:5]
+        assert all(float(cell.replace(",", "")) > 0 for cell in (worker, nospin, floor))
+        assert stock == "not run"
+    assert [row[-1] for row in medians] == ["<= pipe floor + 5", "<= stock ErlPort"]
+    done = subprocess.run([sys.executable, os.path.join(BENCH, "worker_bench.py"), "--rounds", "1",
+                           "--stock-erlport", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and f"--stock-erlport {tmp_path}: neither a checkout" in done.stderr
+
+
+def test_worker_profile_prints_each_stage_and_the_whole_call():
+    output = run_bench("worker_profile.py", "--calls", "300", "--repeats", "1")
+    stages = [line.strip("|").split("|") for line in output.splitlines()
+              if line.startswith("| ") and not line.startswith("| stage")]
+    names = [name.strip().split(" (")[0] for name, _ in stages]
+    assert names == ["read", "decode", "run", "encode", "write", "whole call"]
+    assert all(float(micros) > 0 for _, micros in stages)
