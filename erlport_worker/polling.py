@@ -14,8 +14,9 @@ polls only while all of these hold (the rule, with its figures: docs/worker.md):
 - polling has not lost the CPU lately: a gap of ``PREEMPTED`` seconds between two
   polls means another process took the CPU. Polling then stops for a back-off,
   ``BACKOFF_MIN`` doubling up to ``BACKOFF_MAX`` while it keeps happening;
-- the machine is not busy: more runnable processes than cores plus one (this
-  worker and its BEAM), sampled every ``LOAD_EVERY`` seconds, also stop it for a while.
+- the machine is not busy: more runnable processes than cores (counting this
+  worker, which is running when it looks), sampled every ``LOAD_EVERY`` seconds,
+  also stop it for a while.
 
 ``SpinPolicy`` holds only this arithmetic: it is fed times and counts, never reads
 a clock itself, so tests drive it with made-up timings.
@@ -58,7 +59,7 @@ class SpinPolicy:
 
     def __init__(self, window: float, cores: int, runnable=runnable_now) -> None:
         self.window = window if cores >= 2 else 0.0
-        self._busy_above = cores + 1
+        self._busy_above = cores
         self._runnable = runnable
         self._misses = 0
         self._paused_until = 0.0

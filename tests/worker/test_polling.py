@@ -75,13 +75,13 @@ def test_losing_the_cpu_while_polling_pauses_it_with_a_doubling_back_off():
 
 
 def test_a_busy_machine_pauses_polling_and_is_sampled_at_most_every_load_every():
-    runnable = Runnable(value=4.0)  # 2 cores + this worker and its BEAM = 3: busy above it
+    runnable = Runnable(value=3.0)  # more runnable processes than the 2 cores: busy
     spin = policy(cores=2, runnable=runnable)
     assert spin.budget(1.0) == 0.0
     for step in range(1, 10):
         assert spin.budget(1.0 + step * LOAD_EVERY / 10) == 0.0
     assert runnable.calls == 1
-    runnable.value = 3.0
+    runnable.value = 2.0
     assert spin.budget(1.0 + LOAD_EVERY) == WINDOW
     assert runnable.calls == 2
     for step in range(1, 10):
