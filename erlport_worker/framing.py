@@ -19,6 +19,7 @@ import select
 import struct
 import threading
 import time
+from typing import Optional
 
 from .polling import PREEMPTED, SpinPolicy, usable_cores
 
@@ -71,11 +72,15 @@ def frame_limit(packet: int, max_frame_size: int) -> int:
 
 
 class FrameReader:
-    """Reads whole frames from ``fd``; ``read()`` returns None at a clean end of stream."""
+    """Reads whole frames from ``fd``; ``read()`` returns None at a clean end of stream.
+
+    ``spin_seconds`` is the polling window (0: never poll); ``policy``, a
+    ``SpinPolicy`` or anything with its two methods, replaces the default one.
+    """
 
     def __init__(self, fd: int, packet: int = 4, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  buffer_size: int = DEFAULT_BUFFER_SIZE, spin_seconds: float = 0.0,
-                 policy: SpinPolicy = None):
+                 policy: Optional[SpinPolicy] = None):
         _check_packet(packet)
         self._fd = fd
         if policy is None and spin_seconds > 0:
