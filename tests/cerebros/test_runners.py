@@ -1,4 +1,5 @@
 """Where trials run: no more processes than the CPU limits allow, and none outliving its search."""
+import json
 import os
 import signal
 import subprocess
@@ -8,7 +9,7 @@ import textwrap
 import pytest
 
 from cerebros.runners import available_cores
-from process_tree import survivors, wait_for_busy_descendants
+from process_tree import descendants, survivors, wait_for_busy_descendants
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Trials that would train far longer than the test: the processes are busy when the search dies.
@@ -42,3 +43,86 @@ def test_available_cores_follow_a_cpu_limit(monkeypatch):
     assert available_cores() >= 1
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")  # read by joblib beside a container's CPU quota
     assert available_cores() == 1
+
+
+
+# A search interrupted by an exception while its pool starts the second trial process, as the port
+# worker's cancellation (an exception raised into the search's thread) or a Ctrl-C can be. The
+# first trial process waits in its start-up until the second has ended, so that the second reads
+# the pool's first exit message: the old code's pool had lost track of the second process, sent a
+# single exit message, and waited for the first process for ever.
+INTERRUPTED_AT_START = textwrap.dedent(f"""
+    import ctypes, json, multiprocessing.context, os, sys, threading, time
+    import cerebros.runners
+    from process_tree import running, survivors
+
+    MARKS = os.environ["TEST_MARKS"]  # the forkserver imports this module too, without our argv
+
+
+    def _first_process_waits_for_the_second(*args):
+        open(os.path.join(MARKS, str(os.getpid())), "w").close()
+        if len(os.listdir(MARKS)) == 1:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (len(os.listdir(MARKS)) < 2 or any(
+                    running(int(pid)) for pid in os.listdir(MARKS) if int(pid) != os.getpid())):
+                time.sleep(0.05)
+        cerebros.runners._init_worker(*args)
+
+
+    class Interrupted(BaseException):
+        pass
+
+
+    if __name__ == "__main__":
+        from cerebros.study import SearchConfig, Study
+        search_thread = threading.get_ident()
+        started = []
+        real_start = multiprocessing.context.ForkServerProcess.start
+
+        def start(process):
+            if started:  # the second process starts once the first is in its start-up
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not os.listdir(MARKS):
+                    time.sleep(0.05)
+            real_start(process)
+            started.append(process.pid)
+            if len(started) == 2:  # raised in the search's thread, as erlport_worker.jobs.cancel does
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(search_thread),
+                                                           ctypes.py_object(Interrupted))
+
+        multiprocessing.context.ForkServerProcess.start = start
+        cerebros.runners._init_worker = _first_process_waits_for_the_second
+        config = SearchConfig(dataset_id="iris", search_space={ENDLESS!r}, max_trials=100,
+                              max_time_seconds=600, n_jobs=2, folds=1)
+        try:
+            Study.prepare(config).run(sys.argv[1])
+        except Interrupted:
+            print(json.dumps({{"started": started, "left": sorted(survivors(started))}}))
+""")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the process tree from Linux's /proc")
+@pytest.mark.skipif(available_cores() < 2, reason="needs two trial processes")
+def test_a_search_interrupted_while_starting_its_trial_processes_ends_them_and_returns(tmp_path):
+    script = tmp_path / "search.py"
+    script.write_text(INTERRUPTED_AT_START)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TEST_MARKS=str(marks),
+               PYTHONPATH=os.pathsep.join([ROOT, tests, os.environ.get("PYTHONPATH", "")]))
+    search = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run")], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        output, _ = search.communicate(timeout=120)  # it answers within seconds when it answers
+    except subprocess.TimeoutExpired:
+        left = descendants(search.pid)
+        search.kill()
+        search.communicate()
+        survivors(left, timeout=0)
+        pytest.fail("the interrupted search never returned: its pool waited for a trial process for ever")
+    assert search.returncode == 0
+    result = json.loads(output)
+    assert len(result["started"]) == 2
+    assert sorted(result["started"]) == sorted(int(pid) for pid in os.listdir(marks))  # both started up
+    assert result["left"] == []
