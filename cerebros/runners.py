@@ -83,6 +83,12 @@ class PoolRunner:
         self._n_jobs = n_jobs
         self._trial_data = trial_data
         self.pool = self._new_pool()
+        # The pool starts its worker processes inside ``submit``. An exception raised into the
+        # search's thread while one starts (the port worker's cancellation raises one there, a
+        # Ctrl-C in the main thread) would leave a process the pool does not know of; at ``close``
+        # it could read the one exit message meant for another, which the pool would then wait
+        # for for ever. So submissions run in this thread, which no such exception reaches.
+        self._submitter = futures.ThreadPoolExecutor(1, thread_name_prefix="trial-submitter")
 
     def _new_pool(self) -> futures.ProcessPoolExecutor:
         return futures.ProcessPoolExecutor(self._n_jobs, mp_context=self._context, initializer=_init_worker,
@@ -90,6 +96,9 @@ class PoolRunner:
 
     def submit(self, function: Job[Result], payload: Payload) -> "futures.Future[Result]":
         """Run ``function(trial_data, payload, should_stop)`` in a worker process."""
+        return self._submitter.submit(self._submit_to_pool, function, payload).result()
+
+    def _submit_to_pool(self, function: Job[Result], payload: Payload) -> "futures.Future[Result]":
         try:
             return self.pool.submit(_run_in_worker, function, payload)
         except BrokenProcessPool:
@@ -109,6 +118,7 @@ class PoolRunner:
         """End the worker processes. Work still running is stopped first: a search cut short by an
         exception (the port worker's cancellation raises one in its thread) must not wait for it."""
         self._stop.set()
+        self._submitter.shutdown(wait=True)  # a submission cut short in the search's thread completes first
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._lifeline_holder.close()
         self._lifeline.close()

@@ -46,11 +46,12 @@ def test_available_cores_follow_a_cpu_limit(monkeypatch):
 
 
 
-# A search interrupted by an exception while its pool starts the second trial process, as the port
-# worker's cancellation (an exception raised into the search's thread) or a Ctrl-C can be. The
-# first trial process waits in its start-up until the second has ended, so that the second reads
-# the pool's first exit message: the old code's pool had lost track of the second process, sent a
-# single exit message, and waited for the first process for ever.
+# A search cancelled while its pool starts the second trial process: by its cancel event, or by an
+# exception raised into its thread, as the port worker's cancellation (erlport_worker.jobs.cancel)
+# or a Ctrl-C can. The first trial process waits in its start-up until the second has ended, so
+# that the second reads the pool's first exit message: after the exception, the old code's pool
+# had lost track of the second process, sent a single exit message, and waited for the first
+# process for ever.
 INTERRUPTED_AT_START = textwrap.dedent(f"""
     import ctypes, json, multiprocessing.context, os, sys, threading, time
     import cerebros.runners
@@ -69,13 +70,14 @@ INTERRUPTED_AT_START = textwrap.dedent(f"""
         cerebros.runners._init_worker(*args)
 
 
-    class Interrupted(BaseException):
+    class JobCancelled(BaseException):
         pass
 
 
     if __name__ == "__main__":
-        from cerebros.study import SearchConfig, Study
+        from cerebros.study import SearchConfig, SearchStopped, Study
         search_thread = threading.get_ident()
+        cancel = threading.Event()
         started = []
         real_start = multiprocessing.context.ForkServerProcess.start
 
@@ -86,24 +88,28 @@ INTERRUPTED_AT_START = textwrap.dedent(f"""
                     time.sleep(0.05)
             real_start(process)
             started.append(process.pid)
-            if len(started) == 2:  # raised in the search's thread, as erlport_worker.jobs.cancel does
+            if len(started) == 2 and sys.argv[2] == "event":
+                cancel.set()
+            elif len(started) == 2:  # raised in the search's thread, as erlport_worker.jobs.cancel does
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(search_thread),
-                                                           ctypes.py_object(Interrupted))
+                                                           ctypes.py_object(JobCancelled))
 
         multiprocessing.context.ForkServerProcess.start = start
         cerebros.runners._init_worker = _first_process_waits_for_the_second
         config = SearchConfig(dataset_id="iris", search_space={ENDLESS!r}, max_trials=100,
                               max_time_seconds=600, n_jobs=2, folds=1)
         try:
-            Study.prepare(config).run(sys.argv[1])
-        except Interrupted:
-            print(json.dumps({{"started": started, "left": sorted(survivors(started))}}))
+            Study.prepare(config).run(sys.argv[1], cancel=cancel)
+        except (JobCancelled, SearchStopped) as stopped:
+            print(json.dumps({{"raised": getattr(stopped, "kind", type(stopped).__name__),
+                               "started": started, "left": sorted(survivors(started))}}))
 """)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the process tree from Linux's /proc")
 @pytest.mark.skipif(available_cores() < 2, reason="needs two trial processes")
-def test_a_search_interrupted_while_starting_its_trial_processes_ends_them_and_returns(tmp_path):
+@pytest.mark.parametrize("how, raised", [("event", "cancelled"), ("exception", "JobCancelled")])
+def test_a_search_cancelled_while_starting_its_trial_processes_ends_them_and_returns(tmp_path, how, raised):
     script = tmp_path / "search.py"
     script.write_text(INTERRUPTED_AT_START)
     marks = tmp_path / "marks"
@@ -111,7 +117,7 @@ def test_a_search_interrupted_while_starting_its_trial_processes_ends_them_and_r
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TEST_MARKS=str(marks),
                PYTHONPATH=os.pathsep.join([ROOT, tests, os.environ.get("PYTHONPATH", "")]))
-    search = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run")], env=env,
+    search = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), how], env=env,
                               stdout=subprocess.PIPE, text=True)
     try:
         output, _ = search.communicate(timeout=120)  # it answers within seconds when it answers
@@ -120,9 +126,10 @@ def test_a_search_interrupted_while_starting_its_trial_processes_ends_them_and_r
         search.kill()
         search.communicate()
         survivors(left, timeout=0)
-        pytest.fail("the interrupted search never returned: its pool waited for a trial process for ever")
+        pytest.fail("the cancelled search never returned: its pool waited for a trial process for ever")
     assert search.returncode == 0
     result = json.loads(output)
+    assert result["raised"] == raised  # no trial finished: the contract's "cancelled" error
     assert len(result["started"]) == 2
     assert sorted(result["started"]) == sorted(int(pid) for pid in os.listdir(marks))  # both started up
     assert result["left"] == []
