@@ -20,8 +20,9 @@
  * (through _Encoder.fail, with the path made from its own stack of open
  * containers, each knowing what opened it), so no user code (`default`,
  * __index__, a subclass's __iter__) runs twice. It writes a list as the
- * reference does: its items as they are once bulk_list's bytes() ran (copied
- * then, so a later `default` or another thread cannot tear the frame). Other
+ * reference does: its items as they are once bulk_list's bytes() ran (walked
+ * in place while writing them runs no Python code, the rest copied before
+ * any does, so a later `default` or another thread cannot tear the frame). Other
  * exceptions (from `default`, from a subclass's methods, KeyboardInterrupt,
  * MemoryError) propagate unchanged, except RecursionError, which becomes the
  * same EncodeError the Python function makes of it.
@@ -83,13 +84,13 @@ static PyObject *keyword_names[KW_COUNT];
 
 /* ---- The state of one encoding run ---- */
 
-typedef enum { WALK_TUPLE, WALK_REFS, WALK_ITER } WalkKind;
+typedef enum { WALK_TUPLE, WALK_LIST, WALK_REFS, WALK_ITER } WalkKind;
 
 /* One open container: what is left of it to write. */
 typedef struct {
     WalkKind kind;
-    PyObject *source;   /* the tuple or iterator (strong); NULL for WALK_REFS */
-    Py_ssize_t index;   /* tuple: next index; refs: where its slots start */
+    PyObject *source;   /* the tuple, list or iterator (strong); NULL for WALK_REFS */
+    Py_ssize_t index;   /* tuple, list: next index; refs: where its slots start */
     PyObject *owner;    /* what opened it, for error paths as the reference's `owner` (strong) */
     int trailer;        /* a list: NIL_EXT follows its elements */
 } Frame;
@@ -375,12 +376,38 @@ open_refs(Encoder *e, Py_ssize_t start, PyObject *owner, int unbounded)
     return push_frame(e, WALK_REFS, NULL, start, owner, unbounded);
 }
 
+static int push_ref(Encoder *e, PyObject *item);
+
+/* Turn a WALK_LIST frame into a WALK_REFS one holding the items it has left:
+ * the copy open_list skipped, taken before any code that could change the
+ * list runs (the list is as it was when its header was written). */
+static int
+copy_rest_of_list(Encoder *e, Frame *frame)
+{
+    PyObject *list = frame->source;
+    Py_ssize_t start = e->refs_used;
+    for (Py_ssize_t i = PyList_GET_SIZE(list); i-- > frame->index;) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        Py_INCREF(item);
+        if (push_ref(e, item) < 0)
+            return RAISE;
+    }
+    frame->kind = WALK_REFS;
+    frame->source = NULL;
+    frame->index = start;
+    Py_DECREF(list);
+    return DONE;
+}
+
 /* The next item of the innermost open container (a new reference), or NULL
  * when it is finished (with an exception set if its iterator failed). */
 static PyObject *
 next_item(Encoder *e, Frame *frame)
 {
     switch (frame->kind) {
+    case WALK_LIST:
+        /* write_list_in_place wrote it all, or made it WALK_REFS. */
+        return NULL;
     case WALK_TUPLE:
         if (frame->index < PyTuple_GET_SIZE(frame->source)) {
             PyObject *item = PyTuple_GET_ITEM(frame->source, frame->index++);
@@ -745,7 +772,9 @@ written_in_bulk(PyObject *list, PyTypeObject *first_type)
 }
 
 /* A list as the reference writes it: as it is once bulk_list's bytes()
- * ran (a copy of its items, which later code cannot change). */
+ * ran. Its items are written from the list itself while that runs no Python
+ * code (a long flat list is never copied); at the first other item, the rest
+ * is copied, so later code cannot tear the frame (write_list_in_place). */
 static int
 open_list(Encoder *e, PyObject *list)
 {
@@ -766,21 +795,9 @@ open_list(Encoder *e, PyObject *list)
     int rc = write_header(e, LIST_EXT, length);
     if (rc != DONE)
         return rc;
-    while (e->refs_capacity - e->refs_used < length)
-        if (grow((void **)&e->refs, e->inline_refs, &e->refs_capacity,
-                 sizeof(PyObject *)) < 0)
-            return RAISE;
-    /* The first item on top, as open_refs leaves them. */
-    Py_ssize_t start = e->refs_used;
-    PyObject **slot = e->refs + start + length;
-    for (Py_ssize_t i = 0; i < length; i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
-        Py_INCREF(item);
-        *--slot = item;
-    }
-    e->refs_used += length;
     int unbounded = e->depth >= MAX_DEPTH && written_in_bulk(list, first_type);
-    rc = push_frame(e, WALK_REFS, NULL, start, list, unbounded);
+    Py_INCREF(list);
+    rc = push_frame(e, WALK_LIST, list, 0, list, unbounded);
     if (rc == DONE)
         e->frames[e->depth - 1].trailer = 1;
     return rc;
@@ -1098,6 +1115,40 @@ encode_item(Encoder *e, PyObject *obj)
     return encode_other(e, obj);
 }
 
+/* Write the items of the innermost open list (a WALK_LIST frame) from the
+ * list itself while writing each runs no Python code (an exact scalar that
+ * encode_item writes in C; not an integer beyond 64 bits, which goes to
+ * codec.encoder._big), so nothing can change the list meanwhile. At the
+ * first other item, copy what is left (copy_rest_of_list) and stop. */
+static int
+write_list_in_place(Encoder *e, Frame *frame)
+{
+    PyObject *list = frame->source;
+    while (frame->index < PyList_GET_SIZE(list)) {
+        PyObject *item = PyList_GET_ITEM(list, frame->index);
+        PyTypeObject *type = Py_TYPE(item);
+        int rc;
+        if (type == &PyFloat_Type)
+            rc = write_float(e, item);
+        else if (type == &PyLong_Type) {
+            int overflow;
+            long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
+            if (overflow)
+                return copy_rest_of_list(e, frame);
+            rc = write_small_int(e, value);
+        }
+        else if (type == &PyBytes_Type || type == &PyUnicode_Type || type == AtomType
+                 || item == Py_True || item == Py_False || item == Py_None)
+            rc = encode_item(e, item);
+        else
+            return copy_rest_of_list(e, frame);
+        if (rc != DONE)
+            return rc;
+        frame->index++;
+    }
+    return DONE;
+}
+
 static int
 encode_term(Encoder *e, PyObject *term)
 {
@@ -1106,7 +1157,10 @@ encode_term(Encoder *e, PyObject *term)
     put_u8(e, VERSION);
     int rc = encode_item(e, term);
     while (rc == DONE && e->depth > 0) {
-        PyObject *item = next_item(e, &e->frames[e->depth - 1]);
+        Frame *top = &e->frames[e->depth - 1];
+        if (top->kind == WALK_LIST && (rc = write_list_in_place(e, top)) != DONE)
+            break;
+        PyObject *item = next_item(e, top);
         if (item == NULL) {
             rc = PyErr_Occurred() ? RAISE : close_frame(e);
             continue;

@@ -197,6 +197,10 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
     # kept in locals because every decoded value goes there.
     top_items = None
     top_need = 0
+    # Funs open, and where the ones inside another fun find their payload
+    # (see _finish_fun).
+    funs_open = 0
+    fun_source = None
     while True:
         if pos >= end:
             raise DecodeError("truncated: expected a term", pos)
@@ -329,6 +333,9 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
             pos += length
         elif tag == 112:  # NEW_FUN_EXT
             frame, pos = _open_fun(src, start, end, _owed(stack, top_items, top_need))
+            if not funs_open:
+                fun_source = [src, 0]
+            funs_open += 1
             stack.append(frame)
             top_items = frame[1]
             top_need = frame[2]
@@ -357,7 +364,8 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
             elif kind == _MAP:
                 value = _finish_map(items, opened, map_hook)
             else:
-                value = _finish_fun(src, items, opened, pos)
+                funs_open -= 1
+                value = _finish_fun(src, items, opened, pos, fun_source, funs_open > 0)
             if len(stack) == 1:
                 return value, pos
             _, top_items, top_need, _, _ = stack[-1]
@@ -664,12 +672,24 @@ def _open_fun(src, start, end, owed):
     return (_FUN, [module, arity], num_free + 5, start, owed), pos
 
 
-def _finish_fun(src, items, start, pos):
-    """Close a fun frame: check its parts; keep its bytes with their true size."""
+def _finish_fun(src, items, start, pos, source, enclosed):
+    """Close a fun frame: check its parts; keep its bytes with their true size.
+
+    A fun ``enclosed`` in another one's free variables does not copy its bytes:
+    they are part of the enclosing fun's payload, and copying them at every
+    level would make nested funs quadratic. It reads them, when asked, from
+    ``source``, the list shared by the funs inside one outermost fun, which
+    its payload then replaces (payload offset = input offset - start - 1).
+    """
     module, arity, old_index, old_uniq, pid = items[:5]
     if type(old_index) is not int or type(old_uniq) is not int:
         raise DecodeError("fun old index and old uniq must be integers", start)
-    return Fun(module, arity, struct.pack(">I", pos - start - 1) + bytes(src[start + 5:pos]))
+    size = struct.pack(">I", pos - start - 1)
+    if enclosed:
+        return Fun._later(module, arity, size, source, start + 5, pos)
+    payload = size + bytes(src[start + 5:pos])
+    source[:] = (payload, start + 1)
+    return Fun(module, arity, payload)
 
 
 _READERS = {

@@ -18,7 +18,8 @@ import numpy as np
 
 from . import stock
 from . import tags as T
-from .errors import EncodeError
+from .decoder import decode
+from .errors import DecodeError, EncodeError
 from .order import sort_pairs
 from .terms import (
     Atom,
@@ -281,6 +282,9 @@ class _Encoder:
             if type(obj.payload) is not bytes:
                 self.fail(f"Fun payload must be bytes, not {type(obj.payload).__name__}", obj,
                           stack, owner)
+            problem = _fun_problem(obj)
+            if problem is not None:
+                self.fail(problem, obj, stack, owner)
             w(bytes((T.NEW_FUN_EXT,)))
             w(obj.payload)
         elif isinstance(obj, Opaque):
@@ -380,6 +384,24 @@ class _Encoder:
     def fail(self, message, obj, stack, owner):
         """Raise EncodeError for ``obj``, a child of ``owner``, with its path."""
         raise EncodeError(message, _path([entry[2] for entry in stack] + [owner], obj))
+
+
+def _fun_problem(fun):
+    """Why Erlang would refuse ``fun`` (its payload written after the NEW_FUN_EXT tag), or None.
+
+    The payload is decoded as the reference decoder reads a fun, which checks every part
+    (its time is linear in the payload, nested funs included).
+    """
+    try:
+        parsed = decode(bytes((T.VERSION, T.NEW_FUN_EXT)) + fun.payload)
+    except DecodeError as exc:
+        return f"Fun payload is not a fun Erlang can decode: {exc.reason}"
+    if type(parsed) is not Fun:
+        return "Fun payload is not a fun Erlang can decode"
+    if parsed.module != fun.module or parsed.arity != fun.arity:
+        return (f"Fun says {fun.module}/{fun.arity} but its payload is "
+                f"{parsed.module}/{parsed.arity}")
+    return None
 
 
 def _bulk_ints(obj, w):

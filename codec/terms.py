@@ -76,7 +76,7 @@ class Export:
         return f"Export(fun {self.module}:{self.function}/{self.arity})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fun:
     """A local fun (NEW_FUN_EXT), kept opaque.
 
@@ -88,8 +88,50 @@ class Fun:
     arity: int
     payload: bytes
 
+    @classmethod
+    def _later(cls, module: Atom, arity: int, size: bytes, source: list, start: int, end: int):
+        """A Fun whose payload, ``size`` then ``source[0][start - source[1]:end - source[1]]``,
+        is copied out on first use.
+
+        The decoder makes the funs inside a fun's free variables this way: the
+        enclosing fun's payload holds theirs, so copying each would be quadratic
+        in the nesting depth. ``source`` (bytes, offset) is one list shared by
+        them all, pointed at the outermost fun's payload once that exists.
+        """
+        fun = cls.__new__(cls)
+        object.__setattr__(fun, "module", module)
+        object.__setattr__(fun, "arity", arity)
+        object.__setattr__(fun, "_later", (size, source, start, end))
+        return fun
+
+    def __getattr__(self, name: str):
+        # Only reached for a payload not yet copied out (see _later).
+        later = self.__dict__.get("_later")
+        if name != "payload" or later is None:
+            raise AttributeError(name)
+        size, (data, offset), start, end = later
+        payload = size + bytes(data[start - offset:end - offset])
+        object.__setattr__(self, "payload", payload)
+        return payload
+
+    def _size(self) -> int:
+        later = self.__dict__.get("_later")
+        return len(self.payload) if later is None else 4 + later[3] - later[2]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Fun):
+            return NotImplemented
+        return (self.module == other.module and self.arity == other.arity
+                and self._size() == other._size() and self.payload == other.payload)
+
+    def __hash__(self) -> int:
+        return hash((self.module, self.arity, self.payload))
+
+    def __reduce__(self):
+        return (Fun, (self.module, self.arity, self.payload))
+
     def __repr__(self) -> str:
-        return f"Fun(#Fun<{self.module}/{self.arity}>, {len(self.payload)} bytes)"
+        return f"Fun(#Fun<{self.module}/{self.arity}>, {self._size()} bytes)"
 
 
 @dataclass(frozen=True)

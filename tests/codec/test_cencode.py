@@ -20,6 +20,8 @@ from codec.decoder import decode as py_decode
 from codec.terms import (Atom, BitBinary, Export, Fun, ImproperList, Map, Opaque, Pid, Port,
                          Reference)
 
+from test_etf_vectors import FUN_PAYLOAD
+
 c = pytest.importorskip("codec._cencode")
 
 options = st.fixed_dictionaries({}, optional={
@@ -360,6 +362,22 @@ def test_a_list_grown_by_default_gives_a_whole_frame(encode):
 
 
 @pytest.mark.parametrize("encode", ENCODERS)
+@pytest.mark.parametrize("scalar", [1.5, 7, 2**40, "s", b"b", Atom("a"), True, None])
+def test_a_flat_list_changed_by_a_default_after_its_scalars_is_written_as_it_was(encode, scalar):
+    """The C core writes a list's leading scalars from the list itself (no copy), yet
+    still copies the rest before a `default` can clear or grow it."""
+    term = [scalar] * 40 + [object()] + [scalar, 2**70] * 20
+
+    def default(obj):
+        term.clear()
+        term.extend([0] * 100)
+        return 0
+
+    expected = [scalar] * 40 + [0] + [scalar, 2**70] * 20
+    assert py_decode(encode(term, default=default)) == py_decode(encoder.encode(expected))
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
 def test_a_bytearray_grown_by_a_later_default_keeps_its_length(encode):
     data = bytearray(b"ab")
     term = [data, object()]
@@ -386,6 +404,11 @@ def released():
     ([1, released()], "cannot read memoryview as bytes", "$[1]"),
     ((ImproperList(5, 1),), "ImproperList needs a tuple of at least one element", "$[0]"),
     ([Fun(Atom("m"), 0, "payload")], "Fun payload must be bytes, not str", "$[0]"),
+    ([Fun(Atom("m"), 0, b"\x00\x00\x00\x05x")],
+     "Fun payload is not a fun Erlang can decode: truncated fun header", "$[0]"),
+    ({"f": Fun(Atom("t"), 1, FUN_PAYLOAD + b"a\x01")},
+     "Fun payload is not a fun Erlang can decode: 2 trailing bytes after the term", '$["f"]'),
+    ((Fun(Atom("m"), 1, FUN_PAYLOAD),), "Fun says m/1 but its payload is t/1", "$[0]"),
     ([BitBinary("ab", 3)], "BitBinary needs bytes and an int", "$[0]"),
 ])
 def test_unencodable_values_are_encode_errors_with_a_path(encode, term, reason, path):

@@ -16,6 +16,7 @@ import pytest
 
 from codec import decoder
 from codec.errors import DecodeError
+from codec.terms import Fun
 
 try:
     from codec import _cdecode
@@ -27,6 +28,21 @@ DECODERS = [pytest.param(decoder, id="python"),
                 _cdecode is None, reason="C core not built"))]
 
 ONE = b"a\x01"
+
+
+def fun_holding(free: bytes) -> bytes:
+    """A NEW_FUN_EXT of module m, arity 1, whose one free variable is ``free``."""
+    body = (b"\x01" + bytes(16) + struct.pack(">II", 0, 1) + b"w\x01m" + b"a\x00a\x00"
+            + b"X\x77\x01n" + struct.pack(">III", 1, 0, 0) + free)
+    return b"p" + struct.pack(">I", len(body) + 4) + body
+
+
+def nested_funs(n: int, wrap: bytes = b"") -> bytes:
+    """``n`` funs, each holding the next (after ``wrap``, a container header) as its free variable."""
+    term = ONE
+    for _ in range(n):
+        term = fun_holding(wrap + term)
+    return term
 
 
 SHAPES = {
@@ -42,6 +58,9 @@ SHAPES = {
     "deep maps": lambda n: (b"t\x00\x00\x00\x01" + ONE) * n + b"j",
     # #{#{#{... => 1} => 1} => 1}: each map's key is the next map.
     "nested map keys": lambda n: b"t\x00\x00\x00\x01" * n + ONE + ONE + ONE * (n - 1),
+    # A fun whose free variable is a fun whose free variable is a fun ...
+    "nested funs": nested_funs,
+    "nested funs in tuples": lambda n: nested_funs(n, wrap=b"h\x01"),
 }
 
 
@@ -120,3 +139,19 @@ def test_a_truncated_container_allocates_nothing(impl, data, reason):
         tracemalloc.stop()
     assert info.value.reason == reason
     assert peak < 1_000_000
+
+
+@pytest.mark.parametrize("impl", DECODERS)
+def test_funs_inside_funs_have_their_own_payload(impl):
+    """A fun in another's free variables is not copied while decoding (that made nesting
+    quadratic), yet gives, when asked, the payload it has decoded on its own, also after
+    the input (a bytearray here) changed."""
+    inner = fun_holding(b"h\x02" + fun_holding(ONE) + ONE)
+    data = bytearray(b"\x83" + fun_holding(inner))
+    seen = []
+    outer = impl.decode(data, tuple_hook=lambda items: seen.append(items) or items)
+    data[:] = bytes(len(data))
+    assert outer.payload == decoder.decode(b"\x83" + fun_holding(inner)).payload
+    assert [type(item) for item in seen[0]] == [Fun, int]
+    assert seen[0][0] == decoder.decode(b"\x83" + fun_holding(ONE))
+    assert seen[0][0].payload == decoder.decode(b"\x83" + fun_holding(ONE)).payload
