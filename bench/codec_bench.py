@@ -1,11 +1,13 @@
 """Time the codec against erlang_py and erlpack on payloads built by a real Erlang node.
 
 Run: python bench/codec_bench.py [--min-time SECONDS] [--markdown [PAGE]]
-Prints a markdown table of median times and how many times slower the others are;
-``--markdown`` also writes it into docs/benchmarks.md.
+Prints markdown tables of median times and how many times slower the others are;
+``--markdown`` also writes them into docs/benchmarks.md.
 Each library decodes Erlang's bytes and encodes what it decoded itself. ``codec`` is
 the implementation in use (``codec.core.DECODER``/``ENCODER``: the compiled core when
-built); the pure-Python fallback is timed beside it.
+built); the pure-Python fallback is timed beside it. The second table is what the worker
+uses, ``codec.plain`` (Python values: str, dict, None, ...), beside the raw codec and
+msgpack's C extension packing and unpacking the same plain values.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ import time
 
 import erlang
 import erlpack
+import msgpack
 
 import codec
-from codec import core, decoder, encoder
+from codec import core, decoder, encoder, plain
 from codec.erl_oracle import ErlOracle
 from markdown_section import add_markdown_flag, write_section
 
@@ -83,6 +86,27 @@ def cell(result, index, ours):
     return text
 
 
+def plain_rows(name, data, min_time):
+    """Table rows (decode, encode) of the raw codec, codec.plain and msgpack on one payload."""
+    value = plain.decode(data)
+    packed = msgpack.packb(value)
+    raw_term = codec.decode(data)
+    timings = [
+        ("decode", lambda: codec.decode(data), lambda: plain.decode(data),
+         lambda: msgpack.unpackb(packed)),
+        ("encode", lambda: codec.encode(raw_term, minor_version=1),
+         lambda: plain.encode(value, minor_version=1), lambda: msgpack.packb(value)),
+    ]
+    rows = []
+    for op, raw_action, plain_action, msgpack_action in timings:
+        raw_time, plain_time, msgpack_time = (median_time(action, min_time) for action in
+                                              (raw_action, plain_action, msgpack_action))
+        rows.append(f"| {name} | {op} | {raw_time * 1e3:.3f} ms | {plain_time * 1e3:.3f} ms "
+                    f"| {msgpack_time * 1e3:.3f} ms | {plain_time / msgpack_time:.2f}x "
+                    f"| {raw_time / msgpack_time:.2f}x |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=0.5,
@@ -106,6 +130,11 @@ def main():
             view = median_time(lambda: codec.decode(data, zero_copy=True), args.min_time)
             lines.append(f"| {name} | {len(data)} | decode zero_copy | {view * 1e3:.3f} ms | | | |")
     lines += ["", "Large payloads (erlpack decode target): " + ", ".join(sorted(LARGE))]
+    lines += ["", f"codec.plain in use: {plain.IMPLEMENTATION}", "",
+              "| payload | op | codec raw | codec.plain | msgpack | plain / msgpack "
+              "| raw / msgpack |", "|---|---|---|---|---|---|---|"]
+    for name, data in payloads:
+        lines += plain_rows(name, data, args.min_time)
     print("\n".join(lines))
     if args.markdown:
         write_section("codec_bench", "\n".join(lines), path=args.markdown)

@@ -62,6 +62,9 @@ static PyObject *py_decode, *py_decode_from;   /* the reference functions */
 static PyObject *py_decode_term, *py_inflate, *py_byte_view, *py_exact_key;
 static PyObject *py_duplicate_key, *py_unchecked_map;
 static PyObject *default_max_inflated_size;
+/* codec.plain's, imported on the first plain call (codec.plain imports this module). */
+static PyObject *py_plain_decode, *py_plain_decode_from, *py_plain_map, *py_plain_tuple;
+static PyObject *py_plain_hooks;
 static PyObject *str_items, *str_tail, *str_offset, *str_reason;
 /* Map has __slots__ ("_entries", "_hash"): where they live in an instance. */
 static Py_ssize_t map_entries_offset, map_hash_offset;
@@ -113,6 +116,10 @@ typedef struct {
     PyObject *atom_hook, *binary_hook, *map_hook, *tuple_hook, *pid_hook;  /* NULL for None */
     PyObject *hooks;       /* the Python decoder's hooks tuple, made on first delegation */
     int malformed;         /* set when the input is bad: the caller re-runs Python */
+    int plain;             /* codec.plain's mapping, done here (see the plain_* functions) */
+    PyObject *last_binary; /* plain: the value of the last binary read (strong), ... */
+    Py_ssize_t last_at, last_size;   /* ... where its bytes are, ... */
+    int last_was_key;      /* ... and whether it was a map key */
     Py_ssize_t owed;       /* elements open containers still expect, not yet begun */
     Frame *frames;
     Py_ssize_t depth, capacity;
@@ -138,6 +145,8 @@ static void decoder_init(Decoder *d, const unsigned char *buf, Py_ssize_t end, P
 #undef HOOK
     d->hooks = NULL;
     d->malformed = 0;
+    d->plain = 0;
+    d->last_binary = NULL;
     d->frames = d->inline_frames;
     d->depth = 0;
     d->capacity = INLINE_FRAMES;
@@ -156,6 +165,7 @@ static void decoder_clear(Decoder *d)
     d->frames = d->inline_frames;
     Py_CLEAR(d->view);
     Py_CLEAR(d->hooks);
+    Py_CLEAR(d->last_binary);
 }
 
 /* Whether a container whose header ends at `pos` can hold `slots` elements.
@@ -223,7 +233,14 @@ static PyObject *make_atom(Decoder *d, const unsigned char *raw, Py_ssize_t size
         Py_DECREF(text);
         return malformed(d);
     }
-    return apply_hook(AtomType, text);
+    PyObject *atom = apply_hook(AtomType, text);
+    /* An Atom refers to nothing but its class, so it cannot close a reference
+     * cycle; out of the collector's sight, it lets the tuples and dicts that
+     * hold only atoms and numbers be left out too (see untracked), which
+     * makes the collections that decoding many maps triggers cheap. */
+    if (atom != NULL)
+        PyObject_GC_UnTrack(atom);
+    return atom;
 }
 
 /* The Atom of any atom tag at *pos (no hook applied); advances *pos past it. */
@@ -273,6 +290,26 @@ static PyObject *read_atom(Decoder *d, Py_ssize_t *pos)
     Py_XSETREF(entry->atom, atom);
     entry->latin1 = latin1;
     return atom;
+}
+
+/* Whether the collector need not see a container holding `item`: CPython's
+ * own rule for untracking tuples and dicts. */
+static int untracked(PyObject *item)
+{
+    return !PyObject_IS_GC(item) || !PyObject_GC_IsTracked(item);
+}
+
+/* Take a finished dict out of the collector's sight when nothing in it needs
+ * to be seen: CPython keeps a dict tracked once a key is an instance of a
+ * class (an Atom) even when that instance is untracked. */
+static void untrack_dict(PyObject *dict)
+{
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &position, &key, &value))
+        if (!untracked(key) || !untracked(value))
+            return;
+    PyObject_GC_UnTrack(dict);
 }
 
 /* ---- Scalars ---- */
@@ -352,6 +389,220 @@ static PyObject *read_string(Decoder *d, Py_ssize_t at, Py_ssize_t length)
     return list;
 }
 
+/* ---- codec.plain's mapping ----
+ * In a plain run these give what the hooks of codec/plain.py (the reference)
+ * give, in the same order: the atoms true, false, nil and undefined become
+ * True, False and None; a binary becomes a str when it is valid UTF-8; a
+ * tuple may become an Opaque or a tensor array (plain._tuple_value decides,
+ * in Python); a map becomes a dict, or, when a key is not of a plain type or
+ * two keys are one dict key, what plain._map makes of its pairs. */
+
+/* The plain value of an atom (consumed). */
+static PyObject *plain_atom(PyObject *atom)
+{
+    const char *name;
+    PyObject *value;
+    switch (PyUnicode_GET_LENGTH(atom)) {
+    case 3: name = "nil"; value = Py_None; break;
+    case 4: name = "true"; value = Py_True; break;
+    case 5: name = "false"; value = Py_False; break;
+    case 9: name = "undefined"; value = Py_None; break;
+    default: return atom;
+    }
+    if (PyUnicode_CompareWithASCIIString(atom, name) != 0)
+        return atom;
+    Py_DECREF(atom);
+    Py_INCREF(value);
+    return value;
+}
+
+/* Whether `size` bytes at `p` are UTF-8 as Python's strict decoder takes it:
+ * no overlong forms, no surrogates, nothing past U+10FFFF. Checked before
+ * decoding because a failed decode copies the whole input into its error. */
+static int utf8_valid(const unsigned char *p, Py_ssize_t size)
+{
+    Py_ssize_t i = 0;
+    while (i < size) {
+        uint64_t word;
+        if (i + 8 <= size && (memcpy(&word, p + i, 8), !(word & 0x8080808080808080ULL))) {
+            i += 8;
+            continue;
+        }
+        unsigned c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        Py_ssize_t width = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+        if (width == 0 || width > size - i)
+            return 0;
+        for (Py_ssize_t k = 1; k < width; k++)
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+        unsigned next = p[i + 1];
+        if ((c == 0xE0 && next < 0xA0) || (c == 0xED && next >= 0xA0)
+                || (c == 0xF0 && next < 0x90) || (c == 0xF4 && next >= 0x90))
+            return 0;   /* overlong, surrogate, overlong, past U+10FFFF */
+        i += width;
+    }
+    return 1;
+}
+
+#define ASCII_BLOCK 4096
+#define HIGH_BITS 0x8080808080808080ULL
+
+/* The str of `size` (at least 2) ASCII bytes at `p`, copied block by block
+ * as each is checked (one pass over the input); Py_None (a new reference) if
+ * a byte is not ASCII. PyUnicode_DecodeUTF8 would read the input twice. */
+static PyObject *ascii_str(const unsigned char *p, Py_ssize_t size)
+{
+    PyObject *text = PyUnicode_New(size, 127);
+    if (text == NULL)
+        return NULL;
+    unsigned char *out = PyUnicode_1BYTE_DATA(text);
+    for (Py_ssize_t done = 0; done < size; done += ASCII_BLOCK) {
+        Py_ssize_t block = size - done < ASCII_BLOCK ? size - done : ASCII_BLOCK;
+        uint64_t seen = 0, word;
+        Py_ssize_t i = 0;
+        for (; i + 8 <= block; i += 8) {
+            memcpy(&word, p + done + i, 8);
+            seen |= word;
+        }
+        for (; i < block; i++)
+            seen |= p[done + i];
+        if (seen & HIGH_BITS) {
+            Py_DECREF(text);
+            Py_RETURN_NONE;
+        }
+        memcpy(out + done, p + done, (size_t)block);
+    }
+    return text;
+}
+
+/* A binary's plain value: a str if it is UTF-8, else as make_binary makes it.
+ * Remembered as the last binary (see plain_tuple). Strs of fewer than two
+ * characters come from PyUnicode_DecodeUTF8, as Python's are, which shares
+ * them (their identity matters to plain_tuple). */
+static PyObject *plain_binary(Decoder *d, Py_ssize_t at, Py_ssize_t size, int is_map_key)
+{
+    PyObject *value = NULL;
+    if (size >= 2) {
+        if ((value = ascii_str(d->buf + at, size)) == NULL)
+            return NULL;
+        if (value == Py_None)
+            Py_CLEAR(value);
+    }
+    if (value == NULL && utf8_valid(d->buf + at, size)) {
+        value = PyUnicode_DecodeUTF8((const char *)d->buf + at, size, NULL);
+        if (value == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                return NULL;
+            PyErr_Clear();
+        }
+    }
+    if (value == NULL && (value = make_binary(d, at, size, is_map_key)) == NULL)
+        return NULL;
+    Py_INCREF(value);
+    Py_XSETREF(d->last_binary, value);
+    d->last_at = at;
+    d->last_size = size;
+    d->last_was_key = is_map_key;
+    return value;
+}
+
+/* A tuple's plain value (the tuple consumed). A tuple's last element is read
+ * just before it closes, so when that is the last binary's value, its bytes
+ * are the last binary's, even if it became a str. */
+static PyObject *plain_tuple(Decoder *d, PyObject *tuple)
+{
+    Py_ssize_t size = PyTuple_GET_SIZE(tuple);
+    if (size != 3 && size != 4)
+        return tuple;
+    PyObject *first = PyTuple_GET_ITEM(tuple, 0);
+    if (Py_TYPE(first) != (PyTypeObject *)AtomType
+            || PyUnicode_CompareWithASCIIString(first, size == 3 ? "$erlport.opaque" : "tensor"))
+        return tuple;
+    PyObject *last = PyTuple_GET_ITEM(tuple, size - 1);
+    PyObject *data = last;
+    if (last == d->last_binary)
+        data = make_binary(d, d->last_at, d->last_size, d->last_was_key);
+    else
+        Py_INCREF(data);
+    PyObject *value = NULL;
+    if (data != NULL) {
+        PyObject *args[2] = {tuple, data};
+        value = PyObject_Vectorcall(py_plain_tuple, args, 2, NULL);
+        Py_DECREF(data);
+    }
+    Py_DECREF(tuple);
+    return value;
+}
+
+/* Whether a key is hashed and compared without running Python code. */
+static int plain_key(PyObject *key)
+{
+    PyTypeObject *type = Py_TYPE(key);
+    return type == &PyUnicode_Type || type == (PyTypeObject *)AtomType || type == &PyBytes_Type
+        || type == &PyLong_Type || type == &PyFloat_Type || key == Py_True || key == Py_False
+        || key == Py_None;
+}
+
+/* Keep a plain map's pairs in a list from here on (its dict's, then key and
+ * value, both consumed), for plain._map at its end. */
+static int plain_pairs(Frame *frame, PyObject *key, PyObject *value)
+{
+    PyObject *dict = frame->container;
+    PyObject *pairs = PyList_New(frame->size);
+    PyObject *pair = pairs == NULL ? NULL : PyTuple_New(2);
+    if (pair == NULL) {
+        Py_XDECREF(pairs);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        return -1;
+    }
+    PyTuple_SET_ITEM(pair, 0, key);
+    PyTuple_SET_ITEM(pair, 1, value);
+    PyObject_GC_UnTrack(pairs);   /* empty slots: see push_frame */
+    Py_ssize_t position = 0, filled = 0;
+    PyObject *earlier_key, *earlier_value;
+    while (PyDict_Next(dict, &position, &earlier_key, &earlier_value)) {
+        PyObject *earlier = PyTuple_Pack(2, earlier_key, earlier_value);
+        if (earlier == NULL) {
+            Py_DECREF(pair);
+            Py_DECREF(pairs);
+            return -1;
+        }
+        PyList_SET_ITEM(pairs, filled++, earlier);
+    }
+    PyList_SET_ITEM(pairs, filled++, pair);
+    frame->container = pairs;
+    frame->filled = filled;
+    Py_DECREF(dict);
+    return 0;
+}
+
+/* Store one pair of a plain map (key and value consumed) in its dict, as
+ * dict(pairs) would, or in a list of pairs (plain_pairs). */
+static int add_plain_pair(Frame *frame, PyObject *key, PyObject *value)
+{
+    PyObject *dict = frame->container;
+    if (plain_key(key)) {
+        Py_ssize_t before = PyDict_GET_SIZE(dict);
+        if (PyDict_SetDefault(dict, key, value) == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(value);
+            return -1;
+        }
+        if (PyDict_GET_SIZE(dict) > before) {
+            Py_DECREF(key);
+            Py_DECREF(value);
+            frame->filled++;
+            return 0;
+        }
+    }
+    return plain_pairs(frame, key, value);
+}
+
 /* NEW_PID_EXT at `start`: node atom, then id, serial and creation as u32. */
 static PyObject *read_pid(Decoder *d, Py_ssize_t start, Py_ssize_t *pos)
 {
@@ -380,9 +631,14 @@ static PyObject *read_pid(Decoder *d, Py_ssize_t start, Py_ssize_t *pos)
 static PyObject *delegate_term(Decoder *d, Py_ssize_t start, Py_ssize_t *pos)
 {
     if (d->hooks == NULL) {
-        d->hooks = PyTuple_Pack(6, d->options[OPT_ZERO_COPY], d->options[OPT_ATOM_HOOK],
-                                d->options[OPT_BINARY_HOOK], d->options[OPT_MAP_HOOK],
-                                d->options[OPT_TUPLE_HOOK], d->options[OPT_PID_HOOK]);
+        if (d->plain)
+            d->hooks = PyObject_CallFunctionObjArgs(py_plain_hooks, d->options[OPT_ZERO_COPY],
+                                                    d->options[OPT_PID_HOOK],
+                                                    d->options[OPT_TUPLE_HOOK], NULL);
+        else
+            d->hooks = PyTuple_Pack(6, d->options[OPT_ZERO_COPY], d->options[OPT_ATOM_HOOK],
+                                    d->options[OPT_BINARY_HOOK], d->options[OPT_MAP_HOOK],
+                                    d->options[OPT_TUPLE_HOOK], d->options[OPT_PID_HOOK]);
         if (d->hooks == NULL)
             return NULL;
     }
@@ -538,6 +794,8 @@ static int add_map_pair(Decoder *d, Frame *frame, PyObject *value)
 {
     PyObject *key = frame->pending_key;
     frame->pending_key = NULL;
+    if (d->plain && PyDict_CheckExact(frame->container))
+        return add_plain_pair(frame, key, value);
     PyObject *pair = PyTuple_New(2);
     if (pair == NULL) {
         Py_DECREF(key);
@@ -546,7 +804,9 @@ static int add_map_pair(Decoder *d, Frame *frame, PyObject *value)
     }
     PyTuple_SET_ITEM(pair, 0, key);
     PyTuple_SET_ITEM(pair, 1, value);
-    if (d->map_hook != NULL) {
+    if (untracked(key) && untracked(value))
+        PyObject_GC_UnTrack(pair);   /* as the collector would on its next pass */
+    if (PyList_CheckExact(frame->container)) {   /* for map_hook or plain._map */
         PyList_SET_ITEM(frame->container, frame->filled++, pair);
         return 0;
     }
@@ -590,13 +850,23 @@ static PyObject *new_map(PyObject *entries)
     *(PyObject **)((char *)map + map_entries_offset) = entries;
     Py_INCREF(Py_None);
     *(PyObject **)((char *)map + map_hash_offset) = Py_None;
+    /* A Map is immutable: when the collector need not see its entries (only
+     * atoms, numbers and binaries: see untracked), it need not see the Map. */
+    untrack_dict(entries);
+    if (untracked(entries))
+        PyObject_GC_UnTrack(map);
     return map;
 }
 
-/* A map's term from its decoded pairs (consumed): a Map, or map_hook's result. */
+/* A map's term from its decoded pairs (consumed): a Map or a plain run's
+ * dict from a dict, map_hook's or plain._map's result from a list of pairs. */
 static PyObject *finish_map(Decoder *d, PyObject *pairs, Py_ssize_t start)
 {
-    if (d->map_hook == NULL)
+    if (PyDict_CheckExact(pairs) && d->plain) {
+        untrack_dict(pairs);
+        return pairs;
+    }
+    if (PyDict_CheckExact(pairs))
         return new_map(pairs);
     PyObject *offset = PyLong_FromSsize_t(start);
     if (offset == NULL) {
@@ -604,7 +874,7 @@ static PyObject *finish_map(Decoder *d, PyObject *pairs, Py_ssize_t start)
         return NULL;
     }
     PyObject *args[2] = {pairs, offset};
-    PyObject *result = PyObject_Vectorcall(d->map_hook, args, 2, NULL);
+    PyObject *result = PyObject_Vectorcall(d->plain ? py_plain_map : d->map_hook, args, 2, NULL);
     Py_DECREF(pairs);
     Py_DECREF(offset);
     return result;
@@ -697,7 +967,9 @@ static PyObject *decode_term(Decoder *d, Py_ssize_t *pos_io)
         case SMALL_ATOM_EXT:
             pos = start;
             value = read_atom(d, &pos);
-            if (value != NULL && d->atom_hook != NULL)
+            if (value != NULL && d->plain)
+                value = plain_atom(value);
+            else if (value != NULL && d->atom_hook != NULL)
                 value = apply_hook(d->atom_hook, value);
             break;
         case BINARY_EXT: {
@@ -709,7 +981,8 @@ static PyObject *decode_term(Decoder *d, Py_ssize_t *pos_io)
                 return malformed(d);
             int is_map_key = d->depth && d->frames[d->depth - 1].kind == FRAME_MAP
                              && d->frames[d->depth - 1].pending_key == NULL;
-            value = make_binary(d, pos, size, is_map_key);
+            value = d->plain ? plain_binary(d, pos, size, is_map_key)
+                             : make_binary(d, pos, size, is_map_key);
             pos += size;
             if (value != NULL && d->binary_hook != NULL)
                 value = apply_hook(d->binary_hook, value);
@@ -749,6 +1022,8 @@ static PyObject *decode_term(Decoder *d, Py_ssize_t *pos_io)
                 continue;
             }
             value = PyTuple_New(0);
+            if (value != NULL && d->plain)
+                value = plain_tuple(d, value);
             if (value != NULL && d->tuple_hook != NULL)
                 value = apply_hook(d->tuple_hook, value);
             break;
@@ -817,6 +1092,8 @@ static PyObject *decode_term(Decoder *d, Py_ssize_t *pos_io)
                 if (frame->filled < frame->size)
                     break;
                 value = pop_frame(d);
+                if (d->plain && (value = plain_tuple(d, value)) == NULL)
+                    return NULL;
                 if (d->tuple_hook != NULL && (value = apply_hook(d->tuple_hook, value)) == NULL)
                     return NULL;
             }
@@ -864,6 +1141,7 @@ static PyObject *decode_compressed(Decoder *outer, Py_ssize_t pos)
     Decoder d;
     decoder_init(&d, (const unsigned char *)PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes),
                  bytes, NULL, outer->options);
+    d.plain = outer->plain;
     Py_ssize_t used = 0;
     PyObject *term = decode_term(&d, &used);
     outer->malformed = d.malformed || (term != NULL && used != d.end);
@@ -917,9 +1195,10 @@ static PyObject *decode_frame(Decoder *d, Py_ssize_t offset)
 }
 
 /* Sort the call's keyword arguments into `options`; 0 when one is not a
- * known keyword (the Python function then handles the call). */
+ * keyword of the function called (the Python function then handles the
+ * call): codec.plain's take no atom, binary or map hook. */
 static int parse_options(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                         PyObject **options)
+                         PyObject **options, int plain)
 {
     options[OPT_ZERO_COPY] = Py_False;
     options[OPT_MAX_INFLATED_SIZE] = default_max_inflated_size;
@@ -935,7 +1214,8 @@ static int parse_options(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         for (int i = 0; i < OPT_COUNT && found < 0; i++)
             if (PyUnicode_Compare(name, option_strings[i]) == 0)
                 found = i;
-        if (found < 0)
+        if (found < 0 || (plain && (found == OPT_ATOM_HOOK || found == OPT_BINARY_HOOK
+                                    || found == OPT_MAP_HOOK)))
             return 0;
         options[found] = args[nargs + k];
     }
@@ -946,15 +1226,17 @@ static int parse_options(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
 
 /* The input is malformed: the reference decoder finds the error to report,
  * reading the same bytes. Decoding has no side effects but the hooks', and
- * they already ran on every value before the fault (in the reference's
- * order), so they are not run again: the reference re-reads the input with
- * none, and without the duplicate-key check, made here on the hooks'
- * results. Only if it then found nothing wrong (a bug here) does it decode
- * once more, with the hooks, to give the reference's result. */
-static PyObject *report_malformed(PyObject *reference, PyObject *const *args, size_t nargsf,
-                                  PyObject *kwnames, PyObject *const *options)
+ * they (or the plain mapping, codec.plain's hooks) already ran on every value
+ * before the fault (in the reference's order), so they are not run again:
+ * the raw reference (`raw`) re-reads the input with none, and without the
+ * duplicate-key check, made here on the hooks' results. Only if it then
+ * found nothing wrong (a bug here) does the reference decode once more, with
+ * the hooks, to give its result. */
+static PyObject *report_malformed(PyObject *reference, PyObject *raw, int plain,
+                                  PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                                  PyObject *const *options)
 {
-    int hooked = 0;
+    int hooked = plain;
     for (int i = OPT_ATOM_HOOK; i < OPT_COUNT; i++)
         hooked |= options[i] != Py_None;
     if (!hooked)
@@ -973,7 +1255,7 @@ static PyObject *report_malformed(PyObject *reference, PyObject *const *args, si
             Py_INCREF(args[i]);
             PyTuple_SET_ITEM(positional, i, args[i]);
         }
-        result = PyObject_Call(reference, positional, keywords);
+        result = PyObject_Call(raw, positional, keywords);
     }
     Py_XDECREF(positional);
     Py_XDECREF(keywords);
@@ -983,15 +1265,16 @@ static PyObject *report_malformed(PyObject *reference, PyObject *const *args, si
     return PyObject_Vectorcall(reference, args, nargsf, kwnames);
 }
 
-/* decode / decode_from: `reference` is the Python function of the same name. */
-static PyObject *decode_call(PyObject *reference, int whole_input, PyObject *const *args,
-                             size_t nargsf, PyObject *kwnames)
+/* decode / decode_from, raw or `plain` (codec.plain's): `reference` is the
+ * Python function of the same name. */
+static PyObject *decode_call(PyObject *reference, int plain, int whole_input,
+                             PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *options[OPT_COUNT];
     Py_ssize_t offset = 0;
     int plain_call = nargs >= 1 && nargs <= (whole_input ? 1 : 2)
-                     && parse_options(args, nargs, kwnames, options);
+                     && parse_options(args, nargs, kwnames, options, plain);
     if (plain_call && nargs == 2) {
         plain_call = PyLong_CheckExact(args[1]);
         if (plain_call && (offset = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()) {
@@ -1025,6 +1308,7 @@ static PyObject *decode_call(PyObject *reference, int whole_input, PyObject *con
     }
     Decoder d;
     decoder_init(&d, buf, size, view != NULL ? view : data, view, options);
+    d.plain = plain;
     PyObject *result = decode_frame(&d, offset);
     decoder_clear(&d);
     if (view != NULL) {
@@ -1051,21 +1335,58 @@ static PyObject *decode_call(PyObject *reference, int whole_input, PyObject *con
     }
     if (result != NULL || !d.malformed)
         return result;
-    return report_malformed(reference, args, nargsf, kwnames, options);
+    return report_malformed(reference, whole_input ? py_decode : py_decode_from, plain, args,
+                            nargsf, kwnames, options);
 }
 
 static PyObject *cdecode_decode(PyObject *module, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames)
 {
     (void)module;
-    return decode_call(py_decode, 1, args, nargsf, kwnames);
+    return decode_call(py_decode, 0, 1, args, nargsf, kwnames);
 }
 
 static PyObject *cdecode_decode_from(PyObject *module, PyObject *const *args, size_t nargsf,
                                      PyObject *kwnames)
 {
     (void)module;
-    return decode_call(py_decode_from, 0, args, nargsf, kwnames);
+    return decode_call(py_decode_from, 0, 0, args, nargsf, kwnames);
+}
+
+static PyObject *attribute(PyObject *owner, const char *name);
+
+/* codec.plain's functions this file calls, on the first plain call. */
+static int load_plain(void)
+{
+    if (py_plain_decode != NULL)
+        return 0;
+    PyObject *plain = PyImport_ImportModule("codec.plain");
+    int status = plain != NULL
+        && (py_plain_map = attribute(plain, "_map"))
+        && (py_plain_tuple = attribute(plain, "_tuple_value"))
+        && (py_plain_hooks = attribute(plain, "_delegated_hooks"))
+        && (py_plain_decode_from = attribute(plain, "reference_decode_from"))
+        && (py_plain_decode = attribute(plain, "reference_decode")) ? 0 : -1;
+    Py_XDECREF(plain);
+    return status;
+}
+
+static PyObject *cdecode_plain_decode(PyObject *module, PyObject *const *args, size_t nargsf,
+                                      PyObject *kwnames)
+{
+    (void)module;
+    if (load_plain() < 0)
+        return NULL;
+    return decode_call(py_plain_decode, 1, 1, args, nargsf, kwnames);
+}
+
+static PyObject *cdecode_plain_decode_from(PyObject *module, PyObject *const *args,
+                                           size_t nargsf, PyObject *kwnames)
+{
+    (void)module;
+    if (load_plain() < 0)
+        return NULL;
+    return decode_call(py_plain_decode_from, 1, 0, args, nargsf, kwnames);
 }
 
 /* ---- Module set-up ---- */
@@ -1136,6 +1457,16 @@ static PyMethodDef cdecode_methods[] = {
      "max_inflated_size=DEFAULT_MAX_INFLATED_SIZE, atom_hook=None, binary_hook=None, "
      "map_hook=None, tuple_hook=None, pid_hook=None)\n--\n\n"
      "Decode the term starting at data[offset] (its 131); return (term, end_offset)."},
+    {"plain_decode", (PyCFunction)(void (*)(void))cdecode_plain_decode,
+     METH_FASTCALL | METH_KEYWORDS,
+     "plain_decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE, "
+     "pid_hook=None, tuple_hook=None)\n--\n\n"
+     "codec.plain.reference_decode in C: one whole ETF frame into plain Python values."},
+    {"plain_decode_from", (PyCFunction)(void (*)(void))cdecode_plain_decode_from,
+     METH_FASTCALL | METH_KEYWORDS,
+     "plain_decode_from(data, offset=0, *, zero_copy=False, "
+     "max_inflated_size=DEFAULT_MAX_INFLATED_SIZE, pid_hook=None, tuple_hook=None)\n--\n\n"
+     "codec.plain.reference_decode_from in C: (plain value, end_offset)."},
     {NULL, NULL, 0, NULL},
 };
 

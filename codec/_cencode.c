@@ -80,7 +80,12 @@ static PyObject *str_other, *str_map_pairs, *str_entries, *str_append, *str_fail
 
 enum { KW_MINOR_VERSION, KW_COMPRESSED, KW_DETERMINISTIC, KW_STR_AS, KW_NONE_AS, KW_DEFAULT,
        KW_COUNT };
-static PyObject *keyword_names[KW_COUNT];
+/* encode's keywords, and codec.plain.encode's (str_as is `strings`, none_as is
+ * `none`, and there is no `default`: plain._default is). */
+static PyObject *keyword_names[KW_COUNT], *plain_keyword_names[KW_COUNT];
+/* codec.plain's, imported on the first plain call (codec.plain imports this module). */
+static PyObject *py_plain_encode, *py_plain_default, *py_plain_refusal, *PlainRefused;
+static PyObject *str_undefined;
 
 /* ---- The state of one encoding run ---- */
 
@@ -1197,31 +1202,34 @@ typedef struct {
     PyObject *none_as, *default_;
 } Options;
 
-/* Which keyword ``name`` is (interned names match by identity), or -1. */
+/* Which of ``names`` ``name`` is (interned names match by identity), or -1. */
 static int
-keyword_index(PyObject *name)
+keyword_index(PyObject *const *names, PyObject *name)
 {
     for (int k = 0; k < KW_COUNT; k++)
-        if (name == keyword_names[k])
+        if (names[k] != NULL && name == names[k])
             return k;
     for (int k = 0; k < KW_COUNT; k++)
-        if (PyUnicode_Compare(name, keyword_names[k]) == 0)
+        if (names[k] != NULL && PyUnicode_Compare(name, names[k]) == 0)
             return k;
     return -1;
 }
 
-/* Read the options of a plain call: one positional term, known keywords,
- * exact bools, ints and strs. 0 if the call is anything else (then Python
- * takes it whole, raising its own TypeError or ValueError if it is wrong). */
+/* Read the options of an ordinary call of encode (``names``: keyword_names)
+ * or codec.plain.encode (plain_keyword_names): one positional term, known
+ * keywords, exact bools, ints and strs. 0 if the call is anything else (then
+ * Python takes it whole, raising its own TypeError or ValueError if it is
+ * wrong). */
 static int
-read_options(Py_ssize_t nargs, PyObject *const *args, PyObject *kwnames, Options *options)
+read_options(Py_ssize_t nargs, PyObject *const *args, PyObject *kwnames,
+             PyObject *const *names, Options *options)
 {
     PyObject *given[KW_COUNT] = {NULL};
     if (nargs != 1)
         return 0;
     Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < count; i++) {
-        int k = keyword_index(PyTuple_GET_ITEM(kwnames, i));
+        int k = keyword_index(names, PyTuple_GET_ITEM(kwnames, i));
         if (k < 0 || given[k] != NULL)
             return 0;
         given[k] = args[nargs + i];
@@ -1295,17 +1303,14 @@ start_encoder(Encoder *e, const Options *options)
     return e->out == NULL ? -1 : 0;
 }
 
+/* The frame of ``term`` with ``options``. */
 static PyObject *
-encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+encode_with(PyObject *term, const Options *options)
 {
-    (void)module;
-    Options options;
-    if (!read_options(nargs, args, kwnames, &options))
-        return PyObject_Vectorcall(py_encode, args, nargs, kwnames);
     Encoder e;
-    if (start_encoder(&e, &options) < 0)
+    if (start_encoder(&e, options) < 0)
         return NULL;
-    int rc = encode_term(&e, args[0]);
+    int rc = encode_term(&e, term);
     PyObject *data = NULL;
     if (rc == DONE && _PyBytes_Resize(&e.out, e.used) == 0) {
         data = e.out;
@@ -1320,11 +1325,74 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     release(&e);
     if (rc != DONE)
         PyErr_Restore(type, value, traceback);
-    if (data == NULL || options.level == 0)
+    if (data == NULL || options->level == 0)
         return data;
-    PyObject *packed = PyObject_CallFunction(py_compress, "Oi", data, options.level);
+    PyObject *packed = PyObject_CallFunction(py_compress, "Oi", data, options->level);
     Py_DECREF(data);
     return packed;
+}
+
+static PyObject *
+encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    (void)module;
+    Options options;
+    if (!read_options(nargs, args, kwnames, keyword_names, &options))
+        return PyObject_Vectorcall(py_encode, args, nargs, kwnames);
+    return encode_with(args[0], &options);
+}
+
+/* codec.plain's functions this file calls, on the first plain call. */
+static int
+load_plain(void)
+{
+    if (py_plain_encode != NULL)
+        return 0;
+    PyObject *plain = PyImport_ImportModule("codec.plain");
+    int status = plain != NULL
+        && (py_plain_default = PyObject_GetAttrString(plain, "_default"))
+        && (py_plain_refusal = PyObject_GetAttrString(plain, "_refusal"))
+        && (PlainRefused = PyObject_GetAttrString(plain, "_Refused"))
+        && (py_plain_encode = PyObject_GetAttrString(plain, "reference_encode")) ? 0 : -1;
+    Py_XDECREF(plain);
+    return status;
+}
+
+/* As codec.plain.reference_encode: a value plain._default refused is the
+ * EncodeError plain._refusal makes of it, raised "from None". */
+static PyObject *
+plain_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    (void)module;
+    Options options;
+    if (load_plain() < 0)
+        return NULL;
+    if (!read_options(nargs, args, kwnames, plain_keyword_names, &options)
+            || (options.none_as != str_nil
+                && PyUnicode_Compare(options.none_as, str_nil) != 0
+                && PyUnicode_Compare(options.none_as, str_undefined) != 0))
+        return PyObject_Vectorcall(py_plain_encode, args, nargs, kwnames);
+    options.default_ = py_plain_default;
+    PyObject *data = encode_with(args[0], &options);
+    if (data != NULL || !PyErr_ExceptionMatches(PlainRefused))
+        return data;
+    PyObject *type, *refused, *traceback;
+    PyErr_Fetch(&type, &refused, &traceback);
+    PyErr_NormalizeException(&type, &refused, &traceback);
+    if (traceback != NULL)
+        PyException_SetTraceback(refused, traceback);
+    PyObject *error = PyObject_CallFunctionObjArgs(py_plain_refusal, args[0], refused, NULL);
+    if (error != NULL) {
+        PyException_SetContext(error, refused);   /* steals refused */
+        refused = NULL;
+        PyException_SetCause(error, NULL);   /* and __suppress_context__ = True */
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(refused);
+    Py_XDECREF(traceback);
+    return NULL;
 }
 
 /* ---- Module ---- */
@@ -1336,8 +1404,17 @@ PyDoc_STRVAR(encode_doc,
 "\n"
 "Encode ``term`` as one ETF frame (starting with 131); codec.encoder.encode in C.");
 
+PyDoc_STRVAR(plain_encode_doc,
+"plain_encode($module, value, *, strings='binary', none='nil', minor_version=2,\n"
+"             compressed=False, deterministic=False)\n"
+"--\n"
+"\n"
+"Encode a plain Python value as one ETF frame; codec.plain.reference_encode in C.");
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, encode_doc},
+    {"plain_encode", (PyCFunction)(void (*)(void))plain_encode, METH_FASTCALL | METH_KEYWORDS,
+     plain_encode_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1352,12 +1429,18 @@ intern_all(void)
 {
     static const char *const names[KW_COUNT] = {
         "minor_version", "compressed", "deterministic", "str_as", "none_as", "default"};
+    static const char *const plain_names[KW_COUNT] = {
+        "minor_version", "compressed", "deterministic", "strings", "none", NULL};
     for (int k = 0; k < KW_COUNT; k++)
-        if ((keyword_names[k] = PyUnicode_InternFromString(names[k])) == NULL)
+        if ((keyword_names[k] = PyUnicode_InternFromString(names[k])) == NULL
+                || (plain_names[k] != NULL
+                    && (plain_keyword_names[k] = PyUnicode_InternFromString(plain_names[k]))
+                       == NULL))
             return -1;
     return (str_binary = PyUnicode_InternFromString("binary")) != NULL
         && (str_charlist = PyUnicode_InternFromString("charlist")) != NULL
         && (str_nil = PyUnicode_InternFromString("nil")) != NULL
+        && (str_undefined = PyUnicode_InternFromString("undefined")) != NULL
         && (str_true = PyUnicode_InternFromString("true")) != NULL
         && (str_false = PyUnicode_InternFromString("false")) != NULL
         && (str_other = PyUnicode_InternFromString("other")) != NULL

@@ -1,7 +1,11 @@
 """BEAM terms <-> plain Python values, as hooks on the codec's single pass.
 
 The mapping (binaries to ``str``, ``nil`` to None, tensors to numpy arrays, ...) is the
-table in docs/codec.md.
+table in docs/codec.md. The functions named ``reference_*`` do it in Python, as hooks on
+the raw codec (and ``default`` for encoding); they are the reference. ``decode``,
+``decode_from`` and ``encode`` are the compiled core's versions of them when it is built
+(``codec._cdecode.plain_decode``, ``codec._cencode.plain_encode``: same results, same
+errors), else these (``IMPLEMENTATION`` says which).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 
 from . import tensor
 from .decoder import DEFAULT_MAX_INFLATED_SIZE
+from . import core
 from .core import decode as _decode
 from .core import decode_from as _decode_from
 from .core import encode as _encode
@@ -28,8 +33,8 @@ _PROBE = 4096
 _utf8_probe = codecs.getincrementaldecoder("utf-8")
 
 
-def decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
-           pid_hook=None, tuple_hook=None):
+def reference_decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
+                     pid_hook=None, tuple_hook=None):
     """Decode one whole ETF frame into plain Python values.
 
     With ``zero_copy`` the non-UTF-8 binaries and tensor arrays share the
@@ -41,15 +46,16 @@ def decode(data, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE
                    **_hooks(pid_hook, tuple_hook))
 
 
-def decode_from(data, offset=0, *, zero_copy=False, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE,
-                pid_hook=None, tuple_hook=None):
+def reference_decode_from(data, offset=0, *, zero_copy=False,
+                          max_inflated_size=DEFAULT_MAX_INFLATED_SIZE, pid_hook=None,
+                          tuple_hook=None):
     """Decode the term at ``data[offset]`` into plain values; return ``(value, end_offset)``."""
     return _decode_from(data, offset, zero_copy=zero_copy, max_inflated_size=max_inflated_size,
                         **_hooks(pid_hook, tuple_hook))
 
 
-def encode(value, *, strings="binary", none="nil", minor_version=2, compressed=False,
-           deterministic=False) -> bytes:
+def reference_encode(value, *, strings="binary", none="nil", minor_version=2, compressed=False,
+                     deterministic=False) -> bytes:
     """Encode a plain Python value as one ETF frame.
 
     ``strings="charlist"`` sends every ``str`` as a list of code points;
@@ -62,7 +68,19 @@ def encode(value, *, strings="binary", none="nil", minor_version=2, compressed=F
                        deterministic=deterministic, str_as=strings, none_as=none,
                        default=_default)
     except _Refused as refused:
-        raise EncodeError(refused.reason, _locate(value, refused.obj)) from None
+        raise _refusal(value, refused) from None
+
+
+def _refusal(value, refused):
+    """The EncodeError for a value ``_default`` refused (``refused``) inside ``value``."""
+    return EncodeError(refused.reason, _locate(value, refused.obj))
+
+
+def _delegated_hooks(zero_copy, pid_hook, tuple_hook):
+    """The plain mapping as the raw decoder's hooks tuple, for the C core's delegated terms."""
+    hooks = _hooks(pid_hook, tuple_hook)
+    return (zero_copy, hooks["atom_hook"], hooks["binary_hook"], hooks["map_hook"],
+            hooks["tuple_hook"], hooks["pid_hook"])
 
 
 def _hooks(pid_hook, tuple_hook):
@@ -128,14 +146,24 @@ class _Hooks:
         return value
 
     def tuple(self, items):
-        if len(items) == 3 and type(items[0]) is Atom and items[0] == _OPAQUE:
-            data = self.last_raw if items[2] is self.last_value else items[2]
-            if type(items[1]) is Atom and isinstance(data, (bytes, memoryview)):
-                return Opaque(items[1], bytes(data))
-        elif tensor.is_tensor(items):
-            data = self.last_raw if items[3] is self.last_value else items[3]
-            return tensor.from_parts(items[1], items[2], data)
+        if len(items) in (3, 4):
+            data = self.last_raw if items[-1] is self.last_value else items[-1]
+            return _tuple_value(items, data)
         return items
+
+
+def _tuple_value(items, data):
+    """A tuple's plain value: an Opaque, a tensor array or the tuple itself.
+
+    ``data`` is its last element, or the binary it was decoded from when that
+    became a str.
+    """
+    if len(items) == 3 and type(items[0]) is Atom and items[0] == _OPAQUE:
+        if type(items[1]) is Atom and isinstance(data, (bytes, memoryview)):
+            return Opaque(items[1], bytes(data))
+    elif tensor.is_tensor(items):
+        return tensor.from_parts(items[1], items[2], data)
+    return items
 
 
 class _Refused(Exception):
@@ -182,3 +210,10 @@ def _locate(root, target) -> str:
             todo.extend((item, f"{path}[{index}]") for index, item in enumerate(value.items))
             todo.append((value.tail, f"{path}[tail]"))
     return "$"
+
+
+decode, decode_from, encode, IMPLEMENTATION = (reference_decode, reference_decode_from,
+                                               reference_encode, "python")
+if core.PLAIN is not None:
+    decode, decode_from, encode = core.PLAIN
+    IMPLEMENTATION = "c"
