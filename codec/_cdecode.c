@@ -296,7 +296,7 @@ static PyObject *read_atom(Decoder *d, Py_ssize_t *pos)
  * own rule for untracking tuples and dicts. */
 static int untracked(PyObject *item)
 {
-    return !PyObject_IS_GC(item) || !PyObject_GC_IsTracked(item);
+    return !PyObject_GC_IsTracked(item);   /* 0 for objects of no collected type too */
 }
 
 /* Take a finished dict out of the collector's sight when nothing in it needs
