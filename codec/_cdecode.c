@@ -25,6 +25,11 @@
  * containers are still owed (as the Python decoder does), since it allocates
  * each container whole.
  * Atoms are interned in a fixed-size table, so memory stays bounded.
+ *
+ * `plain_decode` and `plain_decode_from` are codec.plain's reference_decode
+ * and reference_decode_from: the same loop in plain mode, which maps the
+ * common terms itself instead of calling the reference's hooks (see the
+ * plain_* functions) and hands the rare ones to codec.plain's Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1125,8 +1130,9 @@ static PyObject *decode_term(Decoder *d, Py_ssize_t *pos_io)
 /* ---- Frames and the entry points ---- */
 
 /* The compressed frame whose tag 80 is at `pos`: inflated by Python, decoded
- * here. Returns (term, end offset) or NULL (exception, or d->malformed). */
-static PyObject *decode_compressed(Decoder *outer, Py_ssize_t pos)
+ * here. Returns the term, its end offset in *end, or NULL (exception, or
+ * d->malformed). */
+static PyObject *decode_compressed(Decoder *outer, Py_ssize_t pos, Py_ssize_t *end)
 {
     PyObject *inflated = PyObject_CallFunction(py_inflate, "OnnO", outer->src, pos, outer->end,
                                                outer->options[OPT_MAX_INFLATED_SIZE]);
@@ -1147,8 +1153,13 @@ static PyObject *decode_compressed(Decoder *outer, Py_ssize_t pos)
     outer->malformed = d.malformed || (term != NULL && used != d.end);
     decoder_clear(&d);
     PyObject *result = NULL;
-    if (term != NULL && !outer->malformed)
-        result = PyTuple_Pack(2, term, PyTuple_GET_ITEM(inflated, 1));
+    if (term != NULL && !outer->malformed) {
+        *end = PyLong_AsSsize_t(PyTuple_GET_ITEM(inflated, 1));
+        if (!(*end == -1 && PyErr_Occurred())) {
+            result = term;
+            Py_INCREF(result);
+        }
+    }
     else if (term == NULL && !outer->malformed && PyErr_ExceptionMatches(DecodeError)) {
         /* A hook's DecodeError: Python reports it as inside the compressed term. */
         PyObject *type, *exc, *traceback;
@@ -1179,19 +1190,16 @@ static PyObject *decode_compressed(Decoder *outer, Py_ssize_t pos)
     return result;
 }
 
-/* As codec.decoder._decode_frame: the frame at `offset`; (term, end) or NULL. */
-static PyObject *decode_frame(Decoder *d, Py_ssize_t offset)
+/* As codec.decoder._decode_frame: the term of the frame at `offset` (its end
+ * offset in *end), or NULL. */
+static PyObject *decode_frame(Decoder *d, Py_ssize_t offset, Py_ssize_t *end)
 {
     if (offset < 0 || offset >= d->end || d->buf[offset] != VERSION || offset + 1 >= d->end)
         return malformed(d);
-    Py_ssize_t pos = offset + 1;
-    if (d->buf[pos] == COMPRESSED)
-        return decode_compressed(d, pos);
-    PyObject *term = decode_term(d, &pos);
-    if (term == NULL)
-        return NULL;
-    PyObject *result = Py_BuildValue("(Nn)", term, pos);
-    return result;
+    *end = offset + 1;
+    if (d->buf[*end] == COMPRESSED)
+        return decode_compressed(d, *end, end);
+    return decode_term(d, end);
 }
 
 /* Sort the call's keyword arguments into `options`; 0 when one is not a
@@ -1309,18 +1317,16 @@ static PyObject *decode_call(PyObject *reference, int plain, int whole_input,
     Decoder d;
     decoder_init(&d, buf, size, view != NULL ? view : data, view, options);
     d.plain = plain;
-    PyObject *result = decode_frame(&d, offset);
+    Py_ssize_t used = 0;
+    PyObject *result = decode_frame(&d, offset, &used);
     decoder_clear(&d);
     if (view != NULL) {
         PyBuffer_Release(&buffer);
         Py_DECREF(view);
     }
-    if (result != NULL && whole_input) {
-        Py_ssize_t used = PyLong_AsSsize_t(PyTuple_GET_ITEM(result, 1));
-        PyObject *term = PyTuple_GET_ITEM(result, 0);
-        Py_INCREF(term);
-        Py_DECREF(result);
-        result = term;
+    if (result != NULL && !whole_input)
+        result = Py_BuildValue("(Nn)", result, used);
+    else if (result != NULL) {
         if (used != size) {
             Py_DECREF(result);
             PyObject *error = PyObject_CallFunction(

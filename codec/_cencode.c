@@ -27,6 +27,9 @@
  * MemoryError) propagate unchanged, except RecursionError, which becomes the
  * same EncodeError the Python function makes of it.
  *
+ * `plain_encode` is codec.plain.reference_encode: this encoder with
+ * plain._default as `default`.
+ *
  * Like the Python encoder it is one loop with an explicit stack of open
  * containers (on the heap once deeper than a few levels), so nesting depth
  * is limited by MAX_DEPTH only, which also stops a cycle. The output grows in one bytes object, which is
