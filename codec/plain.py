@@ -14,9 +14,8 @@ import datetime
 
 import numpy as np
 
-from . import tensor
+from . import core, tensor
 from .decoder import DEFAULT_MAX_INFLATED_SIZE
-from . import core
 from .core import decode as _decode
 from .core import decode_from as _decode_from
 from .core import encode as _encode
