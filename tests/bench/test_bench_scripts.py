@@ -108,3 +108,19 @@ def test_worker_profile_prints_each_stage_and_the_whole_call():
     names = [name.strip().split(" (")[0] for name, _ in stages]
     assert names == ["read", "decode", "run", "encode", "write", "whole call"]
     assert all(float(micros) > 0 for _, micros in stages)
+
+def test_selection_bench_replays_the_engine_s_own_choice(tmp_path):
+    scratch, page = tmp_path / "runs", tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n<!-- begin selection_bench -->\nold\n<!-- end selection_bench -->\n")
+    output = run_bench("selection_bench.py", "--datasets", "iris", "--split-seeds", "0", "--max-trials", "6",
+                       "--prefixes", "3", "6", "--ensemble-size", "6", "--scratch", str(scratch),
+                       "--markdown", str(page))
+    rows = {row[1]: row for row in table_rows(output, "iris")}
+    assert set(rows) == {"engine", "best", "greedy", "top5", "bagged", "engine/ll", "best/ll", "greedy/ll",
+                         "top5/ll", "bagged/ll"}
+    assert all(0.0 <= float(cell) <= 1.0 for row in rows.values() for cell in row[2:4])
+    # replayed at the search's own budget and candidates, the engine's rule is the saved model
+    with open(scratch / "iris-0-6" / "summary.json") as f:
+        saved = json.load(f)["test_metrics"]["accuracy"]
+    assert rows["engine"][3] == f"{saved:.4f}"
+    assert table_rows(page.read_text(), "iris") == list(table_rows(output, "iris")) and "old" not in page.read_text()
