@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, TypedDict, Union
 
 import numpy as np
 
+import cerebros_cluster
 from cerebros import objectives
 from cerebros.artifacts import CONFIG, JOURNAL, SUMMARY, Ensemble, RunDirectory, StorageError, load_model
 from cerebros.data import names_a_dataset
@@ -49,7 +50,7 @@ _PARAMETERS = {"mutation_rate": as_float, "crossover_rate": as_float, "elite_siz
 _SPEC_FIELDS = {"dataset_id", "dataset", "search_space", "objective", "data", "target", "task"}
 _OPTS_FIELDS = {"run_id", "pulse_id", "budget", "parameters", "tau", "strategy", "seed", "split_seed",
                 "test_size", "validation_size", "folds", "n_jobs", "ensemble_size", "refit", "run_dir",
-                "resume", "progress_to", "max_dataset_bytes"}
+                "resume", "progress_to", "max_dataset_bytes", "cluster"}
 _BUDGET_FIELDS = {"max_trials", "trials", "max_time_seconds", "max_trial_seconds", "max_trials_without_improvement",
                   "min_improvement", "population_size"}
 # The request field each engine field comes from (SearchConfig's names, the strategies'
@@ -149,6 +150,7 @@ class _Request(TypedDict, total=False):
     run_dir: str
     resume: bool
     progress_to: Any
+    cluster: Optional[str]
 
 
 class _Run:
@@ -187,7 +189,9 @@ def run_nas(spec: Any, opts: Any = None) -> Union[Success, Failure]:
         return _finish(run, _failure(request, exc, "internal_error"))
     on_trial = _progress_callback(request, run, study.objective)
     try:
-        result = study.run(request["run_dir"], resume=request["resume"], on_trial=on_trial, cancel=run.cancel)
+        runner = None if request["cluster"] is None else cerebros_cluster.runner(request["cluster"], request["warnings"])
+        result = study.run(request["run_dir"], resume=request["resume"], on_trial=on_trial, cancel=run.cancel,
+                           runner=runner)
         return _finish(run, _success(run, request, result, time.monotonic() - started))
     except FieldError as exc:  # the run directory: not one, held by another search, another search's journal
         exc = _as_written(exc, request["fields"])
@@ -292,6 +296,7 @@ def _parse(spec: Any, opts: Any, parsed: _Request) -> str:
     parsed["config"].check()
     parsed["run_dir"] = _run_directory(_optional(opts, "run_dir", as_text, "opts"), run_id)
     parsed["resume"] = bool(_optional(opts, "resume", as_bool, "opts"))
+    parsed["cluster"] = _optional(opts, "cluster", as_text, "opts")  # trials on other nodes: cerebros_cluster
     parsed["progress_to"] = opts.get("progress_to")
     if parsed["progress_to"] is not None and not callable(getattr(parsed["progress_to"], "send", None)):
         warnings.append("opts.progress_to has no send method; no progress messages are sent")

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +26,9 @@ from .records import TrialEvent, TrialOutcome, TrialRecord, TrialState
 from .runners import InlineRunner, PoolRunner, Runner, available_cores, result_or_failure
 from .space import Candidate, SearchSpace
 from .trials import TrialData, class_labels, failed_trial, refit_trial, train_trial
+
+if TYPE_CHECKING:
+    from .remote import RemoteRunner
 
 # Settings that define what is searched: a resumed run must agree on all of them.
 _IDENTITY = ("dataset_id", "objective", "strategy", "strategy_params", "search_space", "seed", "split_seed",
@@ -180,6 +183,7 @@ class Study:
         self.kept: list[TrialRecord] = []  # the ensemble's candidates: the best records, best first
         self.outputs: dict[int, NDArray[Any]] = {}  # their out-of-fold outputs, by trial number
         self._run_dir: Optional[RunDirectory] = None  # set by run, which runs once
+        self.remote: Optional["RemoteRunner"] = None  # the runner, when trials run elsewhere (run's ``runner``)
         validation_rows = np.concatenate([validation for _, validation in splits.folds])
         self.oof_targets = splits.y[validation_rows]  # the rows of the out-of-fold outputs, in their order
         self.classes = class_labels(splits.task, splits.y)
@@ -221,12 +225,16 @@ class Study:
 
     def run(self, run_dir: Union[str, "os.PathLike[str]"], *, resume: bool = False,
             on_trial: Optional[Callable[[TrialEvent], None]] = None,
-            cancel: Optional[threading.Event] = None) -> SearchResult:
+            cancel: Optional[threading.Event] = None,
+            runner: Optional[Callable[[TrialData, threading.Event], "RemoteRunner"]] = None) -> SearchResult:
         """Run the search into ``run_dir``; returns a ``SearchResult``. Runs once per ``Study``.
 
         With ``resume`` the directory's journal is replayed first (its trials are not trained
         again). ``on_trial(event)`` is called after each trial with a ``TrialEvent`` (the trial's
-        journal record and the search's progress). ``cancel``: a ``threading.Event``. Raises ``FieldError`` (``run_dir``) for a
+        journal record and the search's progress). ``cancel``: a ``threading.Event``. ``runner``: where
+        trials run instead of this machine's processes, a function ``(trial_data, cancel)`` returning
+        a runner that also says how many trials it runs at once (``cerebros.remote.RemoteRunner``).
+        Raises ``FieldError`` (``run_dir``) for a
         directory it cannot use, ``SearchStopped`` when no trial finished, and
         ``artifacts.StorageError`` when writing the run directory fails: the search stops at
         once, the trials it cut short are not journaled, and a resume continues it.
@@ -235,20 +243,25 @@ class Study:
             raise RuntimeError("this Study has run already: prepare a new one (Study.prepare) for another run")
         self._run_dir = _open_run_directory(run_dir)
         try:
-            return self._run(resume, on_trial, cancel)
+            return self._run(resume, on_trial, cancel, runner)
         finally:
             self.run_dir.unlock()
 
     def _run(self, resume: bool, on_trial: Optional[Callable[[TrialEvent], None]],
-             cancel: Optional[threading.Event]) -> SearchResult:
+             cancel: Optional[threading.Event],
+             make_runner: Optional[Callable[[TrialData, threading.Event], "RemoteRunner"]]) -> SearchResult:
         self.on_trial = on_trial
         self.cancel = cancel or threading.Event()
         self.started = started = time.monotonic()
         budget = self.config.max_time_seconds
         self.deadline = None if budget is None else started + budget
         self._start_or_resume(resume)
-        runner: Runner = (InlineRunner if self.config.n_jobs == 1 else PoolRunner)(
-            self._processes(), self._trial_data(), self.cancel)
+        runner: Runner
+        if make_runner is None:
+            runner = (InlineRunner if self.config.n_jobs == 1 else PoolRunner)(
+                self._processes(), self._trial_data(), self.cancel)
+        else:
+            runner = self.remote = make_runner(self._trial_data(), self.cancel)
         try:
             return self._finish(self._loop(runner), runner)
         finally:
@@ -296,6 +309,8 @@ class Study:
         return self.config.max_trials is not None and asked >= self.config.max_trials
 
     def _processes(self) -> int:
+        if self.remote is not None:
+            return self.remote.processes()
         cores = available_cores()
         return cores if self.config.n_jobs == -1 else min(self.config.n_jobs, cores)
 
