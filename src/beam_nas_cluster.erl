@@ -16,12 +16,15 @@
 -module(beam_nas_cluster).
 -behaviour(gen_server).
 
--export([open/5, run/2, slots/1, stop/1, resume/1, close/1, info/1, lend/2, ensure_scope/0]).
+-export([open/5, run/2, slots/1, stop/1, resume/1, close/1, info/1, sessions/1, lend/2, ensure_scope/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SCOPE, ?MODULE).
 -define(REFRESH_MS, 200).
 -define(HELLO_MS, 10000).
+%% How long open/5 looks for a lender before it says there is none: a scope
+%% started just now learns the other nodes' groups within a round trip.
+-define(SETTLE_MS, 1000).
 -define(MAX_ATTEMPTS, 4).
 
 -record(job, {from, term :: map(), lender = none :: pid() | none, attempts = 0 :: non_neg_integer()}).
@@ -31,7 +34,7 @@
     version :: map(),
     hash :: binary(),
     data :: binary(),
-    %% Lenders accepted: pid => #{node, slots, busy}.
+    %% Lenders accepted: pid => #{node, slots, busy, given (jobs so far)}.
     members = #{} :: map(),
     %% Lenders asked for their version and not answered yet: pid => true.
     hello = #{} :: map(),
@@ -41,8 +44,10 @@
     jobs = #{} :: #{binary() => #job{}},
     stopped = false :: boolean(),
     next = 1 :: pos_integer(),
-    %% Who waits in open/5 for the first answers.
-    opening = none
+    %% Who waits in open/5 for the first answers, and until when it may wait for
+    %% a lender to appear.
+    opening = none,
+    settle :: integer()
 }).
 
 %%% API
@@ -98,6 +103,12 @@ close(Session) ->
 info(Session) ->
     gen_server:call(Session, info, infinity).
 
+%% @doc The sessions of cluster `Name' on this node (the searches it coordinates).
+-spec sessions(binary() | atom() | string()) -> [pid()].
+sessions(Name) ->
+    ok = ensure_scope(),
+    pg:get_local_members(?SCOPE, {session, to_binary(Name)}).
+
 %% @doc Lends `Pool' to the cluster `Name': starts a `beam_nas_lender' linked to
 %% the caller (`beam_nas_lender:child_spec/1' for a supervisor).
 -spec lend(binary() | atom() | string(), supervisor:sup_ref()) -> {ok, pid()} | {error, term()}.
@@ -118,8 +129,10 @@ ensure_scope() ->
 -spec init({binary(), pid(), map(), binary(), binary()}) -> {ok, #state{}}.
 init({Name, Owner, Version, Hash, Data}) ->
     erlang:monitor(process, Owner),
+    ok = pg:join(?SCOPE, {session, Name}, self()),
     erlang:send_after(?HELLO_MS, self(), hello_timeout),
-    {ok, refresh(#state{name = Name, owner = Owner, version = Version, hash = Hash, data = Data})}.
+    {ok, refresh(#state{name = Name, owner = Owner, version = Version, hash = Hash, data = Data,
+                        settle = erlang:monotonic_time(millisecond) + ?SETTLE_MS})}.
 
 -spec handle_call(term(), gen_server:from(), #state{}) ->
     {reply, term(), #state{}} | {noreply, #state{}} | {stop, normal, term(), #state{}}.
@@ -153,8 +166,10 @@ handle_cast(_Message, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, normal, #state{}}.
-handle_info(refresh, State) ->
+handle_info(refresh, State = #state{opening = none}) ->
     {noreply, dispatch(refresh(State))};
+handle_info(refresh, State) ->
+    opened(refresh(State));
 handle_info(hello_timeout, State = #state{opening = none}) ->
     {noreply, State};
 handle_info(hello_timeout, State) ->
@@ -200,7 +215,7 @@ refresh(State = #state{name = Name, members = Members, hello = Hello, refused = 
 
 welcome(Lender, #{version := Version, slots := Slots, node := Node},
         State = #state{version = Version, members = Members}) ->
-    State1 = State#state{members = Members#{Lender => #{node => Node, slots => Slots, busy => 0}}},
+    State1 = State#state{members = Members#{Lender => #{node => Node, slots => Slots, busy => 0, given => 0}}},
     case State1#state.opening of
         none -> {noreply, dispatch(State1)};
         _ -> opened(State1)
@@ -216,23 +231,26 @@ welcome(Lender, #{version := Theirs, node := Node}, State = #state{version = Our
         _ -> opened(State1)
     end.
 
-%% Answers open/5 once no lender is left to answer: ok with a member, else the error.
+%% Answers open/5 once every lender seen has answered: ok with a member; with
+%% none, the error, but not before ?SETTLE_MS (a lender may yet appear).
 opened(State = #state{opening = none}) ->
     {noreply, State};
 opened(State = #state{opening = From, hello = Hello, members = Members})
-  when map_size(Hello) =:= 0 ->
-    case map_size(Members) of
-        0 ->
+  when map_size(Hello) =:= 0, map_size(Members) > 0 ->
+    gen_server:reply(From, ok),
+    {noreply, dispatch(State#state{opening = none})};
+opened(State = #state{opening = From, hello = Hello}) when map_size(Hello) =:= 0 ->
+    case erlang:monotonic_time(millisecond) >= State#state.settle of
+        true ->
             Why = case refusals(State) of
-                      [] -> text("no node lends its workers to the cluster ~p (beam_nas_cluster:lend/2, "
+                      [] -> text("no node lends its workers to the cluster ~ts (beam_nas_cluster:lend/2, "
                                  "or config :beam_nas, cluster: ...)", [State#state.name]);
                       Refusals -> iolist_to_binary(lists:join(<<"; ">>, Refusals))
                   end,
             gen_server:reply(From, {error, Why}),
             {stop, normal, State};
-        _ ->
-            gen_server:reply(From, ok),
-            {noreply, dispatch(State#state{opening = none})}
+        false ->
+            {noreply, State}
     end;
 opened(State) ->
     {noreply, State}.
@@ -242,17 +260,18 @@ refusals(#state{refused = Refused}) ->
 
 %%% Jobs
 
-%% Gives queued jobs to the members with the most free slots.
+%% Gives queued jobs to the members with the most free slots, and among them to
+%% the one given the fewest jobs so far (a node that joins gets the next one).
 dispatch(State = #state{queue = Q, members = Members}) ->
-    Free = [{S - B, L} || {L, #{slots := S, busy := B}} <- maps:to_list(Members), S > B],
+    Free = [{S - B, -G, L} || {L, #{slots := S, busy := B, given := G}} <- maps:to_list(Members), S > B],
     case {Free, queue:out(Q)} of
         {[_ | _], {{value, Token}, Q1}} ->
-            {_, Lender} = lists:max(Free),
+            {_, _, Lender} = lists:max(Free),
             Job = maps:get(Token, State#state.jobs),
             Term = (Job#job.term)#{<<"stopped">> => State#state.stopped},
             Lender ! {beam_nas_run, self(), Token, State#state.hash, Term},
             dispatch(State#state{queue = Q1,
-                                 members = busy(Lender, 1, Members),
+                                 members = given(Lender, busy(Lender, 1, Members)),
                                  jobs = (State#state.jobs)#{Token := Job#job{lender = Lender,
                                                                              attempts = Job#job.attempts + 1}}});
         _ ->
@@ -295,6 +314,10 @@ busy(Lender, Delta, Members) ->
         #{Lender := M = #{busy := B}} -> Members#{Lender := M#{busy := B + Delta}};
         _ -> Members
     end.
+
+given(Lender, Members) ->
+    #{Lender := M = #{given := G}} = Members,
+    Members#{Lender := M#{given := G + 1}}.
 
 %% Tells the lenders to stop this session's jobs, and the callers that it ended.
 end_session(#state{jobs = Jobs, members = Members}) ->

@@ -28,8 +28,9 @@
     fetching = #{} :: #{binary() => true},
     %% Jobs waiting for their data or a free worker, in arrival order.
     waiting = [] :: [{pid(), binary(), binary(), map()}],
-    %% Jobs running: token => {Session, Worker, Runner}; Session is `forgotten'
-    %% once the session ended (the job is stopping, its result is dropped).
+    %% Jobs running: token => {Session, Worker, Runner, #{trial, started}};
+    %% Session is `forgotten' once the session ended (the job is stopping, its
+    %% result is dropped).
     running = #{} :: map()
 }).
 
@@ -46,7 +47,8 @@ start_link(#{cluster := Cluster, pool := Pool}) ->
 child_spec(Options) ->
     #{id => maps:get(id, Options, ?MODULE), start => {?MODULE, start_link, [maps:remove(id, Options)]}}.
 
-%% @doc The cluster, the pool's slots, the version, the jobs running (token => session).
+%% @doc The cluster, the pool's slots, the version, and the jobs running:
+%% token => #{session, trial (its number, for a trial), started (monotonic ms)}.
 -spec info(pid()) -> map().
 info(Lender) ->
     gen_server:call(Lender, info).
@@ -68,7 +70,8 @@ init({Cluster, Pool}) ->
 -spec handle_call(info, gen_server:from(), #state{}) -> {reply, map(), #state{}}.
 handle_call(info, _From, State) ->
     {reply, #{cluster => State#state.cluster, slots => slots(State), version => State#state.version,
-              running => maps:map(fun(_, {Session, _, _}) -> Session end, State#state.running)}, State}.
+              running => maps:map(fun(_, {Session, _, _, Meta}) -> Meta#{session => Session} end,
+                                  State#state.running)}, State}.
 
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast(_Message, State) ->
@@ -115,7 +118,7 @@ fetch(Session, Hash, State = #state{data = Data, fetching = Fetching}) ->
 
 %% Starts the waiting jobs whose data is here, one per free worker.
 start_jobs(State = #state{waiting = Waiting, running = Running}) ->
-    Busy = [W || {_, W, _} <- maps:values(Running)],
+    Busy = [W || {_, W, _, _} <- maps:values(Running)],
     Free = [W || W <- beam_nas_pool:workers(State#state.pool), not lists:member(W, Busy)],
     start_jobs(Free, Waiting, [], State).
 
@@ -123,8 +126,10 @@ start_jobs([Worker | Free], [Job = {Session, Token, Hash, Term} | Waiting], Late
     case lists:keyfind(Hash, 1, State#state.data) of
         {Hash, Data} ->
             Runner = spawn_link(fun() -> exit({job_result, run(Worker, Hash, Data, Token, Term)}) end),
+            Meta = #{trial => maps:get(<<"number">>, maps:get(<<"payload">>, Term, #{}), undefined),
+                     started => erlang:monotonic_time(millisecond)},
             start_jobs(Free, Waiting, Later,
-                       State#state{running = (State#state.running)#{Token => {Session, Worker, Runner}}});
+                       State#state{running = (State#state.running)#{Token => {Session, Worker, Runner, Meta}}});
         false ->
             start_jobs([Worker | Free], Waiting, [Job | Later], State)
     end;
@@ -147,9 +152,9 @@ run(Worker, Hash, Data, Token, Term) ->
 %% A worker that went away (killed, restarted) loses the job, not the trial: the
 %% session runs it again; a Python error is the job's own.
 job_ended(Runner, Outcome, State = #state{running = Running}) ->
-    case [T || {T, {_, _, R}} <- maps:to_list(Running), R =:= Runner] of
+    case [T || {T, {_, _, R, _}} <- maps:to_list(Running), R =:= Runner] of
         [Token] ->
-            {Session, _, _} = maps:get(Token, Running),
+            {Session, _, _, _} = maps:get(Token, Running),
             Session =:= forgotten orelse report(Session, Token, Outcome),
             State#state{running = maps:remove(Token, Running)};
         [] ->
@@ -166,7 +171,7 @@ report(Session, Token, Outcome) ->
 
 stop_job(Session, Token, State = #state{running = Running, waiting = Waiting}) ->
     case Running of
-        #{Token := {Session, Worker, _}} ->
+        #{Token := {Session, Worker, _, _}} ->
             spawn(fun() -> beam_nas_worker:call(Worker, ?PY, stop_job, [Token], 10000) end),
             State;
         _ ->
@@ -179,9 +184,9 @@ stop_job(Session, Token, State = #state{running = Running, waiting = Waiting}) -
 %% Stops the session's jobs running here (their workers stay busy until they
 %% have stopped; their results are dropped) and drops those waiting.
 forget(Session, State = #state{sessions = Sessions}) ->
-    Mine = [Token || {Token, {S, _, _}} <- maps:to_list(State#state.running), S =:= Session],
+    Mine = [Token || {Token, {S, _, _, _}} <- maps:to_list(State#state.running), S =:= Session],
     State1 = lists:foldl(fun(Token, S) -> stop_job(Session, Token, S) end, State, Mine),
-    Running = maps:map(fun(_, {S, W, R}) when S =:= Session -> {forgotten, W, R};
+    Running = maps:map(fun(_, {S, W, R, M}) when S =:= Session -> {forgotten, W, R, M};
                           (_, Job) -> Job
                        end, State1#state.running),
     case maps:take(Session, Sessions) of
