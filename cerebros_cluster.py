@@ -17,7 +17,7 @@ import platform
 import threading
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 import cerebros
 from cerebros.remote import RemoteRunner, data_hash, decode_trial_data
@@ -98,6 +98,7 @@ _lock = threading.Lock()
 _datasets = collections.OrderedDict()  # data hash -> trial data, least recently used first
 _stops = collections.OrderedDict()  # job token -> threading.Event
 _running = set()  # tokens of the jobs running in this process
+_blas = []  # the ThreadpoolController, made once: finding the BLAS libraries takes a millisecond
 
 
 def load_data(digest, data):
@@ -124,12 +125,19 @@ def run_job(digest, token, job):
         stop = _stops.setdefault(token, threading.Event())
         _running.add(token)
     try:
-        with threadpool_limits(1):  # one BLAS thread per trial, as in the trial processes of one node
+        with _blas_controller().limit(limits=1):  # one BLAS thread per trial, as in a node's trial processes
             return _run_remote_job(trial_data, job, stop.is_set)
     finally:
         with _lock:
             _running.discard(token)
             _stops.pop(token, None)
+
+
+def _blas_controller():
+    with _lock:
+        if not _blas:
+            _blas.append(ThreadpoolController())
+        return _blas[0]
 
 
 def stop_job(token):

@@ -4,11 +4,12 @@
 %%
 %% Keys: every `beam_nas_worker' option but `name' (a default for every
 %% worker), `venv' (the virtualenv of `beam_nas_install', default `venv' in the
-%% application's build directory) and `pool' (options of the pool the
-%% application starts; no pool without it).
+%% application's build directory), `pool' (options of the pool the
+%% application starts; no pool without it) and `cluster' (the cluster that pool
+%% is lent to; none without it).
 -module(beam_nas_config).
 
--export([worker_defaults/1, find_worker/1, venv/0, pool/0]).
+-export([worker_defaults/1, find_worker/1, venv/0, pool/0, cluster/0]).
 
 -define(APP, beam_nas).
 -define(WORKER, "erlport-worker").
@@ -85,6 +86,21 @@ pool() ->
             case pool_options(Pool) of
                 {ok, Opts} when not is_map_key(name, Opts) -> {ok, Opts};
                 _ -> {error, {bad_app_env, ?APP, [{pool, Pool}]}}
+            end
+    end.
+
+%% @doc The name of the cluster the application's pool is lent to (the
+%% environment's `cluster': text or an atom), or `none' when it is not set.
+-spec cluster() -> {ok, binary()} | none | {error, {bad_app_env, beam_nas, [{cluster, term()}]}}.
+cluster() ->
+    case application:get_env(?APP, cluster) of
+        undefined -> none;
+        {ok, Name} when is_atom(Name), Name =/= nil, Name =/= undefined -> {ok, atom_to_binary(Name)};
+        {ok, Name} when is_binary(Name), Name =/= <<>> -> {ok, Name};
+        {ok, Name} ->
+            case io_lib:char_list(Name) andalso Name =/= [] of
+                true -> {ok, unicode:characters_to_binary(Name)};
+                false -> {error, {bad_app_env, ?APP, [{cluster, Name}]}}
             end
     end.
 

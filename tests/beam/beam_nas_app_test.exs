@@ -5,7 +5,7 @@ defmodule BeamNasAppTest do
 
   @python System.fetch_env!("BEAM_NAS_TEST_PYTHON")
   @pypath System.fetch_env!("BEAM_NAS_TEST_PYPATH")
-  @env_keys [:python, :python_path, :venv, :timeout, :max_concurrent, :runs_root, :pool, :allow]
+  @env_keys [:python, :python_path, :venv, :timeout, :max_concurrent, :runs_root, :pool, :allow, :cluster]
 
   setup do
     path = System.get_env("PATH")
@@ -105,9 +105,23 @@ defmodule BeamNasAppTest do
       assert {:error, {:bad_options, [max_concurrent: -1]}} = BeamNas.start_link(python: @python, max_concurrent: -1)
     end
 
-    test "without pool the application starts nothing" do
-      assert Supervisor.which_children(:beam_nas_sup) == []
+    test "without pool the application starts only the clusters' pg scope" do
+      assert [{:pg, _, :worker, _}] = Supervisor.which_children(:beam_nas_sup)
       assert Process.whereis(:beam_nas) == nil
+    end
+
+    test "pool and cluster: the pool is lent to the cluster, and a cluster needs a pool" do
+      Application.stop(:beam_nas)
+      Application.put_env(:beam_nas, :python, @python)
+      Application.put_env(:beam_nas, :cluster, "nightly")
+      assert {:error, {{:bad_app_env, :beam_nas, [cluster: "nightly", pool: :undefined]}, _}} = Application.start(:beam_nas)
+      Application.put_env(:beam_nas, :pool, size: 1)
+      :ok = Application.start(:beam_nas)
+      assert [lender] = :pg.get_members(:beam_nas_cluster, "nightly")
+      assert %{cluster: "nightly", slots: 1, running: %{}} = :beam_nas_lender.info(lender)
+      Application.stop(:beam_nas)
+      Application.put_env(:beam_nas, :cluster, 42)
+      assert {:error, {{:bad_app_env, :beam_nas, [cluster: 42]}, _}} = Application.start(:beam_nas)
     end
 
     test "pool: [size: 2] starts a pool registered as :beam_nas, the API's default server" do
