@@ -47,7 +47,7 @@ start_link(#{cluster := Cluster, pool := Pool}) ->
 child_spec(Options) ->
     #{id => maps:get(id, Options, ?MODULE), start => {?MODULE, start_link, [maps:remove(id, Options)]}}.
 
-%% @doc The cluster, the pool's slots, the version, and the jobs running:
+%% @doc The cluster, the pool and its slots, the version, and the jobs running:
 %% token => #{session, trial (its number, for a trial), started (monotonic ms)}.
 -spec info(pid()) -> map().
 info(Lender) ->
@@ -69,7 +69,8 @@ init({Cluster, Pool}) ->
 
 -spec handle_call(info, gen_server:from(), #state{}) -> {reply, map(), #state{}}.
 handle_call(info, _From, State) ->
-    {reply, #{cluster => State#state.cluster, slots => slots(State), version => State#state.version,
+    {reply, #{cluster => State#state.cluster, pool => State#state.pool, slots => slots(State),
+              version => State#state.version,
               running => maps:map(fun(_, {Session, _, _, Meta}) -> Meta#{session => Session} end,
                                   State#state.running)}, State}.
 

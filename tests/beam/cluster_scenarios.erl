@@ -83,6 +83,39 @@ scenario(node_disconnected, RunDir) ->
     show(victim_trial, Trial),
     finish(await_search(Search), RunDir);
 
+%% A lending worker's OS process killed (kill -9) while it trains a trial: its
+%% pool restarts it, and the trial runs again.
+scenario(worker_killed, RunDir) ->
+    lend_local(),
+    _B = lending_peer(b),
+    {Victim, {_Peer, Lender}} = lending_peer_with_lender(c),
+    Search = start_search(RunDir),
+    Trial = wait_for_fresh_job(Victim, Lender),
+    #{pool := Pool} = erpc:call(Victim, beam_nas_lender, info, [Lender]),
+    [Worker] = erpc:call(Victim, beam_nas_pool, workers, [Pool]),
+    os:cmd("kill -9 " ++ integer_to_list(erpc:call(Victim, beam_nas_worker, os_pid, [Worker]))),
+    show(victim_trial, Trial),
+    finish(await_search(Search), RunDir),
+    show(restarted, erpc:call(Victim, beam_nas_pool, workers, [Pool]) -- [Worker] =/= []);
+
+%% cancel_run while every node trains a trial that would run for hours: the
+%% search returns at once, and the lenders' workers are free again soon after.
+scenario(cancelled, RunDir) ->
+    Lenders = [{node(), element(2, lend_local())} | [{N, L} || {N, {_, L}} <- [lending_peer_with_lender(b)]]],
+    [Spec, Opts] = search_args(RunDir),
+    Endless = (maps:get(<<"search_space">>, Spec))#{<<"epochs">> => 100000},
+    Search = start_search_with([Spec#{<<"search_space">> => Endless}, Opts#{<<"run_id">> => <<"endless">>}]),
+    [wait_for_fresh_job(N, L) || {N, L} <- Lenders],
+    Asked = erlang:monotonic_time(millisecond),
+    {ok, #{<<"status">> := <<"cancelling">>}} =
+        beam_nas_pool:call(coordinator_pool(), cerebros_service, cancel_run, [<<"endless">>]),
+    {ok, #{<<"status">> := <<"failed">>, <<"metadata">> := #{<<"error_type">> := Type}}} = await_search(Search),
+    show(error_type, Type),
+    show(search_returned_ms, erlang:monotonic_time(millisecond) - Asked),
+    wait_until(fun() -> lists:all(fun({N, L}) -> maps:get(running, erpc:call(N, beam_nas_lender, info, [L])) =:= #{}
+                                  end, Lenders) end),
+    show(workers_free_ms, erlang:monotonic_time(millisecond) - Asked);
+
 %% A node of another version is refused before it gets a trial: alone, the
 %% search fails at once naming opts.cluster; beside a node of this version, the
 %% search runs there and warns.
@@ -196,7 +229,9 @@ search(RunDir) ->
     await_search(start_search(RunDir)).
 
 start_search(RunDir) ->
-    Args = search_args(RunDir),
+    start_search_with(search_args(RunDir)).
+
+start_search_with(Args) ->
     Pool = coordinator_pool(),
     Self = self(),
     spawn_link(fun() -> Self ! {searched, beam_nas_pool:call(Pool, cerebros_service, run_nas, Args, infinity)} end).

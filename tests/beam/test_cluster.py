@@ -112,3 +112,17 @@ def test_a_node_of_another_version_is_refused_before_any_trial(ebin, node_env, s
     assert_same_search(tmp_path / "run", single_node)
     assert older not in {r["node"] for r in journal(tmp_path / "run")}
     assert any(f"node {older} was refused" in warning for warning in shown["warning"])
+
+
+def test_a_lending_worker_killed_mid_trial_loses_no_trial(ebin, node_env, single_node, tmp_path):  # noqa: F811
+    shown = run_scenario("worker_killed", ebin, node_env, tmp_path / "run")
+    assert_same_search(tmp_path / "run", single_node)  # the trial it trained ran again, maybe on its successor
+    assert shown["victim_trial"] and shown["restarted"] == ["true"]
+
+
+def test_cancel_run_stops_the_remote_trials_within_a_mini_batch(ebin, node_env, tmp_path):  # noqa: F811
+    shown = run_scenario("cancelled", ebin, node_env, tmp_path / "run")
+    assert shown["error_type"] == ["cancelled"]  # every trial was cut short: none has a score
+    # trials that would train for hours: the search returns, and the workers are free, in seconds
+    assert int(shown["search_returned_ms"][0]) < 10_000
+    assert int(shown["workers_free_ms"][0]) < 10_000
