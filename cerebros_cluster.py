@@ -40,8 +40,12 @@ class RemoteJobFailed(Exception):
 
 def version():
     """What must be equal on every node of a search for its results to be the coordinator's."""
-    return {"package": importlib.metadata.version("beam-nas"), "engine": cerebros.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        package = importlib.metadata.version("beam-nas")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree: the engine's version says it
+        package = "not installed"
+    return {"package": package, "engine": cerebros.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def runner(cluster, warnings):

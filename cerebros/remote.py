@@ -17,13 +17,13 @@ lists, text, numbers, None, bytes and numpy arrays, never pickles:
 The trained networks, their scores and outputs are those a local run gives: the same seeds,
 the same code, one BLAS thread as in the trial processes.
 """
+import concurrent.futures as futures
 import hashlib
 import os
 import shutil
 import tempfile
 import threading
 import time
-import concurrent.futures as futures
 
 import numpy as np
 

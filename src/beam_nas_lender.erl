@@ -15,6 +15,7 @@
 -define(PY, cerebros_cluster).
 -define(KEPT_DATASETS, 2).
 -define(VERSION_TIMEOUT, 60000).
+-define(RETRY_MS, 100).
 
 -record(state, {
     cluster :: binary(),
@@ -28,6 +29,8 @@
     fetching = #{} :: #{binary() => true},
     %% Jobs waiting for their data or a free worker, in arrival order.
     waiting = [] :: [{pid(), binary(), binary(), map()}],
+    %% Whether a `start_jobs' message is on its way (jobs wait for a worker).
+    retry = false :: boolean(),
     %% Jobs running: token => {Session, Worker, Runner, #{trial, started}};
     %% Session is `forgotten' once the session ended (the job is stopping, its
     %% result is dropped).
@@ -98,6 +101,8 @@ handle_info({beam_nas_forget, Session}, State) ->
     {noreply, forget(Session, State)};
 handle_info({'DOWN', _, process, Session, _}, State) when is_map_key(Session, State#state.sessions) ->
     {noreply, forget(Session, State)};
+handle_info(start_jobs, State) ->
+    {noreply, start_jobs(State#state{retry = false})};
 handle_info({'EXIT', Runner, Outcome}, State) ->
     {noreply, start_jobs(job_ended(Runner, Outcome, State))};
 handle_info(_Other, State) ->
@@ -134,6 +139,10 @@ start_jobs([Worker | Free], [Job = {Session, Token, Hash, Term} | Waiting], Late
         false ->
             start_jobs([Worker | Free], Waiting, [Job | Later], State)
     end;
+start_jobs([], Waiting, Later, State = #state{retry = false}) when Waiting =/= [] ->
+    %% no worker free (one restarting, say): look again shortly
+    erlang:send_after(?RETRY_MS, self(), start_jobs),
+    State#state{waiting = lists:reverse(Later) ++ Waiting, retry = true};
 start_jobs(_, Waiting, Later, State) ->
     State#state{waiting = lists:reverse(Later) ++ Waiting}.
 

@@ -40,16 +40,7 @@ scenario(three_nodes, RunDir) ->
 
 %% A node killed (kill -9 of its OS process) while it trains a trial.
 scenario(node_killed, RunDir) ->
-    lend_local(),
-    _B = lending_peer(b),
-    {Victim, {Peer, Lender}} = lending_peer_with_lender(c),
-    OsPid = peer:call(Peer, os, getpid, []),
-    Search = start_search(RunDir),
-    Trial = wait_for_fresh_job(Victim, Lender),
-    os:cmd("kill -9 " ++ OsPid),
-    show(victim, Victim),
-    show(victim_trial, Trial),
-    finish(await_search(Search), RunDir);
+    mid_trial(RunDir, fun(Victim, _Lender) -> os:cmd("kill -9 " ++ erpc:call(Victim, os, getpid, [])) end);
 
 %% A node connected and lending only once the search has finished a trial. The
 %% other lenders are held meanwhile (sys:suspend), so that trials are left when
@@ -73,30 +64,18 @@ scenario(node_joins, RunDir) ->
 
 %% A node cut off (erlang:disconnect_node/1) while it trains a trial.
 scenario(node_disconnected, RunDir) ->
-    lend_local(),
-    _B = lending_peer(b),
-    {Victim, {_Peer, Lender}} = lending_peer_with_lender(c),
-    Search = start_search(RunDir),
-    Trial = wait_for_fresh_job(Victim, Lender),
-    true = erlang:disconnect_node(Victim),
-    show(victim, Victim),
-    show(victim_trial, Trial),
-    finish(await_search(Search), RunDir);
+    mid_trial(RunDir, fun(Victim, _Lender) -> true = erlang:disconnect_node(Victim) end);
 
 %% A lending worker's OS process killed (kill -9) while it trains a trial: its
 %% pool restarts it, and the trial runs again.
 scenario(worker_killed, RunDir) ->
-    lend_local(),
-    _B = lending_peer(b),
-    {Victim, {_Peer, Lender}} = lending_peer_with_lender(c),
-    Search = start_search(RunDir),
-    Trial = wait_for_fresh_job(Victim, Lender),
-    #{pool := Pool} = erpc:call(Victim, beam_nas_lender, info, [Lender]),
-    [Worker] = erpc:call(Victim, beam_nas_pool, workers, [Pool]),
-    os:cmd("kill -9 " ++ integer_to_list(erpc:call(Victim, beam_nas_worker, os_pid, [Worker]))),
-    show(victim_trial, Trial),
-    finish(await_search(Search), RunDir),
-    show(restarted, erpc:call(Victim, beam_nas_pool, workers, [Pool]) -- [Worker] =/= []);
+    mid_trial(RunDir, fun(Victim, Lender) ->
+        #{pool := Pool} = erpc:call(Victim, beam_nas_lender, info, [Lender]),
+        [Worker] = erpc:call(Victim, beam_nas_pool, workers, [Pool]),
+        os:cmd("kill -9 " ++ integer_to_list(erpc:call(Victim, beam_nas_worker, os_pid, [Worker]))),
+        wait_until(fun() -> erpc:call(Victim, beam_nas_pool, workers, [Pool]) -- [Worker] =/= [] end),
+        show(restarted, true)
+    end);
 
 %% cancel_run while every node trains a trial that would run for hours: the
 %% search returns at once, and the lenders' workers are free again soon after.
@@ -116,6 +95,22 @@ scenario(cancelled, RunDir) ->
                                   end, Lenders) end),
     show(workers_free_ms, erlang:monotonic_time(millisecond) - Asked);
 
+%% The coordinator's node killed after two trials; the search resumed from its
+%% journal (opts.resume) by this node ends as the uninterrupted one.
+scenario(coordinator_killed, RunDir) ->
+    lend_local(),
+    _B = lending_peer(b),
+    {ok, Peer, Coordinator} = start_peer(coordinator),
+    true = peer:call(Peer, net_kernel, connect_node, [node()]),
+    {ok, Pool} = erpc:call(Coordinator, ?MODULE, keep, [fun() -> start_pool() end], ?WAIT_MS),
+    [Spec, Opts] = search_args(RunDir),
+    erpc:cast(Coordinator, beam_nas_pool, call, [Pool, cerebros_service, run_nas, [Spec, Opts], infinity]),
+    [receive {nas_progress, _} -> ok after ?WAIT_MS -> error(no_progress) end || _ <- [1, 2]],
+    os:cmd("kill -9 " ++ erpc:call(Coordinator, os, getpid, [])),
+    {ok, Journal} = file:read_file(filename:join(RunDir, "journal.jsonl")),
+    show(journaled_before_resume, length(binary:split(Journal, <<"\n">>, [global, trim_all]))),
+    finish(await_search(start_search_with([Spec, Opts#{<<"resume">> => true}])), RunDir);
+
 %% A node of another version is refused before it gets a trial: alone, the
 %% search fails at once naming opts.cluster; beside a node of this version, the
 %% search runs there and warns.
@@ -128,6 +123,19 @@ scenario(version_refused, RunDir) ->
     show(alone_field, maps:get(<<"field">>, Meta)),
     lend_local(),
     finish(search(RunDir), RunDir).
+
+%% Three lending nodes; `Cut(Victim, Lender)' strikes the third once it has
+%% just started a trial.
+mid_trial(RunDir, Cut) ->
+    lend_local(),
+    _B = lending_peer(b),
+    {Victim, {_Peer, Lender}} = lending_peer_with_lender(c),
+    Search = start_search(RunDir),
+    Trial = wait_for_fresh_job(Victim, Lender),
+    Cut(Victim, Lender),
+    show(victim, Victim),
+    show(victim_trial, Trial),
+    finish(await_search(Search), RunDir).
 
 %%% Nodes
 

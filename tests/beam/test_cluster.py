@@ -126,3 +126,10 @@ def test_cancel_run_stops_the_remote_trials_within_a_mini_batch(ebin, node_env, 
     # trials that would train for hours: the search returns, and the workers are free, in seconds
     assert int(shown["search_returned_ms"][0]) < 10_000
     assert int(shown["workers_free_ms"][0]) < 10_000
+
+
+def test_a_search_whose_coordinator_died_resumes_elsewhere_as_if_uninterrupted(ebin, node_env, single_node,  # noqa: F811
+                                                                               tmp_path):
+    shown = run_scenario("coordinator_killed", ebin, node_env, tmp_path / "run")
+    assert 2 <= int(shown["journaled_before_resume"][0]) < 8
+    assert_same_search(tmp_path / "run", single_node)

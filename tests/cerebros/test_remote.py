@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+import cerebros_service
 from cerebros.artifacts import load_model
 from cerebros.remote import RemoteRunner, data_hash, decode_trial_data, encode_trial_data, run_job
 from cerebros.study import SearchConfig, Study
@@ -100,3 +101,10 @@ def test_a_stop_reaches_remote_trials_within_a_mini_batch(tmp_path):
         Study.prepare(config(search_space=ENDLESS, max_trials=4)).run(
             tmp_path, cancel=cancel, runner=lambda data, c: RemoteRunner(transport, data, c))
     assert transport.stopped.is_set()
+
+
+def test_a_clustered_search_outside_a_port_worker_is_refused_naming_the_option(tmp_path):
+    result = cerebros_service.run_nas({"dataset_id": "iris"}, {"cluster": "nas", "run_dir": str(tmp_path / "run"),
+                                                               "budget": {"max_trials": 2}})
+    assert result["status"] == "failed" and result["metadata"]["error_type"] == "invalid_field"
+    assert result["metadata"]["field"] == "opts.cluster" and "port worker" in result["error"]
