@@ -4,9 +4,10 @@ trial to a node costs beyond its training.
     python bench/cluster_bench.py [--trials 24] [--markdown [PAGE]]
 
 Compiles src/ and bench/erl/cluster_bench.erl into a temporary directory and runs the same
-search on digits (2 folds, no refit) three times, each in a fresh `erl -sname` node: on that
-node alone without a cluster (`n_jobs` 1: the trials in the search's own process), then over
-1 node and over 2 nodes each lending a one-worker pool (the coordinator's node lends its own).
+search on digits (random strategy, 2 folds, 60 epochs, no refit) three times, each in a fresh
+`erl -sname` node whose worker runs the search: on that node alone without a cluster (`n_jobs`
+1: the trials in the search's own process), then over 1 node and over 2 nodes each lending a
+one-worker pool (the coordinator's node lends one beside the search's worker).
 Prints a table: trials per minute of the whole search, the speed-up over 1 node, and the
 dispatch cost per trial (the journal's ``dispatch_seconds``: the coordinator's round trip less
 the trial's own training time; median and p90). The 2-core machine runs 2 trial processes at
@@ -31,8 +32,8 @@ from markdown_section import add_markdown_flag, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 ERL_SOURCE = ROOT / "bench" / "erl" / "cluster_bench.erl"
-MODES = [("local", "1 node, no cluster (n_jobs 1)"), ("1", "1 node of 1 worker, clustered"),
-         ("2", "2 nodes of 1 worker each")]
+MODES = [("local", "1 node, no cluster (n_jobs 1)"), ("1", "1 node lending 1 worker"),
+         ("2", "2 nodes lending 1 worker each")]
 
 
 def run_search(mode, trials, ebin, workdir):

@@ -33,6 +33,8 @@ from .artifacts import storage
 from .trials import refit_trial, train_trial
 
 _KINDS = {train_trial: "train", refit_trial: "refit"}
+# A job's networks are written to a folder and read back at once: in memory where Linux has it
+_SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 _FUNCTIONS = {kind: function for function, kind in _KINDS.items()}
 
 
@@ -114,7 +116,7 @@ def run_job(trial_data, job, should_stop):
     """Run one job (the other end): train or refit into a folder of its own, and return the
     result term with the networks' files read back."""
     function = _FUNCTIONS[job["kind"]]
-    workdir = tempfile.mkdtemp(prefix="cerebros-job-")
+    workdir = tempfile.mkdtemp(prefix="cerebros-job-", dir=_SCRATCH)
     try:
         paths = [os.path.join(workdir, f"network_{index}.npz") for index in range(job["networks"])]
         stopped = bool(job.get("stopped"))
