@@ -25,8 +25,8 @@
     sessions = #{} :: map(),
     %% Data by hash, most recently used first.
     data = [] :: [{binary(), binary()}],
-    %% Hashes asked of a session and not received yet.
-    fetching = #{} :: #{binary() => true},
+    %% Hashes asked of a session and not received yet, and the session asked.
+    fetching = #{} :: #{binary() => pid()},
     %% Jobs waiting for their data or a free worker, in arrival order.
     waiting = [] :: [{pid(), binary(), binary(), map()}],
     %% Whether a `start_jobs' message is on its way (jobs wait for a worker).
@@ -119,7 +119,7 @@ watch(Session, State = #state{sessions = Sessions}) ->
 fetch(Session, Hash, State = #state{data = Data, fetching = Fetching}) ->
     case lists:keymember(Hash, 1, Data) orelse is_map_key(Hash, Fetching) of
         true -> State;
-        false -> Session ! {beam_nas_data_request, self(), Hash}, State#state{fetching = Fetching#{Hash => true}}
+        false -> Session ! {beam_nas_data_request, self(), Hash}, State#state{fetching = Fetching#{Hash => Session}}
     end.
 
 %% Starts the waiting jobs whose data is here, one per free worker.
@@ -203,8 +203,12 @@ forget(Session, State = #state{sessions = Sessions}) ->
         {Ref, Sessions1} -> erlang:demonitor(Ref, [flush]);
         error -> Sessions1 = Sessions
     end,
-    State1#state{sessions = Sessions1, running = Running,
-                 waiting = [J || J = {S, _, _, _} <- State1#state.waiting, S =/= Session]}.
+    %% data asked of this session is asked again of another one waiting for it
+    Fetching = maps:filter(fun(_, S) -> S =/= Session end, State1#state.fetching),
+    Waiting = [J || J = {S, _, _, _} <- State1#state.waiting, S =/= Session],
+    lists:foldl(fun({S, _, Hash, _}, St) -> fetch(S, Hash, St) end,
+                State1#state{sessions = Sessions1, running = Running, fetching = Fetching, waiting = Waiting},
+                Waiting).
 
 slots(#state{pool = Pool}) ->
     length([Id || {{worker, _} = Id, _, _, _} <- supervisor:which_children(Pool)]).

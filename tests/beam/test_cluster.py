@@ -24,9 +24,18 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="module")
 def ebin(tmp_path_factory):
     out = tmp_path_factory.mktemp("cluster-ebin")
-    sources = [*map(str, sorted((ROOT / "src").glob("*.erl"))), str(HERE / "cluster_scenarios.erl")]
+    sources = [*map(str, sorted((ROOT / "src").glob("*.erl"))), str(HERE / "cluster_scenarios.erl"),
+               str(HERE / "beam_nas_cluster_tests.erl")]
     subprocess.run(["erlc", "-Werror", "-o", str(out), *sources], check=True)
     return out
+
+
+def test_the_session_against_stand_in_lenders(ebin, tmp_path):
+    """beam_nas_cluster_tests.erl: retries, refusals, lost lenders, data requests, stop and resume."""
+    done = subprocess.run(["erl", "-noshell", "-pa", str(ebin), "-eval",
+                           "halt(case eunit:test(beam_nas_cluster_tests, [verbose]) of ok -> 0; _ -> 1 end)."],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "All 5 tests passed." in done.stdout, done.stdout + done.stderr
 
 
 def run_scenario(name, ebin, env, run_dir):
