@@ -45,7 +45,7 @@ def version():
     except importlib.metadata.PackageNotFoundError:  # run from a source tree: the engine's version says it
         package = "not installed"
     return {"package": package, "engine": cerebros.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+            "python": ".".join(platform.python_version_tuple()[:2])}
 
 
 def runner(cluster, warnings):

@@ -91,7 +91,8 @@ handle_info({beam_nas_refused, Session, Why}, State) ->
     {noreply, State};
 handle_info({beam_nas_run, Session, Token, Hash, Job}, State) ->
     State1 = watch(Session, State),
-    {noreply, start_jobs(fetch(Session, Hash, State1#state{waiting = State1#state.waiting ++ [{Session, Token, Hash, Job}]}))};
+    Waiting = State1#state.waiting ++ [{Session, Token, Hash, Job}],
+    {noreply, start_jobs(fetch(Session, Hash, State1#state{waiting = Waiting}))};
 handle_info({beam_nas_data, Hash, Data}, State) ->
     Kept = lists:sublist([{Hash, Data} | lists:keydelete(Hash, 1, State#state.data)], ?KEPT_DATASETS),
     {noreply, start_jobs(State#state{data = Kept, fetching = maps:remove(Hash, State#state.fetching)})};
