@@ -124,3 +124,16 @@ def test_selection_bench_replays_the_engine_s_own_choice(tmp_path):
         saved = json.load(f)["test_metrics"]["accuracy"]
     assert rows["engine"][3] == f"{saved:.4f}"
     assert table_rows(page.read_text(), "iris") == list(table_rows(output, "iris")) and "old" not in page.read_text()
+
+def test_cluster_bench_runs_the_search_on_one_node_and_over_nodes_and_writes_the_table(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text("<!-- begin cluster_bench -->\n<!-- end cluster_bench -->\n")
+    output = run_bench("cluster_bench.py", "--trials", "2", "--markdown", str(page))
+    rows = [table_rows(output, label) for label in ("1 node, no cluster (n_jobs 1)", "1 node lending 1 worker",
+                                                     "2 nodes lending 1 worker each")]
+    assert all(len(found) == 1 for found in rows), output
+    (local,), (one,), (two,) = rows
+    assert [row[1] for row in (local, one, two)] == ["2", "2", "2"]  # every search ran its trials
+    assert local[4] == "-" and one[4] == "1.00x" and float(two[4].rstrip("x")) > 0
+    assert all(float(row[5]) >= 0 and float(row[6]) >= float(row[5]) for row in (one, two))
+    assert table_rows(page.read_text(), "2 nodes lending 1 worker each")
