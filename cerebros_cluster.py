@@ -15,6 +15,7 @@ import collections
 import importlib.metadata
 import platform
 import threading
+from typing import Any, Callable
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -22,6 +23,7 @@ from threadpoolctl import ThreadpoolController
 import cerebros
 from cerebros.remote import RemoteRunner, data_hash, decode_trial_data
 from cerebros.remote import run_job as _run_remote_job
+from cerebros.trials import TrialData
 from codec import FieldError
 from erlport_worker import api
 
@@ -38,7 +40,7 @@ class RemoteJobFailed(Exception):
     """A job could not run on any node, or failed there (the trial fails, the search goes on)."""
 
 
-def version():
+def version() -> dict[str, str]:
     """What must be equal on every node of a search for its results to be the coordinator's."""
     try:
         package = importlib.metadata.version("beam-nas")
@@ -48,7 +50,7 @@ def version():
             "python": ".".join(platform.python_version_tuple()[:2])}
 
 
-def runner(cluster, warnings):
+def runner(cluster: str, warnings: list[str]) -> Callable[[TrialData, threading.Event], RemoteRunner]:
     """A ``Study.run`` runner factory sending the trials to the nodes of ``cluster``; nodes refused
     (another version) are reported in ``warnings``."""
     return lambda trial_data, cancel: RemoteRunner(ErlangCluster(cluster, warnings), trial_data, cancel)
@@ -59,12 +61,12 @@ def runner(cluster, warnings):
 class ErlangCluster:
     """``RemoteRunner``'s transport: one ``beam_nas_cluster`` session per search."""
 
-    def __init__(self, name, warnings):
+    def __init__(self, name: str, warnings: list[str]) -> None:
         self.name = name
         self.warnings = warnings
-        self.session = None
+        self.session: Any = None  # the session's pid, once open
 
-    def open(self, digest, data):
+    def open(self, digest: str, data: bytes) -> None:
         try:
             owner = api.self()
         except RuntimeError:
@@ -75,22 +77,22 @@ class ErlangCluster:
             raise FieldError("opts.cluster", value)
         self.session = value
 
-    def run(self, job):
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
         status, value = api.call(_MODULE, "run", [self.session, job])
         if status != "ok":
             raise RemoteJobFailed(value)
-        return value
+        return dict(value)
 
-    def processes(self):
-        return api.call(_MODULE, "slots", [self.session])
+    def processes(self) -> int:
+        return int(api.call(_MODULE, "slots", [self.session]))
 
-    def stop(self):
+    def stop(self) -> None:
         api.call(_MODULE, "stop", [self.session])
 
-    def resume(self):
+    def resume(self) -> None:
         api.call(_MODULE, "resume", [self.session])
 
-    def close(self):
+    def close(self) -> None:
         if self.session is not None:
             self.warnings.extend(api.call(_MODULE, "close", [self.session]))
             self.session = None
@@ -99,13 +101,13 @@ class ErlangCluster:
 # ---- a lending node's worker ------------------------------------------------------------------
 
 _lock = threading.Lock()
-_datasets = collections.OrderedDict()  # data hash -> trial data, least recently used first
-_stops = collections.OrderedDict()  # job token -> threading.Event
-_running = set()  # tokens of the jobs running in this process
-_blas = []  # the ThreadpoolController, made once: finding the BLAS libraries takes a millisecond
+_datasets: "collections.OrderedDict[str, TrialData]" = collections.OrderedDict()  # by hash, least recent first
+_stops: "collections.OrderedDict[str, threading.Event]" = collections.OrderedDict()  # by job token
+_running: set[str] = set()  # tokens of the jobs running in this process
+_blas: list[ThreadpoolController] = []  # made once: finding the BLAS libraries takes a millisecond
 
 
-def load_data(digest, data):
+def load_data(digest: str, data: bytes) -> bool:
     """Keep a search's data (the binary of ``cerebros.remote.encode_trial_data``) under its hash."""
     data = bytes(data)
     if data_hash(data) != digest:
@@ -118,7 +120,7 @@ def load_data(digest, data):
     return True
 
 
-def run_job(digest, token, job):
+def run_job(digest: str, token: str, job: dict[str, Any]) -> dict[str, Any]:
     """Run one job of a search on its data (``DataMissing`` if it is not here yet); returns the
     result term of ``cerebros.remote.run_job``. ``stop_job(token)`` stops it within a mini-batch."""
     with _lock:
@@ -137,14 +139,14 @@ def run_job(digest, token, job):
             _stops.pop(token, None)
 
 
-def _blas_controller():
+def _blas_controller() -> ThreadpoolController:
     with _lock:
         if not _blas:
             _blas.append(ThreadpoolController())
         return _blas[0]
 
 
-def stop_job(token):
+def stop_job(token: str) -> bool:
     """Stop the job ``token``: now if it runs here, at its start if it has not started yet."""
     with _lock:
         _stops.setdefault(token, threading.Event()).set()

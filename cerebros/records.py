@@ -42,6 +42,10 @@ class TrialOutcome:
     epochs_trained: int
     duration_seconds: float
     error: Optional[str]
+    # Where it trained, in a search over BEAM nodes (opts.cluster; None otherwise): the node's
+    # name, and the seconds its round trip took beyond the training (``cerebros.remote``).
+    node: Optional[str] = None
+    dispatch_seconds: Optional[float] = None
 
     def __post_init__(self) -> None:
         self.status = TrialState(self.status)  # its text ("completed") is that state
@@ -54,11 +58,13 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "candidate": (dict,), "status": (str,), "value": _NUMBER + (type(None),), "metrics": (dict,),
     "val_loss": _NUMBER + (type(None),), "stopped_reason": (list,), "best_epoch": (list,),
     "epochs_trained": (int,), "duration_seconds": _NUMBER, "error": (str, type(None))}
+# Fields only a trial trained on another node has (None otherwise, and left out of its line).
+_PLACEMENT = ("node", "dispatch_seconds")
 # Fields journals written before them lack, and what such a trial had.
 _ADDED_LATER: dict[str, Any] = {"bracket": 0, "stopped_reason": []}
 
 
-@dataclass
+@dataclass(kw_only=True)  # its own fields follow TrialOutcome's defaulted ones: keywords only
 class TrialRecord(TrialOutcome):
     """One finished trial: how it went (the ``TrialOutcome`` fields) and what was trained: trial
     ``number``, its ``generation`` and ``bracket`` (``strategies.Trial``), ``epochs``, its
@@ -79,10 +85,11 @@ class TrialRecord(TrialOutcome):
                    candidate=candidate)
 
     def to_json(self) -> dict[str, Any]:
-        """The journal line's fields: plain JSON values, the state as its text."""
+        """The journal line's fields: plain JSON values, the state as its text; ``node`` and
+        ``dispatch_seconds`` only for a trial trained on another node."""
         record = asdict(self)
         record["status"] = self.status.value
-        return record
+        return {name: value for name, value in record.items() if value is not None or name not in _PLACEMENT}
 
     @classmethod
     def from_json(cls, record: object, where: str) -> "TrialRecord":

@@ -10,9 +10,10 @@ lists, text, numbers, None, bytes and numpy arrays, never pickles:
 - a job: ``{"kind": "train" | "refit", "payload": ..., "networks": N, "stopped": bool}``, the
   payload of ``train_trial`` / ``refit_trial`` without its file paths (a remote machine does not
   see the run directory);
-- a result: ``{"fields" | "report": ..., "outputs": array or None, "files": [[npz, json] or
-  None, ...]}``: the journal fields (or refit report), and the networks' files, which this
-  side writes to the run directory, so a remote machine needs no shared storage.
+- a result: ``{"outcome" | "report": ..., "outputs": array or None, "files": [[npz, json] or
+  None, ...]}``: the trial's ``TrialOutcome`` fields (or the refit report), and the networks'
+  files, which this side writes to the run directory, so a remote machine needs no shared
+  storage.
 
 The trained networks, their scores and outputs are those a local run gives: the same seeds,
 the same code, one BLAS thread as in the trial processes.
@@ -24,18 +25,39 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import asdict
+from typing import Any, Callable, Optional, Protocol, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from codec import plain
 
 from .artifacts import storage
-from .trials import refit_trial, train_trial
+from .records import TrialOutcome
+from .runners import Job
+from .trials import Payload, ShouldStop, TrialData, refit_trial, train_trial
 
-_KINDS = {train_trial: "train", refit_trial: "refit"}
+Result = TypeVar("Result")
+_KINDS: dict[Callable[..., Any], str] = {train_trial: "train", refit_trial: "refit"}
 # A job's networks are written to a folder and read back at once: in memory where Linux has it
 _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-_FUNCTIONS = {kind: function for function, kind in _KINDS.items()}
+
+
+class Transport(Protocol):
+    """What ``RemoteRunner`` needs of the other side (``cerebros_cluster.ErlangCluster``)."""
+
+    def open(self, digest: str, data: bytes) -> None: ...
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]: ...
+
+    def processes(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RemoteRunner:
@@ -43,28 +65,28 @@ class RemoteRunner:
     ``{"node", "result"}`` or raises), ``processes()`` (trial slots now), ``stop()``,
     ``resume()``, ``close()``. A thread per job in flight waits on ``run``."""
 
-    def __init__(self, transport, trial_data, cancel):
+    def __init__(self, transport: Transport, trial_data: TrialData, cancel: threading.Event) -> None:
         self.transport = transport
         data = encode_trial_data(trial_data)
         transport.open(data_hash(data), data)
         if cancel.is_set():
             transport.stop()
 
-    def processes(self):
+    def processes(self) -> int:
         """The trial slots the transport has now (at least 1, so that work waits for a slot)."""
         return max(1, self.transport.processes())
 
-    def submit(self, function, payload):
+    def submit(self, function: Job[Result], payload: Payload) -> "futures.Future[Result]":
         """Run ``function(trial_data, payload, should_stop)`` remotely; the future's result is what
-        the function returns here, with ``node`` (and ``dispatch_seconds``) added to its fields."""
-        future = futures.Future()
+        the function returns here, a trial's outcome naming its ``node`` and ``dispatch_seconds``."""
+        future: futures.Future[Result] = futures.Future()
         job = {"kind": _KINDS[function], "networks": len(payload["model_paths"]),
                "payload": {name: value for name, value in payload.items() if name != "model_paths"}}
         threading.Thread(target=self._run, args=(future, job, payload["model_paths"]),
                          name=f"remote-{job['kind']}", daemon=True).start()
         return future
 
-    def _run(self, future, job, paths):
+    def _run(self, future: "futures.Future[Any]", job: dict[str, Any], paths: list[str]) -> None:
         started = time.monotonic()
         try:
             answer = self.transport.run(job)
@@ -72,25 +94,27 @@ class RemoteRunner:
         except BaseException as exc:  # the future carries it: result_or_failure decides
             future.set_exception(exc)
             return
-        fields = result[0] if job["kind"] == "train" else result
-        fields["node"] = answer["node"]
-        if fields.get("duration_seconds") is not None:
-            fields["dispatch_seconds"] = round(max(0.0, time.monotonic() - started - fields["duration_seconds"]), 4)
+        if isinstance(result, tuple):
+            outcome = result[0]
+            outcome.node = answer["node"]
+            outcome.dispatch_seconds = round(max(0.0, time.monotonic() - started - outcome.duration_seconds), 4)
+        else:
+            result["node"] = answer["node"]
         future.set_result(result)
 
-    def stop(self):
+    def stop(self) -> None:
         """The jobs running see ``should_stop()`` true, and so do those started until ``resume``."""
         self.transport.stop()
 
-    def resume(self):
+    def resume(self) -> None:
         self.transport.resume()
 
-    def close(self):
+    def close(self) -> None:
         """Stop what still runs and forget the search on the other side."""
         self.transport.close()
 
 
-def encode_trial_data(trial_data):
+def encode_trial_data(trial_data: TrialData) -> bytes:
     """The trial data ``(X, y, folds, task, objective name)`` as one ETF binary."""
     X, y, folds, task, objective_name = trial_data
     labels = y if y.dtype.kind in "biuf" else {"labels": y.tolist(), "dtype": y.dtype.str}
@@ -98,7 +122,7 @@ def encode_trial_data(trial_data):
                          "folds": [[np.asarray(train), np.asarray(validation)] for train, validation in folds]})
 
 
-def decode_trial_data(data):
+def decode_trial_data(data: bytes) -> TrialData:
     """The inverse of ``encode_trial_data``."""
     term = plain.decode(data)
     y = term["y"]
@@ -107,33 +131,35 @@ def decode_trial_data(data):
     return term["X"], y, folds, term["task"], term["objective"]
 
 
-def data_hash(data):
+def data_hash(data: bytes) -> str:
     """The name a node keeps the data under: the SHA-256 of its bytes, in hex."""
     return hashlib.sha256(data).hexdigest()
 
 
-def run_job(trial_data, job, should_stop):
+def run_job(trial_data: TrialData, job: dict[str, Any], should_stop: ShouldStop) -> dict[str, Any]:
     """Run one job (the other end): train or refit into a folder of its own, and return the
     result term with the networks' files read back."""
-    function = _FUNCTIONS[job["kind"]]
     workdir = tempfile.mkdtemp(prefix="cerebros-job-", dir=_SCRATCH)
     try:
         paths = [os.path.join(workdir, f"network_{index}.npz") for index in range(job["networks"])]
-        stopped = bool(job.get("stopped"))
-        result = function(trial_data, {**job["payload"], "model_paths": paths},
-                          (lambda: True) if stopped else should_stop)
-        files = [_read_files(path) for path in paths]
+        payload = {**job["payload"], "model_paths": paths}
+        stop = (lambda: True) if job.get("stopped") else should_stop
+        if job["kind"] == "train":
+            outcome, outputs = train_trial(trial_data, payload, stop)
+            result: dict[str, Any] = {"outcome": {**asdict(outcome), "status": outcome.status.value},
+                                      "outputs": outputs}
+        else:
+            result = {"report": refit_trial(trial_data, payload, stop)}
+        result["files"] = [_read_files(path) for path in paths]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if job["kind"] == "train":
-        fields, outputs = result
-        return {"fields": fields, "outputs": outputs, "files": files}
-    return {"report": result, "files": files}
+    return result
 
 
-def unpack_result(kind, term, paths):
-    """What the job's function returns locally, from a result term; its networks' files are
-    written to ``paths`` (``StorageError`` if they cannot be)."""
+def unpack_result(kind: str, term: dict[str, Any], paths: list[str]) -> Any:
+    """What the job's function returns locally, from a result term: a trial's ``(TrialOutcome,
+    outputs)``, or a refit's report. Its networks' files are written to ``paths``
+    (``StorageError`` if they cannot be)."""
     for path, files in zip(paths, term["files"]):
         if files is not None:
             for name, content in zip((path, path[:-4] + ".json"), files):
@@ -143,11 +169,11 @@ def unpack_result(kind, term, paths):
                         f.write(_as_bytes(content))
     if kind == "refit":
         return dict(term["report"])
-    outputs = term["outputs"]
-    return dict(term["fields"]), None if outputs is None else np.array(outputs)
+    outputs: Optional[NDArray[Any]] = None if term["outputs"] is None else np.array(term["outputs"])
+    return TrialOutcome(**term["outcome"]), outputs
 
 
-def _read_files(path):
+def _read_files(path: str) -> Optional[list[bytes]]:
     """The ``.npz`` and ``.json`` a network saved to ``path``, or None if it saved none."""
     if not os.path.exists(path):
         return None
@@ -155,6 +181,6 @@ def _read_files(path):
         return [npz.read(), card.read()]
 
 
-def _as_bytes(content):
+def _as_bytes(content: Any) -> bytes:
     """A file's bytes: the wire hands back a binary that is valid UTF-8 as text."""
     return content.encode() if isinstance(content, str) else bytes(content)
