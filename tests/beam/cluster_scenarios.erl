@@ -105,8 +105,12 @@ scenario(coordinator_killed, RunDir) ->
     {ok, Pool} = erpc:call(Coordinator, ?MODULE, keep, [fun() -> start_pool() end], ?WAIT_MS),
     [Spec, Opts] = search_args(RunDir),
     erpc:cast(Coordinator, beam_nas_pool, call, [Pool, cerebros_service, run_nas, [Spec, Opts], infinity]),
+    [Worker] = erpc:call(Coordinator, beam_nas_pool, workers, [Pool]),
+    WorkerOsPid = erpc:call(Coordinator, beam_nas_worker, os_pid, [Worker]),
     [receive {nas_progress, _} -> ok after ?WAIT_MS -> error(no_progress) end || _ <- [1, 2]],
     os:cmd("kill -9 " ++ erpc:call(Coordinator, os, getpid, [])),
+    %% its worker ends when its port closes; until then it holds the run directory's lock
+    wait_until(fun() -> not filelib:is_dir("/proc/" ++ integer_to_list(WorkerOsPid)) end),
     {ok, Journal} = file:read_file(filename:join(RunDir, "journal.jsonl")),
     show(journaled_before_resume, length(binary:split(Journal, <<"\n">>, [global, trim_all]))),
     finish(await_search(start_search_with([Spec, Opts#{<<"resume">> => true}])), RunDir);
