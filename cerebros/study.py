@@ -573,7 +573,7 @@ class Study:
 
     def _warnings(self, stopped_reason: str, refits: list[dict[str, Any]]) -> list[str]:
         warnings = self.strategy.warnings()
-        if self._processes() < self.config.n_jobs:
+        if self.remote is None and self._processes() < self.config.n_jobs:  # remote slots are not cores
             warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {available_cores()} core(s) are available; "
                             f"{self._processes()} trial processes ran")
         in_flight = self.strategy.params().get("in_flight")

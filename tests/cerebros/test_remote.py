@@ -81,6 +81,12 @@ def test_a_search_through_a_transport_is_the_local_one(tmp_path):
     assert transport.jobs and all("model_paths" not in job["payload"] for job in transport.jobs)
 
 
+def test_remote_slots_are_not_cores_so_n_jobs_draws_no_warning(tmp_path):
+    result = Study.prepare(config(n_jobs=64)).run(
+        tmp_path, runner=lambda data, cancel: RemoteRunner(WireTransport(slots=3), data, cancel))
+    assert not any("n_jobs" in warning for warning in result.warnings)
+
+
 def test_the_data_crosses_as_one_binary_and_comes_back_equal():
     study = Study.prepare(config(dataset_id="wine"))
     X, y, folds, task, objective = decode_trial_data(encode_trial_data(study._trial_data()))
