@@ -31,6 +31,9 @@
     waiting = [] :: [{pid(), binary(), binary(), map()}],
     %% Whether a `start_jobs' message is on its way (jobs wait for a worker).
     retry = false :: boolean(),
+    %% How many times data was asked of a session (once per search and node, but
+    %% after a session holding the request was lost).
+    fetches = 0 :: non_neg_integer(),
     %% Jobs running: token => {Session, Worker, Runner, #{trial, started}};
     %% Session is `forgotten' once the session ended (the job is stopping, its
     %% result is dropped).
@@ -50,7 +53,8 @@ start_link(#{cluster := Cluster, pool := Pool}) ->
 child_spec(Options) ->
     #{id => maps:get(id, Options, ?MODULE), start => {?MODULE, start_link, [maps:remove(id, Options)]}}.
 
-%% @doc The cluster, the pool and its slots, the version, and the jobs running:
+%% @doc The cluster, the pool and its slots, the version, how many times data
+%% was asked for (`fetches'), and the jobs running:
 %% token => #{session, trial (its number, for a trial), started (monotonic ms)}.
 -spec info(pid()) -> map().
 info(Lender) ->
@@ -73,7 +77,7 @@ init({Cluster, Pool}) ->
 -spec handle_call(info, gen_server:from(), #state{}) -> {reply, map(), #state{}}.
 handle_call(info, _From, State) ->
     {reply, #{cluster => State#state.cluster, pool => State#state.pool, slots => slots(State),
-              version => State#state.version,
+              version => State#state.version, fetches => State#state.fetches,
               running => maps:map(fun(_, {Session, _, _, Meta}) -> Meta#{session => Session} end,
                                   State#state.running)}, State}.
 
@@ -120,7 +124,9 @@ watch(Session, State = #state{sessions = Sessions}) ->
 fetch(Session, Hash, State = #state{data = Data, fetching = Fetching}) ->
     case lists:keymember(Hash, 1, Data) orelse is_map_key(Hash, Fetching) of
         true -> State;
-        false -> Session ! {beam_nas_data_request, self(), Hash}, State#state{fetching = Fetching#{Hash => Session}}
+        false ->
+            Session ! {beam_nas_data_request, self(), Hash},
+            State#state{fetching = Fetching#{Hash => Session}, fetches = State#state.fetches + 1}
     end.
 
 %% Starts the waiting jobs whose data is here, one per free worker.

@@ -30,13 +30,16 @@ scenario(single_node, RunDir) ->
     finish(beam_nas_pool:call(Pool, cerebros_service, run_nas, [Spec, maps:remove(<<"cluster">>, Opts)],
                               infinity), RunDir);
 
-%% Three nodes from the start: the search equals the single-node one.
+%% Three nodes from the start: the search equals the single-node one, and the
+%% data went to each node once.
 scenario(three_nodes, RunDir) ->
-    lend_local(),
-    B = lending_peer(b),
-    C = lending_peer(c),
+    {ok, Lender} = lend_local(),
+    {B, {_, LenderB}} = lending_peer_with_lender(b),
+    {C, {_, LenderC}} = lending_peer_with_lender(c),
     show(nodes, [node(), B, C]),
-    finish(search(RunDir), RunDir);
+    finish(search(RunDir), RunDir),
+    show(fetches, [maps:get(fetches, erpc:call(N, beam_nas_lender, info, [L]))
+                   || {N, L} <- [{node(), Lender}, {B, LenderB}, {C, LenderC}]]);
 
 %% A node killed (kill -9 of its OS process) while it trains a trial.
 scenario(node_killed, RunDir) ->

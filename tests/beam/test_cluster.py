@@ -89,6 +89,7 @@ def test_a_search_over_three_nodes_is_the_single_node_search(ebin, node_env, sin
     assert_same_search(tmp_path / "run", single_node)
     nodes = re.findall(r"\w+@[\w.-]+", shown["nodes"][0])
     assert {r["node"] for r in journal(tmp_path / "run")} == set(nodes) and len(nodes) == 3
+    assert shown["fetches"] == ["[1,1,1]"]  # the data went to each node once
 
 
 def test_a_node_killed_mid_trial_loses_no_trial(ebin, node_env, single_node, tmp_path):  # noqa: F811
