@@ -85,7 +85,7 @@ scenario(worker_killed, RunDir) ->
 scenario(cancelled, RunDir) ->
     Lenders = [{node(), element(2, lend_local())} | [{N, L} || {N, {_, L}} <- [lending_peer_with_lender(b)]]],
     [Spec, Opts] = search_args(RunDir),
-    Endless = (maps:get(<<"search_space">>, Spec))#{<<"epochs">> => 100000},
+    Endless = (maps:get(<<"search_space">>, Spec))#{<<"epochs">> => 100000, <<"patience">> => 100000},
     Search = start_search_with([Spec#{<<"search_space">> => Endless}, Opts#{<<"run_id">> => <<"endless">>}]),
     [wait_for_fresh_job(N, L) || {N, L} <- Lenders],
     Asked = erlang:monotonic_time(millisecond),

@@ -44,7 +44,8 @@ def run_scenario(name, ebin, env, run_dir):
     done = subprocess.run(
         ["erl", "-sname", f"coord_{tag}", "-noshell", "-pa", str(ebin), "-eval",
          f'cluster_scenarios:main(["{name}", "{run_dir}"])'],
-        env=dict(env, BEAM_NAS_TEST_TAG=tag), cwd=run_dir.parent, capture_output=True, text=True, timeout=240)
+        env=dict(env, BEAM_NAS_TEST_TAG=tag), cwd=run_dir.parent, capture_output=True, text=True, errors="replace",
+        timeout=240)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     shown = {}
