@@ -109,6 +109,7 @@ def test_worker_profile_prints_each_stage_and_the_whole_call():
     assert names == ["read", "decode", "run", "encode", "write", "whole call"]
     assert all(float(micros) > 0 for _, micros in stages)
 
+
 def test_selection_bench_replays_the_engine_s_own_choice(tmp_path):
     scratch, page = tmp_path / "runs", tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\n<!-- begin selection_bench -->\nold\n<!-- end selection_bench -->\n")
@@ -124,6 +125,7 @@ def test_selection_bench_replays_the_engine_s_own_choice(tmp_path):
         saved = json.load(f)["test_metrics"]["accuracy"]
     assert rows["engine"][3] == f"{saved:.4f}"
     assert table_rows(page.read_text(), "iris") == list(table_rows(output, "iris")) and "old" not in page.read_text()
+
 
 def test_cluster_bench_runs_the_search_on_one_node_and_over_nodes_and_writes_the_table(tmp_path):
     page = tmp_path / "benchmarks.md"
