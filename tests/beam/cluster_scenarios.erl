@@ -43,7 +43,10 @@ scenario(three_nodes, RunDir) ->
 
 %% A node killed (kill -9 of its OS process) while it trains a trial.
 scenario(node_killed, RunDir) ->
-    mid_trial(RunDir, fun(Victim, _Lender) -> os:cmd("kill -9 " ++ erpc:call(Victim, os, getpid, [])) end);
+    mid_trial(RunDir, fun(Victim, _Lender) ->
+        OsPid = erpc:call(Victim, os, getpid, []),
+        fun() -> os:cmd("kill -9 " ++ OsPid) end
+    end);
 
 %% A node connected and lending only once the search has finished a trial. The
 %% other lenders are held meanwhile (sys:suspend), so that trials are left when
@@ -67,7 +70,7 @@ scenario(node_joins, RunDir) ->
 
 %% A node cut off (erlang:disconnect_node/1) while it trains a trial.
 scenario(node_disconnected, RunDir) ->
-    mid_trial(RunDir, fun(Victim, _Lender) -> true = erlang:disconnect_node(Victim) end);
+    mid_trial(RunDir, fun(Victim, _Lender) -> fun() -> true = erlang:disconnect_node(Victim) end end);
 
 %% A lending worker's OS process killed (kill -9) while it trains a trial: its
 %% pool restarts it, and the trial runs again.
@@ -75,9 +78,12 @@ scenario(worker_killed, RunDir) ->
     mid_trial(RunDir, fun(Victim, Lender) ->
         #{pool := Pool} = erpc:call(Victim, beam_nas_lender, info, [Lender]),
         [Worker] = erpc:call(Victim, beam_nas_pool, workers, [Pool]),
-        os:cmd("kill -9 " ++ integer_to_list(erpc:call(Victim, beam_nas_worker, os_pid, [Worker]))),
-        wait_until(fun() -> erpc:call(Victim, beam_nas_pool, workers, [Pool]) -- [Worker] =/= [] end),
-        show(restarted, true)
+        OsPid = integer_to_list(erpc:call(Victim, beam_nas_worker, os_pid, [Worker])),
+        fun() ->
+            os:cmd("kill -9 " ++ OsPid),
+            wait_until(fun() -> erpc:call(Victim, beam_nas_pool, workers, [Pool]) -- [Worker] =/= [] end),
+            show(restarted, true)
+        end
     end);
 
 %% cancel_run while every node trains a trial that would run for hours: the
@@ -87,7 +93,7 @@ scenario(cancelled, RunDir) ->
     [Spec, Opts] = search_args(RunDir),
     Endless = (maps:get(<<"search_space">>, Spec))#{<<"epochs">> => 100000, <<"patience">> => 100000},
     Search = start_search_with([Spec#{<<"search_space">> => Endless}, Opts#{<<"run_id">> => <<"endless">>}]),
-    [wait_for_fresh_job(N, L) || {N, L} <- Lenders],
+    [wait_for_job(N, L, infinity) || {N, L} <- Lenders],
     Asked = erlang:monotonic_time(millisecond),
     {ok, #{<<"status">> := <<"cancelling">>}} =
         beam_nas_pool:call(coordinator_pool(), cerebros_service, cancel_run, [<<"endless">>]),
@@ -131,15 +137,17 @@ scenario(version_refused, RunDir) ->
     lend_local(),
     finish(search(RunDir), RunDir).
 
-%% Three lending nodes; `Cut(Victim, Lender)' strikes the third once it has
-%% just started a trial.
-mid_trial(RunDir, Cut) ->
+%% Three lending nodes; the fun that `Prepare(Victim, Lender)' returns strikes
+%% the third once it has just started a trial (prepared first, so that it
+%% strikes within milliseconds).
+mid_trial(RunDir, Prepare) ->
     lend_local(),
     _B = lending_peer(b),
     {Victim, {_Peer, Lender}} = lending_peer_with_lender(c),
+    Cut = Prepare(Victim, Lender),
     Search = start_search(RunDir),
-    Trial = wait_for_fresh_job(Victim, Lender),
-    Cut(Victim, Lender),
+    Trial = wait_for_job(Victim, Lender, 30),
+    Cut(),
     show(victim, Victim),
     show(victim_trial, Trial),
     finish(await_search(Search), RunDir).
@@ -197,21 +205,22 @@ keep(Fun) ->
     Holder = spawn(fun() -> Caller ! {kept, self(), Fun()}, receive stop -> ok end end),
     receive {kept, Holder, Result} -> Result after ?WAIT_MS -> error({keep_timeout, Fun}) end.
 
-%% Polls the lender until it runs a job started under 100 ms ago (the trials
-%% train for far longer), and returns that job's trial number.
-wait_for_fresh_job(Node, Lender) ->
-    wait_for_fresh_job(Node, Lender, erlang:monotonic_time(millisecond) + ?WAIT_MS).
+%% Polls the lender until it runs a job started under `MaxAge' ms ago (30: a
+%% trial trains for 0.3 s or more, so it is caught mid-trial), and returns that
+%% job's trial number.
+wait_for_job(Node, Lender, MaxAge) ->
+    wait_for_job(Node, Lender, MaxAge, erlang:monotonic_time(millisecond) + ?WAIT_MS).
 
-wait_for_fresh_job(Node, Lender, Deadline) ->
+wait_for_job(Node, Lender, MaxAge, Deadline) ->
     Now = erpc:call(Node, erlang, monotonic_time, [millisecond]),
     #{running := Running} = erpc:call(Node, beam_nas_lender, info, [Lender]),
     case [Trial || #{trial := Trial, started := Started} <- maps:values(Running),
-                   is_integer(Trial), Now - Started < 100] of
+                   is_integer(Trial), Now - Started < MaxAge] of
         [Trial | _] -> Trial;
         [] ->
             erlang:monotonic_time(millisecond) < Deadline orelse error(no_job_on, [Node]),
-            timer:sleep(10),
-            wait_for_fresh_job(Node, Lender, Deadline)
+            timer:sleep(2),
+            wait_for_job(Node, Lender, MaxAge, Deadline)
     end.
 
 wait_until(Condition) ->
@@ -228,11 +237,11 @@ wait_until(Condition, Deadline) ->
 
 %%% The search
 
-%% Small, but each trial trains long enough (~0.5 s) to be caught mid-trial.
+%% Small, but each trial trains long enough (0.3 s or more) to be caught mid-trial.
 search_args(RunDir) ->
     Spec = #{<<"dataset_id">> => <<"iris">>,
              <<"search_space">> => #{<<"levels">> => 1, <<"units_per_level">> => [1, 2],
-                                     <<"neurons_per_unit">> => [8, 16], <<"epochs">> => 200,
+                                     <<"neurons_per_unit">> => [8, 16], <<"epochs">> => 400,
                                      <<"batch_size">> => 16, <<"patience">> => 1000}},
     Opts = #{<<"budget">> => #{<<"max_trials">> => 8, <<"population_size">> => 4},
              <<"folds">> => 2, <<"ensemble_size">> => 3, <<"seed">> => 7,
