@@ -4,6 +4,7 @@ import gc
 import struct
 import tracemalloc
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from codec.encoder import encode
 from codec.fuzz import mutations
 from codec.plain_strategies import plain_values, same_plain
 from codec.strategies import terms
-from codec.terms import Atom, ImproperList, Map, Pid
+from codec.terms import Atom, Fun, ImproperList, Map, Pid
 
 from test_etf_vectors import READ_ONLY, WRITTEN
 
@@ -22,7 +23,8 @@ c = pytest.importorskip("codec._cdecode")
 
 
 def same(a, b):
-    """Whether two decoded terms are identical: types, float bits and views included."""
+    """Whether two decoded terms or plain values are identical: types, float bits, dict and
+    map key order, arrays and views (and what they view) included."""
     todo = [(a, b)]
     while todo:
         x, y = todo.pop()
@@ -35,14 +37,23 @@ def same(a, b):
             if len(x) != len(y):
                 return False
             todo.extend(zip(x, y))
+        elif type(x) is dict:
+            if len(x) != len(y):
+                return False
+            todo.extend(zip(x, y))
+            todo.extend(zip(x.values(), y.values()))
         elif type(x) is Map:
-            if list(x._entries) != list(y._entries) or x._hash is not None or y._hash is not None:
+            if list(x._entries) != list(y._entries) or (x._hash is None) != (y._hash is None):
                 return False
             todo.extend(zip(x._entries.values(), y._entries.values()))
+        elif type(x) is np.ndarray:
+            if (x.dtype, x.shape, x.tobytes(), x.flags.writeable, type(x.base)) != (
+                    y.dtype, y.shape, y.tobytes(), y.flags.writeable, type(y.base)):
+                return False
         elif type(x) is memoryview:
             if (bytes(x), x.readonly, type(x.obj)) != (bytes(y), y.readonly, type(y.obj)):
                 return False
-        elif dataclasses.is_dataclass(x):
+        elif dataclasses.is_dataclass(x) and not isinstance(x, Fun):  # a Fun compares its payload
             todo.extend((getattr(x, f.name), getattr(y, f.name)) for f in dataclasses.fields(x))
         elif x != y:
             return False

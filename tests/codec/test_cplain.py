@@ -19,46 +19,10 @@ from codec.plain_strategies import plain_values
 from codec.strategies import terms
 from codec.terms import Atom, Fun, ImproperList, Map, Opaque, Pid
 
-from test_cdecode import SAMPLES, outcome
+from test_cdecode import SAMPLES, outcome, same
 
 c = pytest.importorskip("codec._cdecode")
 cencode = pytest.importorskip("codec._cencode")
-
-
-def same(a, b):
-    """Whether two plain values are identical: types, dict key order, float bits, arrays,
-    views (and what they view) included."""
-    todo = [(a, b)]
-    while todo:
-        x, y = todo.pop()
-        if type(x) is not type(y):
-            return False
-        if type(x) is float:
-            if x.hex() != y.hex():
-                return False
-        elif type(x) in (list, tuple):
-            if len(x) != len(y):
-                return False
-            todo.extend(zip(x, y))
-        elif type(x) is dict:
-            if len(x) != len(y):
-                return False
-            todo.extend(zip(x, y))
-            todo.extend(zip(x.values(), y.values()))
-        elif type(x) is Map:
-            todo.append((list(x._entries.values()), list(y._entries.values())))
-        elif type(x) is np.ndarray:
-            if (x.dtype, x.shape, x.tobytes(), x.flags.writeable, type(x.base)) != (
-                    y.dtype, y.shape, y.tobytes(), y.flags.writeable, type(y.base)):
-                return False
-        elif type(x) is memoryview:
-            if (bytes(x), x.readonly, type(x.obj)) != (bytes(y), y.readonly, type(y.obj)):
-                return False
-        elif dataclasses.is_dataclass(x) and not isinstance(x, Fun):
-            todo.extend((getattr(x, f.name), getattr(y, f.name)) for f in dataclasses.fields(x))
-        elif x != y:
-            return False
-    return True
 
 
 class Hooks:
