@@ -345,7 +345,12 @@ await_ping(State = #state{port = Port}, Deadline) ->
                     {stop, {protocol_error, Reason}}
             end;
         {Port, {exit_status, Status}} ->
-            {stop, {worker_exit, Status}}
+            {stop, {worker_exit, Status}};
+        %% A worker that exits before it reads the ping can close the port on the
+        %% ping's write (epipe) before its exit status arrives.
+        {'EXIT', Port, Reason} ->
+            kill_os_process(State#state.os_pid),
+            {stop, {worker_exit, Reason}}
     after time_left(Deadline) ->
         kill_os_process(State#state.os_pid),
         {stop, {worker_start_timeout, maps:get(start_timeout, State#state.opts)}}

@@ -287,7 +287,9 @@ supervisor_shutdown_leaves_no_python_test_() ->
 worker_that_cannot_start_test_() ->
     {timeout, 60, fun() ->
         process_flag(trap_exit, true),
-        ?assertEqual({error, {worker_exit, 1}}, beam_nas_worker:start_link(options(#{python => "false"}))),
+        %% its exit status (1), or epipe when it was gone before the ping was written
+        ?assertMatch({error, {worker_exit, Why}} when Why =:= 1; Why =:= epipe,
+                     beam_nas_worker:start_link(options(#{python => "false"}))),
         ?assertMatch({error, {worker_not_found, _}},
                      beam_nas_worker:start_link(options(#{python => "/nonexistent/python"}))),
         ?assertMatch({error, {unknown_options, [pyhton], _}},
