@@ -28,6 +28,8 @@ from .terms import (
     Pid,
     Port,
     Reference,
+    fun_residue,
+    fun_residue_append,
 )
 
 DEFAULT_MAX_INFLATED_SIZE = 64 * 1024 * 1024
@@ -197,9 +199,9 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
     # kept in locals because every decoded value goes there.
     top_items = None
     top_need = 0
-    # Funs open, and where the ones inside another fun find their payload
-    # (see _finish_fun).
-    funs_open = 0
+    # Per fun open, the funs finished inside it so far; and where the ones
+    # inside another fun find their payload (see _finish_fun).
+    funs_inside = []
     fun_source = None
     while True:
         if pos >= end:
@@ -333,9 +335,9 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
             pos += length
         elif tag == 112:  # NEW_FUN_EXT
             frame, pos = _open_fun(src, start, end, _owed(stack, top_items, top_need))
-            if not funs_open:
+            if not funs_inside:
                 fun_source = [src, 0]
-            funs_open += 1
+            funs_inside.append([])
             stack.append(frame)
             top_items = frame[1]
             top_need = frame[2]
@@ -364,8 +366,11 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
             elif kind == _MAP:
                 value = _finish_map(items, opened, map_hook)
             else:
-                funs_open -= 1
-                value = _finish_fun(src, items, opened, pos, fun_source, funs_open > 0)
+                inside = funs_inside.pop()
+                value, body_residue = _finish_fun(src, items, opened, pos, fun_source, inside,
+                                                  enclosed=bool(funs_inside))
+                if funs_inside:
+                    funs_inside[-1].append((opened, pos, body_residue))
             if len(stack) == 1:
                 return value, pos
             _, top_items, top_need, _, _ = stack[-1]
@@ -672,24 +677,36 @@ def _open_fun(src, start, end, owed):
     return (_FUN, [module, arity], num_free + 5, start, owed), pos
 
 
-def _finish_fun(src, items, start, pos, source, enclosed):
-    """Close a fun frame: check its parts; keep its bytes with their true size.
+def _finish_fun(src, items, start, pos, source, inside, enclosed):
+    """Close a fun frame: check its parts; return the Fun, with its true size, and the
+    residue (``fun_residue``) of its body, the payload after the size.
 
     A fun ``enclosed`` in another one's free variables does not copy its bytes:
     they are part of the enclosing fun's payload, and copying them at every
     level would make nested funs quadratic. It reads them, when asked, from
     ``source``, the list shared by the funs inside one outermost fun, which
     its payload then replaces (payload offset = input offset - start - 1).
+    For the same reason the residue is made from the residues of the funs
+    ``inside`` it, (start, end, body residue) each, not from all its bytes.
     """
     module, arity, old_index, old_uniq, pid = items[:5]
     if type(old_index) is not int or type(old_uniq) is not int:
         raise DecodeError("fun old index and old uniq must be integers", start)
     size = struct.pack(">I", pos - start - 1)
+    body_residue, done = 0, start + 5
+    for inner_start, inner_end, inner_body_residue in inside:
+        # The inner fun's tag and size bytes as they are, then its body.
+        body_residue = fun_residue_append(body_residue, fun_residue(src[done:inner_start + 5]),
+                                          inner_start + 5 - done)
+        body_residue = fun_residue_append(body_residue, inner_body_residue, inner_end - inner_start - 5)
+        done = inner_end
+    body_residue = fun_residue_append(body_residue, fun_residue(src[done:pos]), pos - done)
+    residue = fun_residue_append(fun_residue(size), body_residue, pos - start - 5)
     if enclosed:
-        return Fun._later(module, arity, size, source, start + 5, pos)
+        return Fun._later(module, arity, size, source, start + 5, pos, residue), body_residue
     payload = size + bytes(src[start + 5:pos])
     source[:] = (payload, start + 1)
-    return Fun(module, arity, payload)
+    return Fun._decoded(module, arity, payload, residue), body_residue
 
 
 _READERS = {

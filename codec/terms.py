@@ -9,6 +9,7 @@ tuple (tuples) and list (proper lists).
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterable, Iterator, Mapping, Tuple
 
@@ -76,6 +77,49 @@ class Export:
         return f"Export(fun {self.module}:{self.function}/{self.arity})"
 
 
+def _random_prime(bits: int) -> int:
+    """A random prime of exactly ``bits`` bits (at most 64: Miller-Rabin with these
+    witnesses is exact below 3.3e24)."""
+    witnesses = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+    while True:
+        n = secrets.randbits(bits) | (1 << (bits - 1)) | 1
+        if any(n % w == 0 for w in witnesses):
+            continue
+        d, r = n - 1, 0
+        while d % 2 == 0:
+            d, r = d // 2, r + 1
+        for w in witnesses:
+            x = pow(w, d, n)
+            if x in (1, n - 1):
+                continue
+            for _ in range(r - 1):
+                x = x * x % n
+                if x == n - 1:
+                    break
+            else:
+                break
+        else:
+            return n
+
+
+# A fun's hash is its payload read as a number modulo a prime drawn per process: two
+# different payloads collide only if the prime divides their difference, which a caller
+# who does not know it cannot arrange. Unlike a hash of the bytes, it composes
+# (``fun_residue_append``), so the decoder hashes a fun from the hashes of the funs inside
+# it and nested funs cost linear time, not quadratic.
+_FUN_MODULUS = _random_prime(61)
+
+
+def fun_residue(data: Any) -> int:
+    """The residue of a bytes-like ``data``, read as a big-endian number, modulo the prime."""
+    return int.from_bytes(data, "big") % _FUN_MODULUS
+
+
+def fun_residue_append(residue: int, tail_residue: int, tail_length: int) -> int:
+    """The residue of ``a + b`` from the residue of ``a`` and ``b``'s residue and length."""
+    return (residue * pow(256, tail_length, _FUN_MODULUS) + tail_residue) % _FUN_MODULUS
+
+
 @dataclass(frozen=True, eq=False)
 class Fun:
     """A local fun (NEW_FUN_EXT), kept opaque.
@@ -89,7 +133,15 @@ class Fun:
     payload: bytes
 
     @classmethod
-    def _later(cls, module: Atom, arity: int, size: bytes, source: list, start: int, end: int):
+    def _decoded(cls, module: Atom, arity: int, payload: bytes, residue: int) -> "Fun":
+        """A Fun whose payload's residue (``fun_residue``) the decoder has computed."""
+        fun = cls(module, arity, payload)
+        object.__setattr__(fun, "_residue", residue)
+        return fun
+
+    @classmethod
+    def _later(cls, module: Atom, arity: int, size: bytes, source: list, start: int, end: int,
+               residue: int) -> "Fun":
         """A Fun whose payload, ``size`` then ``source[0][start - source[1]:end - source[1]]``,
         is copied out on first use.
 
@@ -102,10 +154,16 @@ class Fun:
         object.__setattr__(fun, "module", module)
         object.__setattr__(fun, "arity", arity)
         object.__setattr__(fun, "_later", (size, source, start, end))
+        object.__setattr__(fun, "_residue", residue)
         return fun
 
     def __getattr__(self, name: str):
-        # Only reached for a payload not yet copied out (see _later).
+        # Only reached for a payload not yet copied out (see _later), or for the
+        # residue of a Fun made from its payload.
+        if name == "_residue":
+            residue = fun_residue(self.payload)
+            object.__setattr__(self, "_residue", residue)
+            return residue
         later = self.__dict__.get("_later")
         if name != "payload" or later is None:
             raise AttributeError(name)
@@ -121,11 +179,14 @@ class Fun:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Fun):
             return NotImplemented
+        # The payloads are compared only when everything else, the residue
+        # included, says they are equal: then they almost surely are.
         return (self.module == other.module and self.arity == other.arity
-                and self._size() == other._size() and self.payload == other.payload)
+                and self._size() == other._size() and self._residue == other._residue
+                and self.payload == other.payload)
 
     def __hash__(self) -> int:
-        return hash((self.module, self.arity, self.payload))
+        return hash((self.module, self.arity, self._size(), self._residue))
 
     def __reduce__(self):
         return (Fun, (self.module, self.arity, self.payload))
@@ -233,6 +294,10 @@ def _scalar_bytes(term: Any) -> bytes:
         return b"b" + term.encode("utf-8", "surrogatepass")
     if isinstance(term, (bytes, bytearray, memoryview)):
         return b"b" + bytes(term)
+    if isinstance(term, Fun):
+        # Its hash's parts, so a fun inside a key is not read again.
+        return (b"u" + term._size().to_bytes(8, "big") + term._residue.to_bytes(8, "big")
+                + repr((term.module, term.arity)).encode("utf-8", "surrogatepass"))
     if is_dataclass(term):
         term = (type(term).__name__,) + tuple(getattr(term, f.name) for f in fields(term))
     return b"o" + repr(term).encode("utf-8", "surrogatepass")

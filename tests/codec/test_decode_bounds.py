@@ -16,7 +16,7 @@ import pytest
 
 from codec import decoder
 from codec.errors import DecodeError
-from codec.terms import Fun
+from codec.terms import Fun, Map
 
 try:
     from codec import _cdecode
@@ -37,11 +37,12 @@ def fun_holding(free: bytes) -> bytes:
     return b"p" + struct.pack(">I", len(body) + 4) + body
 
 
-def nested_funs(n: int, wrap: bytes = b"") -> bytes:
-    """``n`` funs, each holding the next (after ``wrap``, a container header) as its free variable."""
+def nested_funs(n: int, before: bytes = b"", after: bytes = b"") -> bytes:
+    """``n`` funs, each holding the next (between ``before`` and ``after``, a container around
+    it) as its free variable."""
     term = ONE
     for _ in range(n):
-        term = fun_holding(wrap + term)
+        term = fun_holding(before + term + after)
     return term
 
 
@@ -60,7 +61,13 @@ SHAPES = {
     "nested map keys": lambda n: b"t\x00\x00\x00\x01" * n + ONE + ONE + ONE * (n - 1),
     # A fun whose free variable is a fun whose free variable is a fun ...
     "nested funs": nested_funs,
-    "nested funs in tuples": lambda n: nested_funs(n, wrap=b"h\x01"),
+    "nested funs in tuples": lambda n: nested_funs(n, before=b"h\x01"),
+    # A fun whose free variable is #{Fun => 1}, whose free variable is #{Fun => 1} ...: a
+    # map hashes its keys, so hashing a fun must not read what the funs inside it hold.
+    "nested funs as map keys": lambda n: nested_funs(n, before=b"t\x00\x00\x00\x01", after=ONE),
+    # ... and #{[Fun] => 1}: a compound key is digested, funs inside it included.
+    "nested funs inside map keys": lambda n: nested_funs(n, before=b"t\x00\x00\x00\x01l\x00\x00\x00\x01",
+                                                          after=b"j" + ONE),
 }
 
 
@@ -155,3 +162,23 @@ def test_funs_inside_funs_have_their_own_payload(impl):
     assert [type(item) for item in seen[0]] == [Fun, int]
     assert seen[0][0] == decoder.decode(b"\x83" + fun_holding(ONE))
     assert seen[0][0].payload == decoder.decode(b"\x83" + fun_holding(ONE)).payload
+
+
+@pytest.mark.parametrize("impl", DECODERS)
+def test_a_decoded_fun_hashes_and_compares_like_one_made_from_its_payload(impl):
+    """The decoder hashes a fun from the hashes of the funs inside it (so nesting stays
+    linear); that must agree with hashing its payload, also where an inner fun's size field
+    is wrong (OTP ignores it; the enclosing payload keeps it as it was sent)."""
+    liar = bytearray(fun_holding(ONE))
+    liar[1:5] = struct.pack(">I", 7)
+    middle = fun_holding(b"h\x02" + fun_holding(ONE) + liar)
+    seen = []
+    outer = impl.decode(b"\x83" + fun_holding(b"h\x02" + middle + liar),
+                        tuple_hook=lambda items: seen.append(items) or items)
+    funs = [outer] + [fun for items in seen for fun in items]
+    assert len(funs) == 5
+    for fun in funs:
+        rebuilt = Fun(fun.module, fun.arity, fun.payload)
+        assert fun == rebuilt and hash(fun) == hash(rebuilt)
+        assert Map([(fun, 1)])[rebuilt] == 1 and Map([([fun], 1)])[[rebuilt]] == 1
+    assert outer != impl.decode(b"\x83" + fun_holding(b"h\x02" + middle + fun_holding(ONE)))
