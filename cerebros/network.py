@@ -279,6 +279,7 @@ class CerebrosNetwork:
             node_of[(k, i)] = len(widths)
             widths.append(fan_out)
         self.n_outputs_ = n_outputs
+        self._dropout_inputs = sum(layer.fan_in for layer in self._layers)
         self._batchnorm = c.normalization == "batchnorm"
         # running statistics of every node that feeds units (all but the output), for inference
         self._running: list[tuple[Array, Array]] = [(np.zeros(w, self.dtype), np.ones(w, self.dtype))
@@ -326,10 +327,9 @@ class CerebrosNetwork:
         caches: list[_Cache] = []
         normalised: dict[int, Array] = {}
         inv_std: dict[int, Array] = {}
-        keep = 1.0 - self.candidate.dropout
-        dropout = train and self.candidate.normalization == "dropout" and keep < 1.0
-        scale = self.dtype.type(1.0 / keep)
-        zero = self.dtype.type(0.0)
+        dropout = train and self.candidate.normalization == "dropout" and self.candidate.dropout > 0.0
+        masks = self._dropout_masks(len(X)) if dropout else None
+        used = 0
         for layer in self._layers:
             if self._batchnorm:
                 for s in layer.sources:
@@ -340,8 +340,9 @@ class CerebrosNetwork:
                 parts = [outs[s] for s in layer.sources]
             x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             mask: Optional[Array] = None
-            if dropout:
-                mask = np.where(self._rng.random(x.shape, dtype=self.dtype) < keep, scale, zero)
+            if masks is not None:
+                mask = masks[used:used + x.size].reshape(x.shape)
+                used += x.size
                 x = x * mask
             z = x @ layer.W
             z += layer.b
@@ -350,6 +351,21 @@ class CerebrosNetwork:
                 caches.append((x, z, a, mask))
             outs.append(a)
         return outs[-1], (caches, normalised, inv_std)
+
+    def _dropout_masks(self, rows: int) -> Array:
+        """Every layer's inverted-dropout mask for a batch of ``rows``, drawn at once, flat: each
+        entry is 0, or 1 / keep with probability keep = 1 - ``candidate.dropout``.
+
+        Drawn from the generator's raw bits, 16 per entry, so keep is a multiple of 1/65536
+        (within 8e-6 of the asked rate) and the scale is exactly 1 / that keep. Drawing a float
+        per entry and choosing with ``np.where``, a layer at a time, took 4 times as long as
+        the layer's matrix product.
+        """
+        count = rows * self._dropout_inputs
+        kept = max(1, round((1.0 - self.candidate.dropout) * 65536))
+        bits = self._rng.bit_generator.random_raw((count + 3) // 4)
+        draws = np.asarray(bits, dtype=np.uint64).view("<u2")[:count]
+        return np.multiply(draws < kept, self.dtype.type(65536 / kept), dtype=self.dtype)
 
     def _standardise(self, node: int, values: Array, train: bool, inv_std: dict[int, Array]) -> Array:
         """Node ``node``'s output standardised: by batch statistics (updating the running ones)

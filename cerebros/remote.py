@@ -159,10 +159,20 @@ def run_job(trial_data: TrialData, job: dict[str, Any], should_stop: ShouldStop)
 def unpack_result(kind: str, term: dict[str, Any], paths: list[str]) -> Any:
     """What the job's function returns locally, from a result term: a trial's ``(TrialOutcome,
     outputs)``, or a refit's report. Its networks' files are written to ``paths``
-    (``StorageError`` if they cannot be)."""
-    for path, files in zip(paths, term["files"]):
-        if files is not None:
-            for name, content in zip((path, path[:-4] + ".json"), files):
+    (``StorageError`` if they cannot be) once the term is checked: a ``ValueError`` says how it
+    is not shaped like the job's result, and nothing is written."""
+    files = term.get("files") if isinstance(term, dict) else None
+    if not isinstance(files, list) or len(files) != len(paths):
+        raise ValueError(f"a {kind} result must be a map whose files list has one entry per network "
+                         f"({len(paths)}), got {_shape(term) if files is None else 'files as ' + _shape(files)}")
+    for index, pair in enumerate(files):
+        if pair is not None and not (isinstance(pair, list) and len(pair) == 2
+                                     and all(isinstance(content, _FILE_CONTENT) for content in pair)):
+            raise ValueError(f"a {kind} result's files[{index}] must be nil or the network's two files "
+                             f"as binaries, got {_shape(pair)}")
+    for path, pair in zip(paths, files):
+        if pair is not None:
+            for name, content in zip((path, path[:-4] + ".json"), pair):
                 with storage(name):
                     os.makedirs(os.path.dirname(name), exist_ok=True)
                     with open(name, "wb") as f:
@@ -179,6 +189,18 @@ def _read_files(path: str) -> Optional[list[bytes]]:
         return None
     with open(path, "rb") as npz, open(path[:-4] + ".json", "rb") as card:
         return [npz.read(), card.read()]
+
+
+_FILE_CONTENT = (bytes, bytearray, memoryview, str)
+
+
+def _shape(term: Any) -> str:
+    """A short description of a term for an error message (not the term: it may be huge)."""
+    if isinstance(term, (list, tuple)):
+        return f"a {type(term).__name__} of {len(term)}"
+    if isinstance(term, dict):
+        return f"a map with keys {sorted(map(str, term))[:8]}"
+    return type(term).__name__
 
 
 def _as_bytes(content: Any) -> bytes:

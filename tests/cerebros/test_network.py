@@ -196,6 +196,20 @@ def test_warm_start_continues_training_and_epochs_override_the_candidate():
     assert net.n_epochs_trained_ == 2
 
 
+@pytest.mark.parametrize("rate", [0.05, 0.3, 0.5, 0.9])
+def test_dropout_masks_keep_the_asked_share_and_are_unbiased(rate):
+    X, y = blobs(3, n=50)
+    net = CerebrosNetwork(small_candidate(8, normalization="dropout", dropout=rate), random_state=0)
+    net.fit(X, y, epochs=1)
+    masks = np.concatenate([net._dropout_masks(len(X)) for _ in range(200)])
+    kept = masks > 0
+    # 200 batches of 50 rows: the kept share's standard error is under 0.002
+    assert abs(kept.mean() - (1 - rate)) < 0.01
+    assert set(np.unique(masks)) == {0, masks.max()} and masks.dtype == net.dtype
+    assert abs(masks.mean() - 1) < 0.01 / (1 - rate)
+    assert not np.array_equal(net._dropout_masks(len(X)), net._dropout_masks(len(X)))
+
+
 def test_training_is_deterministic_for_a_random_state():
     X, y = blobs(4, n=100)
     candidate = small_candidate(8, normalization="dropout", dropout=0.3, epochs=5)

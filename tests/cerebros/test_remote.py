@@ -2,6 +2,7 @@
 one this machine's processes give. The real transport, Erlang distribution, is tested in
 tests/beam/test_cluster.py."""
 import json
+import re
 import threading
 
 import numpy as np
@@ -114,3 +115,35 @@ def test_a_clustered_search_outside_a_port_worker_is_refused_naming_the_option(t
                                                                "budget": {"max_trials": 2}})
     assert result["status"] == "failed" and result["metadata"]["error_type"] == "invalid_field"
     assert result["metadata"]["field"] == "opts.cluster" and "port worker" in result["error"]
+
+
+class GarblingTransport(WireTransport):
+    """A lender whose first answers are not what the job asked for (a version skew, a bug)."""
+
+    GARBLED = [
+        (lambda result: {**result, "outcome": {"no_such_field": 1}}, "unexpected keyword argument 'no_such_field'"),
+        # a size where a file's bytes belong: bytes(10 ** 12) would try to allocate a terabyte
+        (lambda result: {**result, "files": [[10 ** 12, b"{}"]] * len(result["files"])},
+         r"files\[0\] must be nil or the network's two files as binaries, got a list of 2"),
+        (lambda result: {**result, "files": [[b"npz", b"json"]] * 9},
+         r"one entry per network \(2\), got files as a list of 9"),
+        (lambda result: "not a map", "got str"),
+    ]
+
+    def run(self, job):
+        answer = super().run(job)
+        if len(self.jobs) <= len(self.GARBLED) and job["kind"] == "train":
+            answer["result"] = self.GARBLED[len(self.jobs) - 1][0](answer["result"])
+        return answer
+
+
+def test_answers_not_shaped_like_the_job_fail_their_trials_and_the_search_goes_on(tmp_path):
+    result = Study.prepare(config(max_trials=7)).run(
+        tmp_path / "run", runner=lambda data, cancel: RemoteRunner(GarblingTransport(slots=1), data, cancel))
+    records = journal(tmp_path / "run")
+    assert [r["status"] for r in records[:4]] == ["failed"] * 4
+    for record, (_, error) in zip(records, GarblingTransport.GARBLED):
+        assert re.search(error, record["error"]), record["error"]
+    assert [r["status"] for r in records[4:]] == ["completed"] * 3 and result.ensemble
+    # nothing was written outside the run directory's own paths
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
