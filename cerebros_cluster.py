@@ -23,6 +23,7 @@ from threadpoolctl import ThreadpoolController
 import cerebros
 from cerebros.remote import RemoteRunner, data_hash, decode_trial_data
 from cerebros.remote import run_job as _run_remote_job
+from cerebros.runners import tune_allocator
 from cerebros.trials import TrialData
 from codec import FieldError
 from erlport_worker import api
@@ -113,6 +114,7 @@ def load_data(digest: str, data: bytes) -> bool:
     if data_hash(data) != digest:
         raise ValueError(f"the data sent as {digest} has another hash: it was damaged on the way")
     trial_data = decode_trial_data(data)
+    tune_allocator()  # this process trains trials from now on
     with _lock:
         _datasets[digest] = trial_data
         while len(_datasets) > _KEPT_DATASETS:

@@ -9,7 +9,8 @@ search splits it (25% test, 5 validation folds, split seed 0). The same ``--tria
 candidates, drawn from the default search space with at least one hidden level (seed 0; the
 architectures both versions can build), are trained as trials by each version: ``--before``
 (a git revision, exported with ``git archive``) and the working tree. Each version runs in
-its own single process (one trial at a time, so the two do not compete for cores), and the
+its own single process (one trial at a time, so the two do not compete for cores), set up as
+that version sets up its trial processes (``cerebros.runners.tune_allocator`` where it has it), and the
 versions alternate for ``--rounds`` rounds, so a swing in the machine's load hits both.
 Per version: the median over rounds of the CPU seconds and the wall seconds all the trials
 took, trials per (CPU) minute from those medians, and the trials' mean out-of-fold accuracy and mean test accuracy (each
@@ -38,10 +39,11 @@ _WORKER = r"""
 import json, os, sys, tempfile, time
 import numpy as np
 from sklearn.datasets import make_classification
-from cerebros import data
+from cerebros import data, runners
 from cerebros.network import CerebrosNetwork
 from cerebros.trials import train_trial
 
+getattr(runners, "tune_allocator", lambda: None)()  # as this version's trial processes do, if they do
 job = json.load(sys.stdin)
 X, y = make_classification(job["rows"], job["features"], n_informative=5, n_redundant=1, flip_y=0.05,
                            random_state=0)

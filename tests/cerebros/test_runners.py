@@ -46,6 +46,36 @@ def test_available_cores_follow_a_cpu_limit(monkeypatch):
 
 
 
+# Training makes and frees arrays of a few hundred KiB every mini-batch, a few MiB together. With
+# glibc's defaults the freed memory goes back to the system and each new array's pages fault in
+# again: counted here as minor page faults, which do not depend on the machine's load.
+FAULTS = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    if sys.argv[1] == "tuned":
+        from cerebros.runners import tune_allocator
+        tune_allocator()
+    def one_batch():
+        arrays = [np.ones(1 << 17, np.float32) for _ in range(8)]  # 8 x 512 KiB
+        del arrays
+    one_batch()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        one_batch()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="tunes glibc's malloc")
+def test_trial_processes_reuse_freed_memory_instead_of_faulting_it_in_again():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    faults = {how: int(subprocess.run([sys.executable, "-c", FAULTS, how], env=env, capture_output=True, text=True,
+                                      check=True).stdout) for how in ("default", "tuned")}
+    assert faults["default"] > 50 * 8 * 64  # at least half of every array's 128 pages faulted in again
+    assert faults["tuned"] < 1000, faults
+
+
 # A search cancelled while its pool starts the second trial process: by its cancel event, or by an
 # exception raised into its thread, as the port worker's cancellation (erlport_worker.jobs.cancel)
 # or a Ctrl-C can. The first trial process waits in its start-up until the second has ended, so
