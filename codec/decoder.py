@@ -28,8 +28,6 @@ from .terms import (
     Pid,
     Port,
     Reference,
-    fun_residue,
-    fun_residue_append,
 )
 
 DEFAULT_MAX_INFLATED_SIZE = 64 * 1024 * 1024
@@ -367,10 +365,9 @@ def _decode_term(src, view, pos, end, hooks, owed=0):
                 value = _finish_map(items, opened, map_hook)
             else:
                 inside = funs_inside.pop()
-                value, body_residue = _finish_fun(src, items, opened, pos, fun_source, inside,
-                                                  enclosed=bool(funs_inside))
+                value = _finish_fun(src, items, opened, pos, fun_source, inside, enclosed=bool(funs_inside))
                 if funs_inside:
-                    funs_inside[-1].append((opened, pos, body_residue))
+                    funs_inside[-1].append((opened, pos, value))
             if len(stack) == 1:
                 return value, pos
             _, top_items, top_need, _, _ = stack[-1]
@@ -678,35 +675,24 @@ def _open_fun(src, start, end, owed):
 
 
 def _finish_fun(src, items, start, pos, source, inside, enclosed):
-    """Close a fun frame: check its parts; return the Fun, with its true size, and the
-    residue (``fun_residue``) of its body, the payload after the size.
+    """Close a fun frame: check its parts; keep its bytes with their true size.
 
     A fun ``enclosed`` in another one's free variables does not copy its bytes:
     they are part of the enclosing fun's payload, and copying them at every
     level would make nested funs quadratic. It reads them, when asked, from
     ``source``, the list shared by the funs inside one outermost fun, which
     its payload then replaces (payload offset = input offset - start - 1).
-    For the same reason the residue is made from the residues of the funs
-    ``inside`` it, (start, end, body residue) each, not from all its bytes.
+    ``inside``: the funs directly inside this one, which its hash is made from.
     """
     module, arity, old_index, old_uniq, pid = items[:5]
     if type(old_index) is not int or type(old_uniq) is not int:
         raise DecodeError("fun old index and old uniq must be integers", start)
     size = struct.pack(">I", pos - start - 1)
-    body_residue, done = 0, start + 5
-    for inner_start, inner_end, inner_body_residue in inside:
-        # The inner fun's tag and size bytes as they are, then its body.
-        body_residue = fun_residue_append(body_residue, fun_residue(src[done:inner_start + 5]),
-                                          inner_start + 5 - done)
-        body_residue = fun_residue_append(body_residue, inner_body_residue, inner_end - inner_start - 5)
-        done = inner_end
-    body_residue = fun_residue_append(body_residue, fun_residue(src[done:pos]), pos - done)
-    residue = fun_residue_append(fun_residue(size), body_residue, pos - start - 5)
     if enclosed:
-        return Fun._later(module, arity, size, source, start + 5, pos, residue), body_residue
+        return Fun._decoded(module, arity, size, source, start + 5, pos, inside)
     payload = size + bytes(src[start + 5:pos])
     source[:] = (payload, start + 1)
-    return Fun._decoded(module, arity, payload, residue), body_residue
+    return Fun._decoded(module, arity, size, source, start + 5, pos, inside, payload)
 
 
 _READERS = {

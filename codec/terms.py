@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Iterable, Iterator, Mapping, Tuple
+from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple
 
 
 class Atom(str):
@@ -105,17 +105,17 @@ def _random_prime(bits: int) -> int:
 # A fun's hash is its payload read as a number modulo a prime drawn per process: two
 # different payloads collide only if the prime divides their difference, which a caller
 # who does not know it cannot arrange. Unlike a hash of the bytes, it composes
-# (``fun_residue_append``), so the decoder hashes a fun from the hashes of the funs inside
-# it and nested funs cost linear time, not quadratic.
+# (``_residue_append``): a decoded fun's is made from the residues of the funs inside it,
+# so hashing nested funs (map keys in funs that are map keys ...) reads each byte once.
 _FUN_MODULUS = _random_prime(61)
 
 
-def fun_residue(data: Any) -> int:
+def _residue_of(data: Any) -> int:
     """The residue of a bytes-like ``data``, read as a big-endian number, modulo the prime."""
     return int.from_bytes(data, "big") % _FUN_MODULUS
 
 
-def fun_residue_append(residue: int, tail_residue: int, tail_length: int) -> int:
+def _residue_append(residue: int, tail_residue: int, tail_length: int) -> int:
     """The residue of ``a + b`` from the residue of ``a`` and ``b``'s residue and length."""
     return (residue * pow(256, tail_length, _FUN_MODULUS) + tail_residue) % _FUN_MODULUS
 
@@ -133,48 +133,70 @@ class Fun:
     payload: bytes
 
     @classmethod
-    def _decoded(cls, module: Atom, arity: int, payload: bytes, residue: int) -> "Fun":
-        """A Fun whose payload's residue (``fun_residue``) the decoder has computed."""
-        fun = cls(module, arity, payload)
-        object.__setattr__(fun, "_residue", residue)
-        return fun
+    def _decoded(cls, module: Atom, arity: int, size: bytes, source: list, start: int, end: int,
+                 inside: list, payload: Optional[bytes] = None) -> "Fun":
+        """A Fun as the decoder makes it: its payload is ``size`` then its body, input bytes
+        ``start:end``, which are ``source[0][start - source[1]:end - source[1]]``; ``inside``
+        holds ``(start, end, Fun)`` of the funs directly inside it.
 
-    @classmethod
-    def _later(cls, module: Atom, arity: int, size: bytes, source: list, start: int, end: int,
-               residue: int) -> "Fun":
-        """A Fun whose payload, ``size`` then ``source[0][start - source[1]:end - source[1]]``,
-        is copied out on first use.
-
-        The decoder makes the funs inside a fun's free variables this way: the
-        enclosing fun's payload holds theirs, so copying each would be quadratic
-        in the nesting depth. ``source`` (bytes, offset) is one list shared by
-        them all, pointed at the outermost fun's payload once that exists.
+        The funs inside a fun's free variables get ``payload`` None: the enclosing fun's
+        payload holds theirs, so copying each would be quadratic in the nesting depth;
+        theirs is copied out on first use. ``source`` (bytes, offset) is one list shared by
+        them all, pointed at the outermost fun's payload once that exists. The residue
+        (the hash) is also made on first use, from those of the funs ``inside``.
         """
         fun = cls.__new__(cls)
         object.__setattr__(fun, "module", module)
         object.__setattr__(fun, "arity", arity)
-        object.__setattr__(fun, "_later", (size, source, start, end))
-        object.__setattr__(fun, "_residue", residue)
+        object.__setattr__(fun, "_span", (size, source, start, end, inside))
+        if payload is not None:
+            object.__setattr__(fun, "payload", payload)
         return fun
 
     def __getattr__(self, name: str):
-        # Only reached for a payload not yet copied out (see _later), or for the
-        # residue of a Fun made from its payload.
+        # Only reached for what is made on first use: a decoded fun's payload (see
+        # _decoded) and any fun's residue.
+        span = self.__dict__.get("_span")
         if name == "_residue":
-            residue = fun_residue(self.payload)
-            object.__setattr__(self, "_residue", residue)
-            return residue
-        later = self.__dict__.get("_later")
-        if name != "payload" or later is None:
+            if span is None:
+                object.__setattr__(self, "_residue", _residue_of(self.payload))
+            else:
+                self._compose_residues()
+            return self.__dict__["_residue"]
+        if name != "payload" or span is None:
             raise AttributeError(name)
-        size, (data, offset), start, end = later
+        size, (data, offset), start, end, _ = span
         payload = size + bytes(data[start - offset:end - offset])
         object.__setattr__(self, "payload", payload)
         return payload
 
+    def _compose_residues(self) -> None:
+        """Set the residue of this decoded fun, and of the funs inside it that lack one, each
+        from its own bytes and the residues of the funs inside it (no recursion: funs nest
+        100 000 deep)."""
+        todo = [self]
+        while todo:
+            fun = todo[-1]
+            size, (data, offset), start, end, inside = fun.__dict__["_span"]
+            missing = [inner for _, _, inner in inside if "_body_residue" not in inner.__dict__]
+            if missing:
+                todo.extend(missing)
+                continue
+            todo.pop()
+            body, done = 0, start
+            for inner_start, inner_end, inner in inside:
+                # The inner fun's tag and size bytes as they were sent, then its body.
+                body = _residue_append(body, _residue_of(data[done - offset:inner_start + 5 - offset]),
+                                       inner_start + 5 - done)
+                body = _residue_append(body, inner.__dict__["_body_residue"], inner_end - inner_start - 5)
+                done = inner_end
+            body = _residue_append(body, _residue_of(data[done - offset:end - offset]), end - done)
+            object.__setattr__(fun, "_body_residue", body)
+            object.__setattr__(fun, "_residue", _residue_append(_residue_of(size), body, end - start))
+
     def _size(self) -> int:
-        later = self.__dict__.get("_later")
-        return len(self.payload) if later is None else 4 + later[3] - later[2]
+        span = self.__dict__.get("_span")
+        return len(self.payload) if span is None else 4 + span[3] - span[2]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Fun):

@@ -30,20 +30,28 @@ DECODERS = [pytest.param(decoder, id="python"),
 ONE = b"a\x01"
 
 
+def fun_head(free_length: int) -> bytes:
+    """The bytes of a NEW_FUN_EXT of module m, arity 1, before its one free variable."""
+    fixed = (b"\x01" + bytes(16) + struct.pack(">II", 0, 1) + b"w\x01m" + b"a\x00a\x00"
+             + b"X\x77\x01n" + struct.pack(">III", 1, 0, 0))
+    return b"p" + struct.pack(">I", len(fixed) + free_length + 4) + fixed
+
+
 def fun_holding(free: bytes) -> bytes:
     """A NEW_FUN_EXT of module m, arity 1, whose one free variable is ``free``."""
-    body = (b"\x01" + bytes(16) + struct.pack(">II", 0, 1) + b"w\x01m" + b"a\x00a\x00"
-            + b"X\x77\x01n" + struct.pack(">III", 1, 0, 0) + free)
-    return b"p" + struct.pack(">I", len(body) + 4) + body
+    return fun_head(len(free)) + free
 
 
 def nested_funs(n: int, before: bytes = b"", after: bytes = b"") -> bytes:
     """``n`` funs, each holding the next (between ``before`` and ``after``, a container around
-    it) as its free variable."""
-    term = ONE
+    it) as its free variable; built in linear time."""
+    heads, inner_length = [], len(ONE)
     for _ in range(n):
-        term = fun_holding(before + term + after)
-    return term
+        free_length = len(before) + inner_length + len(after)
+        head = fun_head(free_length)
+        heads.append(head + before)
+        inner_length = len(head) + free_length
+    return b"".join(reversed(heads)) + ONE + after * n
 
 
 SHAPES = {
@@ -182,3 +190,9 @@ def test_a_decoded_fun_hashes_and_compares_like_one_made_from_its_payload(impl):
         assert fun == rebuilt and hash(fun) == hash(rebuilt)
         assert Map([(fun, 1)])[rebuilt] == 1 and Map([([fun], 1)])[[rebuilt]] == 1
     assert outer != impl.decode(b"\x83" + fun_holding(b"h\x02" + middle + fun_holding(ONE)))
+
+
+@pytest.mark.parametrize("impl", DECODERS)
+def test_hashing_a_fun_nested_100_000_deep_needs_no_recursion(impl):
+    deep = impl.decode(b"\x83" + nested_funs(100_000, before=b"h\x01"))
+    assert hash(deep) == hash(Fun(deep.module, deep.arity, deep.payload))
