@@ -10,6 +10,7 @@ import gc
 import struct
 import time
 import tracemalloc
+import weakref
 import zlib
 
 import pytest
@@ -196,3 +197,21 @@ def test_a_decoded_fun_hashes_and_compares_like_one_made_from_its_payload(impl):
 def test_hashing_a_fun_nested_100_000_deep_needs_no_recursion(impl):
     deep = impl.decode(b"\x83" + nested_funs(100_000, before=b"h\x01"))
     assert hash(deep) == hash(Fun(deep.module, deep.arity, deep.payload))
+
+
+@pytest.mark.parametrize("impl", DECODERS)
+def test_a_hashed_fun_lets_the_funs_inside_it_go(impl):
+    """A decoded fun holds the funs inside it only until its hash is made from theirs."""
+    inner_funs = []
+
+    def keep_a_weak_reference(items):
+        if isinstance(items[0], Fun):
+            inner_funs.append(weakref.ref(items[0]))
+        return items
+    outer = impl.decode(b"\x83" + nested_funs(1000, before=b"h\x01"), tuple_hook=keep_a_weak_reference)
+    gc.collect()
+    assert sum(ref() is not None for ref in inner_funs) == 999
+    hash(outer)
+    gc.collect()
+    assert sum(ref() is not None for ref in inner_funs) == 0
+    assert hash(outer) == hash(Fun(outer.module, outer.arity, outer.payload))
