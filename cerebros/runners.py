@@ -54,9 +54,10 @@ def tune_allocator() -> None:
 
     Training makes and frees arrays of 100-500 KiB every mini-batch. With glibc's defaults
     such memory goes back to the system when freed and faults in again, page by page, when
-    the next batch allocates it: 11% of a trial's time (docs/engine.md, "Trial cost").
-    Every process that trains trials calls it (the search's own for ``n_jobs`` 1, trial
-    processes, a lending node's workers); it keeps at most 16 MiB free at the top of its heap.
+    the next batch allocates it: 11% of a trial's time (docs/engine.md, "Network").
+    Every process that trains trials calls it: trial processes, a lending node's workers, and
+    for ``n_jobs`` 1 the search's own, the port worker itself, which keeps the setting after
+    the search. The cost is at most 16 MiB kept free at the top of the process's heap.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
