@@ -23,9 +23,10 @@ soon as it is known, with the commit, machine and date it ran at; a later run wi
 settings skips what the file holds, so the full protocol (10 splits x 10 datasets x about
 2 x 60 s) can run in parts. A file made with other settings is refused. Prints each result as
 it comes, then the table: per dataset and method the mean and the spread (standard deviation)
-over the splits done, the engine's trials per search, and the engine's lead over the better
-baseline and over FLAML in points (hundredths of accuracy or of R^2); ``--markdown [PAGE]``
-also writes it, with the protocol, into its section of docs/benchmarks.md.
+over the splits done, the engine's trials per search, and the engine's lead in points
+(hundredths of accuracy or of R^2) over the baseline with the better mean (the target issue 20
+states) and over FLAML, each with the standard error of its paired per-split differences;
+``--markdown [PAGE]`` also writes it, with the protocol, into its section of docs/benchmarks.md.
 """
 import argparse
 import datetime
@@ -252,6 +253,16 @@ def run_all(args, cache):
                           file=sys.stderr, flush=True)
 
 
+def paired_lead(engine, other):
+    """The engine's mean lead over ``other`` in points, ± the standard error of the per-split
+    differences (a lead within about two of them is within the splits' noise)."""
+    differences = 100 * (engine - other)
+    lead = f"{round(np.mean(differences), 2) + 0.0:+.2f}"  # + 0.0: a lead that rounds to 0 is +0.00
+    if len(differences) < 2:
+        return lead
+    return f"{lead} ± {np.std(differences, ddof=1) / np.sqrt(len(differences)):.2f}"
+
+
 def table(args, cache):
     """The markdown summary table over the splits asked for, from the cache, and the commits
     its results ran at. A split counts for a dataset once every method has run on it, so the
@@ -273,9 +284,10 @@ def table(args, cache):
         commits.update(cell["commit"] for cells in done for cell in cells.values())
         engine = np.mean([scores[key] for key in engines], axis=0) if engines else None  # per split, over seeds
         trials = f"{np.mean([cells[key]['trials'] for cells in done for key in engines]):.0f}" if engines else ""
-        baselines = [scores[key] for key in ("mlp", "linear") if key in scores]
-        lead = f"{100 * np.mean(engine - np.max(baselines, axis=0)):+.2f}" if engines and baselines else ""
-        versus_flaml = f"{100 * np.mean(engine - scores['flaml']):+.2f}" if engines and "flaml" in scores else ""
+        baselines = [key for key in ("mlp", "linear") if key in scores]
+        better = max(baselines, key=lambda key: np.mean(scores[key])) if baselines else None
+        lead = f"{paired_lead(engine, scores[better])} ({better})" if engines and better else ""
+        versus_flaml = paired_lead(engine, scores["flaml"]) if engines and "flaml" in scores else ""
         lines.append(f"| {name} | {done[0][keys[0]]['metric']} | "
                      + " | ".join(f"{np.mean(scores[key]):.4f} ± {np.std(scores[key]):.4f}" for key in keys)
                      + f" | {trials} | {lead} | {versus_flaml} | {len(done)}{failed} |")
@@ -291,8 +303,9 @@ strategy {s['strategy']}, {s['folds']} folds, ensemble size {s['ensemble_size']}
 seed. The results ran at commit(s) {', '.join(commits) or '-'} on {machine()}. Each cell: mean ± standard
 deviation of the test metric over the splits every method has run on ("splits"); "engine - better
 baseline" and "engine - FLAML": the engine's mean lead, in points (hundredths of the metric), over
-the better of the default MLP and the tuned linear model on each split, and over FLAML. A search
-in which no trial finished has no model: its split is counted apart and left out of the means.
+the one of the default MLP and the tuned linear model with the better mean (named), and over
+FLAML, ± the standard error of the per-split differences. A search in which no trial finished
+has no model: its split is counted apart and left out of the means.
 
 {text}
 """

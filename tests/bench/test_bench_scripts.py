@@ -38,8 +38,14 @@ def test_nas_bench_keeps_every_result_resumes_from_them_and_writes_the_table(tmp
     assert row[1] == "accuracy" and row[5] == "2" and row[-1] == "2"  # trials per search, splits
     engine = [results[f"iris|{split}|engine/seed0"]["score"] for split in (0, 1)]
     assert row[2] == f"{sum(engine) / 2:.4f} ± {abs(engine[0] - engine[1]) / 2:.4f}"
-    best = [max(results[f"iris|{split}|{method}"]["score"] for method in ("mlp", "linear")) for split in (0, 1)]
-    assert float(row[6]) == pytest.approx(100 * (sum(engine) - sum(best)) / 2, abs=0.006)
+    means = {method: sum(results[f"iris|{split}|{method}"]["score"] for split in (0, 1)) / 2
+             for method in ("mlp", "linear")}
+    better = max(means, key=means.get)
+    lead, plus_minus, error, named = row[6].split()
+    assert float(lead) == pytest.approx(100 * (sum(engine) / 2 - means[better]), abs=0.006)
+    differences = [100 * (engine[split] - results[f"iris|{split}|{better}"]["score"]) for split in (0, 1)]
+    assert plus_minus == "±" and float(error) == pytest.approx(abs(differences[0] - differences[1]) / 2, abs=0.006)
+    assert named == f"({better})"
 
     results["iris|1|mlp"]["score"] = 0.5  # a resumed run takes the file's results as they are
     with open(cache, "w") as f:
