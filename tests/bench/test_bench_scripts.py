@@ -73,12 +73,15 @@ def test_trial_bench_trains_the_same_trials_with_both_versions():
     assert "speed-up: " in output
 
 
-def test_reference_models_prints_every_family_and_the_best_of_them():
-    output = run_bench("reference_models.py", "--datasets", "iris", "--split-seeds", "3")
-    [row] = table_rows(output, "iris")
-    scores = [float(value) for value in row[2:-1]]
-    assert row[1] == "3" and len(scores) == 6 and all(0.0 <= value <= 1.0 for value in scores)
-    assert row[-1].startswith(f"{max(scores):.4f} (")
+def test_reference_models_prints_every_family_the_best_of_them_and_their_means():
+    output = run_bench("reference_models.py", "--datasets", "iris", "--split-seeds", "3", "4")
+    rows = table_rows(output, "iris")
+    assert [row[1] for row in rows] == ["3", "4", "mean"]
+    scores = [[float(value) for value in row[2:-1]] for row in rows]
+    for row, values in zip(rows, scores):
+        assert len(values) == 6 and all(0.0 <= value <= 1.0 for value in values)
+        assert row[-1].startswith(f"{max(values):.4f} (")
+    assert scores[2] == pytest.approx([(a + b) / 2 for a, b in zip(scores[0], scores[1])], abs=6e-5)
 
 
 def test_dataset_bench_reads_each_size_and_prints_its_memory():
