@@ -115,8 +115,7 @@ def _bundled(name):
 # engine lose or struggle on: thousands of rows (fair, randhie_profiles), a small noisy multi-class
 # set (anes96), a small regression with many features (star98); and a nonlinear regression a
 # linear model cannot fit (friedman1), where depth must pay.
-DATASETS = {"iris": _bundled("iris"), "wine": _bundled("wine"), "breast_cancer": _bundled("breast_cancer"),
-            "digits": _bundled("digits"), "diabetes": _bundled("diabetes"), "fair": _fair, "anes96": _anes96,
+DATASETS = {**{name: _bundled(name) for name in data.BUNDLED}, "fair": _fair, "anes96": _anes96,
             "star98": _star98, "randhie_profiles": _randhie_profiles, "friedman1": _friedman1}
 
 

@@ -66,7 +66,7 @@ def families(task):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["iris", "wine", "breast_cancer", "digits", "diabetes"],
+    parser.add_argument("--datasets", nargs="+", default=list(data.BUNDLED),
                         choices=list(DATASETS))
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args(argv)

@@ -173,7 +173,7 @@ class Fun:
     def _compose_residues(self) -> None:
         """Set the residue of this decoded fun, and of the funs inside it that lack one, each
         from its own bytes and the residues of the funs inside it (no recursion: funs nest
-        100 000 deep); then drop the funs inside, which nothing else holds."""
+        100 000 deep); then let go of the funs inside, which only the residue needed."""
         todo = [self]
         while todo:
             fun = todo[-1]
@@ -194,7 +194,6 @@ class Fun:
             body = _residue_append(body, _residue_of(data[done - offset:end - offset]), end - done)
             object.__setattr__(fun, "_body_residue", body)
             object.__setattr__(fun, "_residue", _residue_append(_residue_of(size), body, end - start))
-            # The funs inside are needed only for this residue: let them go.
             object.__setattr__(fun, "_span", (size, source, start, end, ()))
 
     def _size(self) -> int:
