@@ -115,6 +115,10 @@ class Candidate:
             epochs=_as_int(d["epochs"], "epochs", low=1),
             patience=_as_int(d["patience"], "patience", low=1),
         )
+        if candidate.learning_rate * candidate.weight_decay >= 1:
+            raise FieldError("weight_decay", f"{candidate.weight_decay!r} times learning_rate "
+                             f"{candidate.learning_rate!r} must be below 1 (each step scales the weights by "
+                             "1 - learning_rate * weight_decay)")
         candidate.check()
         return candidate
 
@@ -176,7 +180,7 @@ class SearchSpace:
     minimum_learning_rate: float = 3e-4
     maximum_learning_rate: float = 1e-2
     minimum_weight_decay: float = 1e-4
-    maximum_weight_decay: float = 1.0
+    maximum_weight_decay: float = 10.0
     minimum_batch_size: int = 16
     maximum_batch_size: int = 256
     minimum_epochs: int = 20
@@ -256,6 +260,10 @@ class SearchSpace:
             raise FieldError(
                 "minimum_weight_decay", "0 cannot start a log-uniform range; give a positive "
                 f"minimum or 0 for both ends (maximum_weight_decay is {self.maximum_weight_decay!r})")
+        if self.maximum_learning_rate * self.maximum_weight_decay >= 1:
+            raise FieldError("maximum_weight_decay", f"{self.maximum_weight_decay!r} times maximum_learning_rate "
+                             f"{self.maximum_learning_rate!r} must be below 1 (each step scales the weights by "
+                             "1 - learning_rate * weight_decay)")
         if self.rounding not in ROUNDINGS:
             raise FieldError("rounding", f"must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         for name, known in (("activations", ACTIVATIONS), ("normalizations", NORMALIZATIONS)):
