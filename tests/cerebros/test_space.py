@@ -119,6 +119,14 @@ def test_minimum_above_maximum_is_rejected(name):
         SearchSpace.from_dict({f"minimum_{name}": low, f"maximum_{name}": high})
 
 
+def test_a_weight_decay_step_that_would_flip_the_weights_sign_is_rejected():
+    # each step scales the weights by 1 - learning_rate * weight_decay: at 1 or more it zeroes or flips them
+    with pytest.raises(FieldError, match="^search_space.maximum_weight_decay: 10.0 times "
+                                         "maximum_learning_rate 0.1 must be below 1"):
+        SearchSpace.from_dict({"maximum_learning_rate": 0.1, "maximum_weight_decay": 10})
+    assert SearchSpace.from_dict({"maximum_learning_rate": 0.09, "maximum_weight_decay": 10}).maximum_weight_decay == 10
+
+
 def test_unknown_field_and_non_map_and_non_text_key_are_rejected():
     with pytest.raises(FieldError, match="^search_space.levles: unknown field; did you mean `levels`\\? known: ") \
             as info:
@@ -260,6 +268,8 @@ def test_candidate_from_dict_rejects_broken_wiring():
         (lambda d: d.update(activation="sine"), "activation: must be one of"),
         (lambda d: d.update(learning_rate=0), "learning_rate: must be > 0"),
         (lambda d: d.update(dropout=1.0), "dropout: must be < 1.0"),
+        (lambda d: d.update(learning_rate=0.5, weight_decay=2.0),
+         "weight_decay: 2.0 times learning_rate 0.5 must be below 1"),
         (lambda d: d.update(extra=1), "unknown field 'extra'"),
         (lambda d: d.pop("epochs"), "missing field\\(s\\) epochs"),
         (lambda d: d["levels"][0][0].update(neurons="8"), "neurons: expected an integer"),
