@@ -265,13 +265,14 @@ def paired_lead(engine, other):
 
 def table(args, cache):
     """The markdown summary table over the splits asked for, from the cache, and the commits
-    its results ran at. A split counts for a dataset once every method has run on it, so the
+    its results ran at (the engine's and the other methods' apart: a new engine reruns only its
+    own cells). A split counts for a dataset once every method has run on it, so the
     comparisons stay paired."""
     keys = method_keys(args)
     engines = [key for key in keys if key.startswith("engine/")]
     lines = ["| dataset | metric | " + " | ".join(keys) + " | trials per search | engine - better baseline "
              "| engine - FLAML | splits |", "|---" * (len(keys) + 6) + "|"]
-    commits = set()
+    commits = {"engine": set(), "others": set()}
     for name in args.datasets:
         ran = [cells for cells in ({key: cache["results"].get(f"{name}|{split}|{key}") for key in keys}
                                    for split in args.split_seeds) if all(cells.values())]
@@ -281,7 +282,9 @@ def table(args, cache):
             lines.append(f"| {name} | | " + " | ".join("—" for _ in keys) + f" | | | | 0{failed} |")
             continue
         scores = {key: np.array([cells[key]["score"] for cells in done]) for key in keys}
-        commits.update(cell["commit"] for cells in done for cell in cells.values())
+        for cells in done:
+            for key, cell in cells.items():
+                commits["engine" if key.startswith("engine/") else "others"].add(cell["commit"])
         engine = np.mean([scores[key] for key in engines], axis=0) if engines else None  # per split, over seeds
         trials = f"{np.mean([cells[key]['trials'] for cells in done for key in engines]):.0f}" if engines else ""
         baselines = [key for key in ("mlp", "linear") if key in scores]
@@ -291,7 +294,7 @@ def table(args, cache):
         lines.append(f"| {name} | {done[0][keys[0]]['metric']} | "
                      + " | ".join(f"{np.mean(scores[key]):.4f} ± {np.std(scores[key]):.4f}" for key in keys)
                      + f" | {trials} | {lead} | {versus_flaml} | {len(done)}{failed} |")
-    return "\n".join(lines), sorted(commits)
+    return "\n".join(lines), {kind: sorted(kept) for kind, kept in commits.items()}
 
 
 def section(args, text, commits):
@@ -300,7 +303,8 @@ def section(args, text, commits):
     return f"""Protocol: split seeds {', '.join(map(str, args.split_seeds))}, {int(100 * TEST_SIZE)}% test (stratified for
 classification), {s['budget']:g} s per search, `n_jobs` {s['n_jobs']}, search seed(s) {', '.join(map(str, args.seeds))},
 strategy {s['strategy']}, {s['folds']} folds, ensemble size {s['ensemble_size']}; FLAML with the same budget, cores and
-seed. The results ran at commit(s) {', '.join(commits) or '-'} on {machine()}. Each cell: mean ± standard
+seed. The engine's searches ran at commit(s) {', '.join(commits['engine']) or '-'}, the other methods at
+commit(s) {', '.join(commits['others']) or '-'}, on {machine()}. Each cell: mean ± standard
 deviation of the test metric over the splits every method has run on ("splits"); "engine - better
 baseline" and "engine - FLAML": the engine's mean lead, in points (hundredths of the metric), over
 the one of the default MLP and the tuned linear model with the better mean (named), and over

@@ -48,6 +48,9 @@ def test_nas_bench_keeps_every_result_resumes_from_them_and_writes_the_table(tmp
     assert named == f"({better})"
 
     results["iris|1|mlp"]["score"] = 0.5  # a resumed run takes the file's results as they are
+    engine_commit = results["iris|0|engine/seed0"]["commit"]
+    for split in (0, 1):  # baselines kept from an earlier engine's run
+        results[f"iris|{split}|linear"]["commit"] = results[f"iris|{split}|mlp"]["commit"] = "0ldc0de"
     with open(cache, "w") as f:
         json.dump(kept, f)
     done = subprocess.run([sys.executable, os.path.join(BENCH, "nas_bench.py"), *arguments, "--markdown", str(page)],
@@ -58,6 +61,8 @@ def test_nas_bench_keeps_every_result_resumes_from_them_and_writes_the_table(tmp
     written = page.read_text()
     assert table_rows(written, "iris") == [row] and "an older table" not in written
     assert "split seeds 0, 1, 25% test" in written and "600 s per search" in written
+    assert (f"The engine's searches ran at commit(s) {engine_commit}, the other methods at\ncommit(s) 0ldc0de, on "
+            in written)
     other = subprocess.run([sys.executable, os.path.join(BENCH, "nas_bench.py"), *arguments[:-2], "--budget", "30",
                             "--cache", cache], capture_output=True, text=True, timeout=600)
     assert other.returncode != 0 and "made with other settings" in other.stderr
