@@ -115,10 +115,7 @@ class Candidate:
             epochs=_as_int(d["epochs"], "epochs", low=1),
             patience=_as_int(d["patience"], "patience", low=1),
         )
-        if candidate.learning_rate * candidate.weight_decay >= 1:
-            raise FieldError("weight_decay", f"{candidate.weight_decay!r} times learning_rate "
-                             f"{candidate.learning_rate!r} must be below 1 (each step scales the weights by "
-                             "1 - learning_rate * weight_decay)")
+        _check_decay_step(candidate.learning_rate, candidate.weight_decay, "")
         candidate.check()
         return candidate
 
@@ -260,10 +257,7 @@ class SearchSpace:
             raise FieldError(
                 "minimum_weight_decay", "0 cannot start a log-uniform range; give a positive "
                 f"minimum or 0 for both ends (maximum_weight_decay is {self.maximum_weight_decay!r})")
-        if self.maximum_learning_rate * self.maximum_weight_decay >= 1:
-            raise FieldError("maximum_weight_decay", f"{self.maximum_weight_decay!r} times maximum_learning_rate "
-                             f"{self.maximum_learning_rate!r} must be below 1 (each step scales the weights by "
-                             "1 - learning_rate * weight_decay)")
+        _check_decay_step(self.maximum_learning_rate, self.maximum_weight_decay, "maximum_")
         if self.rounding not in ROUNDINGS:
             raise FieldError("rounding", f"must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         for name, known in (("activations", ACTIVATIONS), ("normalizations", NORMALIZATIONS)):
@@ -599,6 +593,14 @@ def field_kind(name: str) -> Optional[str]:
         return "names"
     kinds: dict[Any, str] = {int: "int", float: "float", str: "text", tuple: "names"}
     return kinds.get(_FIELD_TYPES.get(name))
+
+
+def _check_decay_step(learning_rate: float, weight_decay: float, prefix: str) -> None:
+    """``FieldError`` on ``{prefix}weight_decay`` unless a step's decay factor
+    1 - learning_rate * weight_decay stays positive (at 0 or below it zeroes or flips the weights)."""
+    if learning_rate * weight_decay >= 1:
+        raise FieldError(f"{prefix}weight_decay", f"{weight_decay!r} times {prefix}learning_rate {learning_rate!r} "
+                         "must be below 1 (each step scales the weights by 1 - learning_rate * weight_decay)")
 
 
 def _range_names(name: str) -> tuple[str, str]:
