@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
@@ -227,9 +228,11 @@ class SearchSpace:
                 written[field] = key
         try:
             return cls(**{name: _converted(name, value) for name, value in values.items()})
-        except FieldError as exc:  # named for the space's own field: name the key that set it
+        except FieldError as exc:  # named for the space's own fields: name the keys that set them
             name = exc.field.split("[")[0]
-            raise exc.renamed(f"search_space.{written.get(name, name)}{exc.field[len(name):]}") from None
+            key = written.get(name, name)
+            raise FieldError(f"search_space.{key}{exc.field[len(name):]}",
+                             _as_written(exc.problem, written, key), exc.kind) from None
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-safe dict (tuples become lists); ``from_dict`` inverts it."""
@@ -601,6 +604,16 @@ def _check_decay_step(learning_rate: float, weight_decay: float, prefix: str) ->
     if learning_rate * weight_decay >= 1:
         raise FieldError(f"{prefix}weight_decay", f"{weight_decay!r} times {prefix}learning_rate {learning_rate!r} "
                          "must be below 1 (each step scales the weights by 1 - learning_rate * weight_decay)")
+
+
+def _as_written(problem: str, written: dict[str, str], key: str) -> str:
+    """``problem`` with each other field it mentions called by the key the caller set it with
+    (``maximum_learning_rate`` set by ``learning_rate`` becomes ``learning_rate``). The other end
+    of the erring key's own range keeps its name, which says which end it is."""
+    def caller_name(match: "re.Match[str]") -> str:
+        other = written.get(match.group(0), match.group(0))
+        return match.group(0) if other == key else other
+    return re.sub(r"\b(?:minimum|maximum)_\w+", caller_name, problem)
 
 
 def _range_names(name: str) -> tuple[str, str]:

@@ -125,6 +125,13 @@ def test_a_weight_decay_step_that_would_flip_the_weights_sign_is_rejected():
                                          "maximum_learning_rate 0.1 must be below 1"):
         SearchSpace.from_dict({"maximum_learning_rate": 0.1, "maximum_weight_decay": 10})
     assert SearchSpace.from_dict({"maximum_learning_rate": 0.09, "maximum_weight_decay": 10}).maximum_weight_decay == 10
+    # in the short forms both fields are named as the caller wrote them, not as the space's ends
+    with pytest.raises(FieldError, match="^search_space.weight_decay: 3.0 times learning_rate 0.5 must be below 1"):
+        SearchSpace.from_dict({"learning_rate": 0.5, "weight_decay": 3})
+    with pytest.raises(FieldError, match="^search_space.weight_decay: 3.0 times learning_rate 0.5 must be below 1"):
+        SearchSpace.from_dict({"learning_rate": [0.001, 0.5], "weight_decay": [0.1, 3]})
+    with pytest.raises(FieldError, match="^search_space.weight_decay: 3.0 times maximum_learning_rate 0.5 must"):
+        SearchSpace.from_dict({"maximum_learning_rate": 0.5, "weight_decay": 3})
 
 
 def test_unknown_field_and_non_map_and_non_text_key_are_rejected():
