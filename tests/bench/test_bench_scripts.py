@@ -153,3 +153,22 @@ def test_cluster_bench_runs_the_search_on_one_node_and_over_nodes_and_writes_the
     assert local[4] == "-" and one[4] == "1.00x" and float(two[4].rstrip("x")) > 0
     assert all(float(row[5]) >= 0 and float(row[6]) >= float(row[5]) for row in (one, two))
     assert table_rows(page.read_text(), "2 nodes lending 1 worker each")
+
+
+def test_simple_model_bench_reads_the_kept_search_and_scores_the_linear_model_as_nas_bench(tmp_path):
+    scratch, page = tmp_path / "runs", tmp_path / "benchmarks.md"
+    page.write_text("<!-- begin simple_model_bench -->\n<!-- end simple_model_bench -->\n")
+    output = run_bench("simple_model_bench.py", "--datasets", "iris", "--split-seeds", "0", "--max-trials", "30",
+                       "--n-jobs", "1", "--scratch", str(scratch), "--markdown", str(page))
+    [row] = table_rows(output, "iris")
+    with open(scratch / "iris-0-30" / "journal.jsonl") as f:
+        linear = [record for record in map(json.loads, f) if record["value"] is not None
+                  and not record["candidate"]["levels"]]
+    improving = sum(min(record["best_epoch"]) >= record["epochs"] for record in linear)
+    assert linear and row[1] == f"{len(linear):.1f}" and row[2] == f"{improving / len(linear):.0%}"
+    assert row[4] == f"{max(record['value'] for record in linear):.4f}" and 0.0 <= float(row[5]) <= 1.0
+    with open(os.path.join(BENCH, "nas_bench_results.json")) as f:  # the same split's linear model as nas_bench's
+        assert row[6] == f"{json.load(f)['results']['iris|0|linear']['score']:.4f}" and row[-1] == "1"
+    assert table_rows(page.read_text(), "iris") == [row]
+    with pytest.raises(AssertionError, match="diabetes not classification"):
+        run_bench("simple_model_bench.py", "--datasets", "diabetes", "--scratch", str(scratch))
