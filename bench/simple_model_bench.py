@@ -24,10 +24,10 @@ import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from cerebros import objectives  # noqa: E402  (selection_bench puts the checkout on the path)
+from cerebros import objectives  # noqa: E402  (after the path fix, so the bench runs from a checkout)
 from markdown_section import add_markdown_flag, write_section  # noqa: E402  (beside this script)
 from nas_bench import DATASETS, run_baseline  # noqa: E402
 from selection_bench import search, test_outputs  # noqa: E402
