@@ -49,7 +49,7 @@ def one_split(name, split_seed, args):
     deeper = [r for r in finished if r["candidate"]["levels"]]
     if not linear:
         return None
-    best = max(linear, key=lambda r: (r["value"], -r["val_loss"]))
+    best = max(linear, key=lambda r: (r["value"], -np.inf if r["val_loss"] is None else -r["val_loss"]))
     splits = study.splits
     test = objectives.score_outputs(splits.task, splits.y_test, test_outputs(study, run_dir, best),
                                     study.classes)["accuracy"]

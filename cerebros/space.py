@@ -231,8 +231,8 @@ class SearchSpace:
         except FieldError as exc:  # named for the space's own fields: name the keys that set them
             name = exc.field.split("[")[0]
             key = written.get(name, name)
-            raise FieldError(f"search_space.{key}{exc.field[len(name):]}",
-                             _as_written(exc.problem, written, key), exc.kind) from None
+            raise exc.renamed(f"search_space.{key}{exc.field[len(name):]}", _as_written(exc.problem, written, key)) \
+                from None
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-safe dict (tuples become lists); ``from_dict`` inverts it."""
@@ -606,14 +606,20 @@ def _check_decay_step(learning_rate: float, weight_decay: float, prefix: str) ->
                          "must be below 1 (each step scales the weights by 1 - learning_rate * weight_decay)")
 
 
+# a quoted value (a str's repr) or, outside one, the name of a range's end
+_QUOTED_OR_END_NAME = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\b(?:minimum|maximum)_\w+")
+
+
 def _as_written(problem: str, written: dict[str, str], key: str) -> str:
     """``problem`` with each other field it mentions called by the key the caller set it with
     (``maximum_learning_rate`` set by ``learning_rate`` becomes ``learning_rate``). The other end
-    of the erring key's own range keeps its name, which says which end it is."""
+    of the erring key's own range keeps its name, which says which end it is; a value the
+    problem quotes is the caller's and is left as it is."""
     def caller_name(match: "re.Match[str]") -> str:
-        other = written.get(match.group(0), match.group(0))
-        return match.group(0) if other == key else other
-    return re.sub(r"\b(?:minimum|maximum)_\w+", caller_name, problem)
+        text = match.group(0)
+        other = text if text[0] in "'\"" else written.get(text, text)
+        return text if other == key else other
+    return _QUOTED_OR_END_NAME.sub(caller_name, problem)
 
 
 def _range_names(name: str) -> tuple[str, str]:

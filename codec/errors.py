@@ -1,6 +1,7 @@
 """The codec's exceptions: bad ETF input, unencodable terms, and a caller's value that cannot be
 what its field means (``FieldError``, raised by ``codec.coerce`` and by every layer above)."""
 import difflib
+from typing import Optional
 
 
 class DecodeError(ValueError):
@@ -44,6 +45,7 @@ class FieldError(ValueError):
         hint = f"did you mean `{closest[0]}`? " if closest else ""
         return cls(f"{where}.{name}" if where else name, f"{problem}; {hint}known: {', '.join(known) or 'none'}")
 
-    def renamed(self, field: str) -> "FieldError":
-        """The same error with its field called ``field`` (how the caller wrote it)."""
-        return FieldError(field, self.problem, self.kind)
+    def renamed(self, field: str, problem: Optional[str] = None) -> "FieldError":
+        """The same error with its field called ``field`` (how the caller wrote it), and its
+        ``problem`` replaced when one is given."""
+        return FieldError(field, self.problem if problem is None else problem, self.kind)

@@ -132,6 +132,13 @@ def test_a_weight_decay_step_that_would_flip_the_weights_sign_is_rejected():
         SearchSpace.from_dict({"learning_rate": [0.001, 0.5], "weight_decay": [0.1, 3]})
     with pytest.raises(FieldError, match="^search_space.weight_decay: 3.0 times maximum_learning_rate 0.5 must"):
         SearchSpace.from_dict({"maximum_learning_rate": 0.5, "weight_decay": 3})
+    # a value the caller wrote is quoted as written, even when it looks like a field's name
+    for key, value, problem in (("learning_rate", "maximum_weight_decay", "expected a number, got str "),
+                                ("rounding", "maximum_weight_decay", "must be one of ceil, floor, got "),
+                                ("activation", "it's maximum_weight_decay", "unknown name ")):
+        with pytest.raises(FieldError) as info:
+            SearchSpace.from_dict({key: value, "weight_decay": 1})
+        assert info.value.problem.startswith(problem + repr(value)), info.value.problem
 
 
 def test_unknown_field_and_non_map_and_non_text_key_are_rejected():
