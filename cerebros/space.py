@@ -176,7 +176,7 @@ class SearchSpace:
     maximum_skip_connection_depth: int = 7
     activations: Tuple[str, ...] = ("elu", "gelu", "relu", "swish", "tanh")
     minimum_learning_rate: float = 3e-4
-    maximum_learning_rate: float = 1e-2
+    maximum_learning_rate: float = 3e-2
     minimum_weight_decay: float = 1e-4
     maximum_weight_decay: float = 10.0
     minimum_batch_size: int = 16
