@@ -14,19 +14,28 @@ that version sets up its trial processes (``cerebros.runners.tune_allocator`` wh
 versions alternate for ``--rounds`` rounds, so a swing in the machine's load hits both.
 Per version: the median over rounds of the CPU seconds and the wall seconds all the trials
 took, trials per (CPU) minute from those medians, and the trials' mean out-of-fold accuracy and mean test accuracy (each
-trial's fold networks averaged), which must match for the speed-up to count. Prints a
-markdown table (``--markdown``: also into its section of docs/benchmarks.md).
+trial's fold networks averaged), which must match for the speed-up to count.
+
+Then, for the working tree only, where one mini-batch's time goes in each trial: the forward
+and backward pass over a batch of the size its first fold trains on (``loss_and_gradients``),
+against the matrix products of the same shapes alone (per layer ``x @ W`` and ``x.T @ dz``,
+and ``dz @ W.T`` where the layer takes more than the raw features), medians of timed
+repeats with one BLAS thread; and the rate this core reaches on one large product, for
+scale. Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import io
 import tarfile
 import tempfile
+import timeit
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -73,6 +82,58 @@ def candidates(count):
     space = SearchSpace(minimum_levels=1)
     rng = np.random.default_rng(0)
     return [space.sample(rng, 8).to_dict() for _ in range(count)]
+
+
+def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
+    """Markdown lines: per candidate of ``job``, its trial's ``cpu_seconds``, and the working tree's
+    forward and backward pass over one mini-batch against the matrix products of the same
+    shapes alone."""
+    from sklearn.datasets import make_classification
+    from cerebros import data, runners
+    from cerebros.network import MAX_BATCHES_PER_EPOCH, CerebrosNetwork
+    from cerebros.space import Candidate
+
+    def median_seconds(call):
+        return float(np.median(timeit.repeat(call, number=number, repeat=repeats))) / number
+
+    runners.tune_allocator()  # as the trial processes run
+    X, y = make_classification(job["rows"], job["features"], n_informative=5, n_redundant=1, flip_y=0.05,
+                               random_state=0)
+    splits = data.prepare(X, y, name="generated", test_size=0.25, folds=5, seed=0)
+    fit, _ = data.early_stopping_split(splits.folds[0][0], splits.y, splits.task, seed=[0, 0])
+    rng = np.random.default_rng(0)
+    lines = ["| trial | CPU seconds | layers | parameters | rows a batch | forward and backward, ms "
+             "| matrix products alone, ms | products' share | products' GFLOP/s |", "|---" * 9 + "|"]
+    with threadpool_limits(limits=1, user_api="blas"):
+        for index, spec in enumerate(job["candidates"]):
+            candidate = Candidate.from_dict(spec)
+            rows = round(len(fit) / min(math.ceil(len(fit) / candidate.batch_size), MAX_BATCHES_PER_EPOCH))
+            network = CerebrosNetwork(candidate, task="classification", random_state=0)
+            network.fit(splits.X[fit], splits.y[fit], epochs=1)
+            batch_X, batch_y = splits.X[fit][:rows], splits.y[fit][:rows]
+            step = median_seconds(lambda: network.loss_and_gradients(batch_X, batch_y))
+            weights = [w for name, w in network.parameters().items() if name.endswith(".W")]
+            # a layer fed by the raw features alone needs no input gradient (fan-in = features)
+            shapes = [(rng.standard_normal((rows, w.shape[0])).astype(w.dtype), w,
+                       rng.standard_normal((rows, w.shape[1])).astype(w.dtype), w.shape[0] != job["features"])
+                      for w in weights]
+
+            def products():
+                for x, w, dz, input_gradient in shapes:
+                    x @ w
+                    x.T @ dz
+                    if input_gradient:
+                        dz @ w.T
+
+            alone = median_seconds(products)
+            flops = sum(2 * rows * w.size * (3 if input_gradient else 2) for _, w, _, input_gradient in shapes)
+            lines.append(f"| {index + 1} | {cpu_seconds[index]:.1f} | {len(weights)} | {sum(p.size for p in network.parameters().values())} | "
+                         f"{rows} | {1e3 * step:.3f} | {1e3 * alone:.3f} | {alone / step:.0%} | {flops / alone / 1e9:.0f} |")
+        square = rng.standard_normal((1024, 1024)).astype(np.float32)
+        large = median_seconds(lambda: square @ square)
+    lines += ["", f"For scale: one 1024 x 1024 float32 product runs at {2 * 1024 ** 3 / large / 1e9:.0f} GFLOP/s "
+              "on one BLAS thread of this machine."]
+    return lines
 
 
 def export(revision, into):
@@ -129,8 +190,11 @@ def main(argv=None):
                      f"{60 * args.trials / wall:.2f} | {sum(r['epochs'] for r in last)} | "
                      f"{np.mean([r['validation'] for r in last]):.4f} | {np.mean([r['test'] for r in last]):.4f} |")
     (cpu_before, wall_before), (cpu_after, wall_after) = medians.values()
+    trial_cpu = np.median([[r["cpu"] for r in results] for results in runs["working tree"]], axis=0)
     lines += ["", f"speed-up: {cpu_before / cpu_after:.2f}x trials per CPU minute, {wall_before / wall_after:.2f}x "
               "trials per minute"]
+    lines += ["", "Where one mini-batch's time goes in each trial (working tree, one BLAS thread, medians):", "",
+              *batch_breakdown(job, trial_cpu)]
     print("\n" + "\n".join(lines))
     if args.markdown:
         write_section("trial_bench", "\n".join(lines), path=args.markdown)

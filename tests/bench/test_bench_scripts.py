@@ -76,6 +76,13 @@ def test_trial_bench_trains_the_same_trials_with_both_versions():
         assert per_minute > 0 and abs(60 / per_minute - cpu) <= 0.05 + 0.01 * cpu  # seconds printed to 0.1
         assert 0.0 <= float(row[6]) <= 1.0 and 0.0 <= float(row[7]) <= 1.0
     assert "speed-up: " in output
+    [breakdown] = table_rows(output, "1")  # where the one trial's mini-batch time goes
+    assert float(breakdown[1]) == pytest.approx(float(after[1]), abs=0.11)  # one trial: all the CPU seconds
+    layers, parameters, rows = (int(cell) for cell in breakdown[2:5])
+    step, products, share, rate = float(breakdown[5]), float(breakdown[6]), breakdown[7], float(breakdown[8])
+    assert layers >= 2 and parameters > 0 and rows > 0 and step > 0 and products > 0 and rate > 0
+    assert abs(float(share.rstrip("%")) - 100 * products / step) <= 2  # the times are printed rounded
+    assert "GFLOP/s on one BLAS thread" in output
 
 
 def test_reference_models_prints_every_family_the_best_of_them_and_their_means():
