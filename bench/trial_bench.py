@@ -19,7 +19,7 @@ trial's fold networks averaged), which must match for the speed-up to count.
 Then, for the working tree only, where one mini-batch's time goes in each trial: the forward
 and backward pass over a batch of the size its first fold trains on (``loss_and_gradients``),
 against the matrix products of the same shapes alone (per layer ``x @ W`` and ``x.T @ dz``,
-and ``dz @ W.T`` where the layer takes more than the raw features), medians of timed
+and ``dz @ W.T`` where a layer takes more than the raw features), medians of timed
 repeats with one BLAS thread; and the rate this core reaches on one large product, for
 scale. Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
 """
@@ -113,10 +113,14 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
             batch_X, batch_y = splits.X[fit][:rows], splits.y[fit][:rows]
             step = median_seconds(lambda: network.loss_and_gradients(batch_X, batch_y))
             weights = [w for name, w in network.parameters().items() if name.endswith(".W")]
-            # a layer fed by the raw features alone needs no input gradient (fan-in = features)
+            # the layers in the network's order (the units level by level, then the output); one
+            # fed by the raw features alone, input (0, 0), needs no input gradient
+            fed_by_units = [any(ref != (0, 0) for ref in unit.inputs) or bool(unit.lateral_inputs)
+                            for level in candidate.levels for unit in level]
+            fed_by_units.append(any(ref != (0, 0) for ref in candidate.output_inputs))
             shapes = [(rng.standard_normal((rows, w.shape[0])).astype(w.dtype), w,
-                       rng.standard_normal((rows, w.shape[1])).astype(w.dtype), w.shape[0] != job["features"])
-                      for w in weights]
+                       rng.standard_normal((rows, w.shape[1])).astype(w.dtype), input_gradient)
+                      for w, input_gradient in zip(weights, fed_by_units, strict=True)]
 
             def products():
                 for x, w, dz, input_gradient in shapes:
@@ -127,8 +131,9 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
 
             alone = median_seconds(products)
             flops = sum(2 * rows * w.size * (3 if input_gradient else 2) for _, w, _, input_gradient in shapes)
-            lines.append(f"| {index + 1} | {cpu_seconds[index]:.1f} | {len(weights)} | {sum(p.size for p in network.parameters().values())} | "
-                         f"{rows} | {1e3 * step:.3f} | {1e3 * alone:.3f} | {alone / step:.0%} | {flops / alone / 1e9:.0f} |")
+            parameters = sum(p.size for p in network.parameters().values())
+            lines.append(f"| {index + 1} | {cpu_seconds[index]:.1f} | {len(weights)} | {parameters} | {rows} | "
+                         f"{1e3 * step:.3f} | {1e3 * alone:.3f} | {alone / step:.0%} | {flops / alone / 1e9:.0f} |")
         square = rng.standard_normal((1024, 1024)).astype(np.float32)
         large = median_seconds(lambda: square @ square)
     lines += ["", f"For scale: one 1024 x 1024 float32 product runs at {2 * 1024 ** 3 / large / 1e9:.0f} GFLOP/s "
