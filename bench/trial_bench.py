@@ -54,9 +54,8 @@ from cerebros.trials import train_trial
 
 getattr(runners, "tune_allocator", lambda: None)()  # as this version's trial processes do, if they do
 job = json.load(sys.stdin)
-X, y = make_classification(job["rows"], job["features"], n_informative=5, n_redundant=1, flip_y=0.05,
-                           random_state=0)
-splits = data.prepare(X, y, name="generated", test_size=0.25, folds=5, seed=0)
+X, y = make_classification(**job["task"])
+splits = data.prepare(X, y, **job["split"])
 results = []
 with tempfile.TemporaryDirectory() as scratch:
     for number, candidate in enumerate(job["candidates"]):
@@ -97,9 +96,8 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
         return float(np.median(timeit.repeat(call, number=number, repeat=repeats))) / number
 
     runners.tune_allocator()  # as the trial processes run
-    X, y = make_classification(job["rows"], job["features"], n_informative=5, n_redundant=1, flip_y=0.05,
-                               random_state=0)
-    splits = data.prepare(X, y, name="generated", test_size=0.25, folds=5, seed=0)
+    X, y = make_classification(**job["task"])
+    splits = data.prepare(X, y, **job["split"])
     fit, _ = data.early_stopping_split(splits.folds[0][0], splits.y, splits.task, seed=[0, 0])
     rng = np.random.default_rng(0)
     lines = ["| trial | CPU seconds | layers | parameters | rows a batch | forward and backward, ms "
@@ -170,7 +168,11 @@ def main(argv=None):
     parser.add_argument("--features", type=int, default=8)
     add_markdown_flag(parser)
     args = parser.parse_args(argv)
-    job = {"rows": args.rows, "features": args.features, "candidates": candidates(args.trials)}
+    # the task and its split, as the worker and the breakdown both make them
+    job = {"task": {"n_samples": args.rows, "n_features": args.features, "n_informative": 5, "n_redundant": 1,
+                    "flip_y": 0.05, "random_state": 0},
+           "split": {"name": "generated", "test_size": 0.25, "folds": 5, "seed": 0},
+           "candidates": candidates(args.trials)}
     with tempfile.TemporaryDirectory(prefix="trial-bench-") as scratch:
         versions = {f"before ({args.before})": export(args.before, scratch), "working tree": ROOT}
         runs = {name: [] for name in versions}
