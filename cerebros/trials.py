@@ -28,6 +28,16 @@ TrialData = tuple[NDArray[Any], NDArray[Any], Folds, str, str]
 # A training job's payload (``Study._payload``, ``Study._refit``): plain values, for a worker process.
 Payload = dict[str, Any]
 ShouldStop = Callable[[], bool]
+# A fold network trains on at most this many rows in all (epochs x fit rows): fewer epochs on
+# large data, whose epochs cost the most, so a search there tries more candidates (the trade of
+# speed against score is measured in docs/benchmarks.md, trial cost); but at least twice its
+# patience, so that early stopping and the learning-rate reductions still act.
+MAX_ROWS_TRAINED = 80_000
+
+
+def epoch_bound(candidate: Candidate, fit_rows: int) -> int:
+    """The most epochs a fold network of ``candidate`` trains for on ``fit_rows`` rows."""
+    return max(2 * candidate.patience, MAX_ROWS_TRAINED // max(1, fit_rows))
 
 
 def train_trial(trial_data: TrialData, payload: Payload,
@@ -38,7 +48,8 @@ def train_trial(trial_data: TrialData, payload: Payload,
     once, by the network that did not train on it, and the trial is scored on all of those
     out-of-fold predictions. Each network early-stops on a share of its fold's training rows
     (``data.early_stopping_split``, seeded from the trial's seed and the fold), never on its
-    validation rows, so its outputs there are not chosen on them. The networks go to
+    validation rows, so its outputs there are not chosen on them. It trains for
+    ``payload["epochs"]``, or ``epoch_bound`` epochs if fewer. The networks go to
     ``payload["model_paths"]`` (one per fold). A deadline or cancellation stops the fold in
     training within one mini-batch (the trial is still scored), and no later fold starts (the
     trial then has no value). Returns ``(outcome, outputs)``: the out-of-fold
@@ -62,7 +73,8 @@ def train_trial(trial_data: TrialData, payload: Payload,
             fit, stop = data_module.early_stopping_split(train, y, task, seed=[payload["seed"], fold])
             stopping = (X[stop], y[stop]) if len(stop) else (None, None)
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
-            network.fit(X[fit], y[fit], *stopping, epochs=payload["epochs"],
+            epochs = min(payload["epochs"], epoch_bound(candidate, len(fit)))
+            network.fit(X[fit], y[fit], *stopping, epochs=epochs,
                         deadline=deadline, should_stop=should_stop)
             with storage(path):
                 network.save(path)
