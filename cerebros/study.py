@@ -25,7 +25,7 @@ from .artifacts import CONFIG, SUMMARY, Ensemble, RunDirectory, saved_model
 from .records import TrialEvent, TrialOutcome, TrialRecord, TrialState
 from .runners import InlineRunner, PoolRunner, Runner, available_cores, result_or_failure
 from .space import Candidate, SearchSpace
-from .trials import TrialData, class_labels, failed_trial, refit_trial, train_trial
+from .trials import TrialData, class_labels, epoch_bound, failed_trial, refit_trial, train_trial
 
 if TYPE_CHECKING:
     from .remote import RemoteRunner
@@ -593,6 +593,12 @@ class Study:
         if timed_out:
             warnings.append(f"max_trial_seconds: {len(timed_out)} trial(s) were stopped at the per-trial "
                             f"limit of {self.config.max_trial_seconds} s")
+        if isinstance(self.strategy, strategies.SuccessiveHalving):
+            bound = _epoch_limit(self.splits, self.strategy.space.patience)
+            if self.strategy.max_epochs > bound:
+                warnings.append(f"max_epochs: {self.strategy.max_epochs} asked, but on these rows a fold network "
+                                f"trains at most {bound} epochs (trials.epoch_bound), so the rungs above {bound} "
+                                "train alike")
         not_refit = [f"#{r['trial']} ({r['status']})" for r in refits if r["status"] != TrialState.COMPLETED.value]
         if not_refit:
             warnings.append(f"refit: {len(not_refit)} of {len(refits)} selected trial(s) have no networks trained "
@@ -663,6 +669,12 @@ def _refit_epoch_cost_ratio(splits: data_module.Splits) -> float:
                       for train, _ in splits.folds))
     rows = len(splits.y)
     return float((_TRAINING_PASSES + 1) * rows / (_TRAINING_PASSES * np.mean(fit) + np.mean(stop)))
+
+
+def _epoch_limit(splits: data_module.Splits, patience: int) -> int:
+    """The most epochs any fold network of these splits trains for (``trials.epoch_bound``)."""
+    return max(epoch_bound(patience, len(data_module.early_stopping_split(train, splits.y, splits.task, seed=0)[0]))
+               for train, _ in splits.folds)
 
 
 def _refit_seconds(record: TrialRecord, epoch_cost_ratio: float) -> float:

@@ -35,9 +35,9 @@ ShouldStop = Callable[[], bool]
 MAX_ROWS_TRAINED = 80_000
 
 
-def epoch_bound(candidate: Candidate, fit_rows: int) -> int:
-    """The most epochs a fold network of ``candidate`` trains for on ``fit_rows`` rows."""
-    return max(2 * candidate.patience, MAX_ROWS_TRAINED // max(1, fit_rows))
+def epoch_bound(patience: int, fit_rows: int) -> int:
+    """The most epochs a fold network with ``patience`` trains for on ``fit_rows`` rows."""
+    return max(2 * patience, MAX_ROWS_TRAINED // max(1, fit_rows))
 
 
 def train_trial(trial_data: TrialData, payload: Payload,
@@ -73,7 +73,7 @@ def train_trial(trial_data: TrialData, payload: Payload,
             fit, stop = data_module.early_stopping_split(train, y, task, seed=[payload["seed"], fold])
             stopping = (X[stop], y[stop]) if len(stop) else (None, None)
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
-            epochs = min(payload["epochs"], epoch_bound(candidate, len(fit)))
+            epochs = min(payload["epochs"], epoch_bound(candidate.patience, len(fit)))
             network.fit(X[fit], y[fit], *stopping, epochs=epochs,
                         deadline=deadline, should_stop=should_stop)
             with storage(path):

@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits, load_iris
 
 import cerebros.artifacts
 import cerebros.study
+import cerebros.trials
 from cerebros import data, objectives
 from cerebros.artifacts import StorageError, load_model, saved_model
 from cerebros.network import CerebrosNetwork
@@ -672,6 +673,19 @@ def test_successive_halving_and_random_run_end_to_end(tmp_path):
     digits = load_digits()
     assert Study.prepare(config(strategy="random", strategy_params={}, max_trials=2, dataset_id="inline"),
                          data=(digits.data[:300], digits.target[:300])).run(tmp_path / "r").completed_trials == 2
+
+
+def test_successive_halving_warns_when_its_rungs_pass_the_epoch_bound(tmp_path, monkeypatch):
+    settings = config(strategy="successive_halving", max_trials=5, search_space={**TINY, "patience": 1},
+                      strategy_params={"n_configs": 3, "min_epochs": 2, "max_epochs": 6})
+    within = Study.prepare(settings).run(tmp_path / "within")
+    assert not any("max_epochs" in warning for warning in within.warnings)
+    monkeypatch.setattr(cerebros.trials, "MAX_ROWS_TRAINED", 300)  # 4 epochs of iris's 72 fit rows
+    beyond = Study.prepare(settings).run(tmp_path / "beyond")
+    assert "max_epochs: 6 asked, but on these rows a fold network trains at most 4 epochs (trials.epoch_bound), " \
+           "so the rungs above 4 train alike" in beyond.warnings
+    assert [r.epochs for r in beyond.records] == [2, 2, 2, 6, 2]
+    assert beyond.records[3].epochs_trained <= 4
 
 
 def test_test_size_0_searches_and_refits_on_every_row_and_reports_cross_validated_metrics_only(tmp_path):
