@@ -665,16 +665,22 @@ def _refit_epoch_cost_ratio(splits: data_module.Splits) -> float:
     and evaluates its early-stopping rows; a refit network's trains on all search rows and
     evaluates them all (its training loss decides its best epoch). Evaluating a row is one
     forward pass, training it about ``_TRAINING_PASSES`` (the backward pass has two products)."""
-    fit, stop = zip(*(map(len, data_module.early_stopping_split(train, splits.y, splits.task, seed=0))
-                      for train, _ in splits.folds))
+    fit, stop = _network_rows(splits)
     rows = len(splits.y)
     return float((_TRAINING_PASSES + 1) * rows / (_TRAINING_PASSES * np.mean(fit) + np.mean(stop)))
 
 
+def _network_rows(splits: data_module.Splits) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """How many rows each fold network fits, and early-stops on (the sizes do not depend on the
+    trial's seed)."""
+    fit, stop = zip(*(map(len, data_module.early_stopping_split(train, splits.y, splits.task, seed=0))
+                      for train, _ in splits.folds))
+    return fit, stop
+
+
 def _epoch_limit(splits: data_module.Splits, patience: int) -> int:
     """The most epochs any fold network of these splits trains for (``trials.epoch_bound``)."""
-    return max(epoch_bound(patience, len(data_module.early_stopping_split(train, splits.y, splits.task, seed=0)[0]))
-               for train, _ in splits.folds)
+    return max(epoch_bound(patience, rows) for rows in _network_rows(splits)[0])
 
 
 def _refit_seconds(record: TrialRecord, epoch_cost_ratio: float) -> float:
