@@ -74,8 +74,7 @@ def train_trial(trial_data: TrialData, payload: Payload,
             stopping = (X[stop], y[stop]) if len(stop) else (None, None)
             network = CerebrosNetwork(candidate, task=task, random_state=payload["seed"] + fold)
             epochs = min(payload["epochs"], epoch_bound(candidate.patience, len(fit)))
-            network.fit(X[fit], y[fit], *stopping, epochs=epochs,
-                        deadline=deadline, should_stop=should_stop)
+            network.fit(X[fit], y[fit], *stopping, epochs=epochs, deadline=deadline, should_stop=should_stop)
             with storage(path):
                 network.save(path)
             networks.append(network)

@@ -5,13 +5,13 @@ from sklearn.datasets import load_iris
 
 import cerebros.trials
 from cerebros import data
-from cerebros.space import SearchSpace
+from cerebros.space import Candidate, SearchSpace
 from cerebros.trials import MAX_ROWS_TRAINED, epoch_bound, train_trial
 
 
 def candidate(patience):
     drawn = SearchSpace(minimum_levels=1).sample(np.random.default_rng(0), 4)
-    return type(drawn).from_dict({**drawn.to_dict(), "patience": patience})
+    return Candidate.from_dict({**drawn.to_dict(), "patience": patience})
 
 
 @pytest.mark.parametrize("rows, expected", [
