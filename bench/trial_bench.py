@@ -1,7 +1,7 @@
 """Trial cost benchmark: trials per minute of two versions of the engine, side by side in one run.
 
     python bench/trial_bench.py [--before main] [--trials 6] [--rounds 3] [--rows 6000] [--features 8]
-                                [--markdown [PAGE]]
+                                [--searches 0] [--search-seconds 60] [--markdown [PAGE]]
 
 The task is a generated binary classification (``make_classification``: ``--rows`` rows,
 ``--features`` features, 5 informative, 5% of labels flipped, ``random_state`` 0), split as a
@@ -21,7 +21,15 @@ and backward pass over a batch of the size its first fold trains on (``loss_and_
 against the matrix products of the same shapes alone (per layer ``x @ W`` and ``x.T @ dz``,
 and ``dz @ W.T`` where a layer takes more than the raw features), medians of timed
 repeats with one BLAS thread; and the rate this core reaches on one large product, for
-scale. Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
+scale.
+
+With ``--searches N``, then what a user sees: each version runs N whole searches on the same
+task as a user runs them (split seeds 0..N-1, ``--search-seconds`` each, ``n_jobs`` 2, search
+seed 0, evolution, the version's default space), alternating versions split by split; per
+version the trials a search completes, trials per minute of budget, and the saved model's
+test accuracy, with the per-split difference of the working tree's over the other's. Here
+the versions draw their own candidates, so the figures also hold what the search space and
+strategy changed, not only the cost of one trial. Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
 """
 import argparse
 import json
@@ -72,6 +80,25 @@ with tempfile.TemporaryDirectory() as scratch:
         results.append({"seconds": seconds, "cpu": cpu, "validation": fields["value"], "test": test,
                         "epochs": fields["epochs_trained"]})
 print(json.dumps(results))
+"""
+
+# Runs one whole search (``job``: the task, split seed, budget) with the version found first on
+# the path; prints its completed trials, wall seconds and the saved model's test accuracy.
+_SEARCH_WORKER = r"""
+import json, os, sys, tempfile, time
+from sklearn.datasets import make_classification
+from cerebros.study import SearchConfig, Study
+
+job = json.load(sys.stdin)
+X, y = make_classification(**job["task"])
+config = SearchConfig(dataset_id="generated", task="classification", seed=0, split_seed=job["split_seed"],
+                      test_size=job["split"]["test_size"], folds=job["split"]["folds"], max_trials=100000,
+                      max_time_seconds=job["seconds"], n_jobs=job["n_jobs"])
+with tempfile.TemporaryDirectory() as scratch:
+    started = time.perf_counter()
+    result = Study.prepare(config, data=(X, y)).run(os.path.join(scratch, "run"))
+    seconds = time.perf_counter() - started
+print(json.dumps({"trials": result.completed_trials, "seconds": seconds, "test": result.test_metrics["accuracy"]}))
 """
 
 
@@ -139,6 +166,25 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
     return lines
 
 
+def search_table(searches, seconds):
+    """Markdown lines: per version, its whole searches' trials and test accuracy, and the working
+    tree's per-split lead over the first version."""
+    count = len(next(iter(searches.values())))
+    lines = [f"Whole searches: {count} per version (split seeds 0-{count - 1}), {seconds:g} s each, n_jobs 2, "
+             "search seed 0, each version's own default space", "",
+             "| version | trials a search | trials per minute of budget | wall seconds a search "
+             "| mean test accuracy | test lead over before, points |", "|---" * 6 + "|"]
+    before = [s["test"] for s in next(iter(searches.values()))]
+    for name, runs in searches.items():
+        trials = [s["trials"] for s in runs]
+        lead = 100 * (np.array([s["test"] for s in runs]) - before)
+        lines.append(f"| {name} | {np.mean(trials):.1f} (min {min(trials)}, max {max(trials)}) | "
+                     f"{60 * np.mean(trials) / seconds:.1f} | {np.mean([s['seconds'] for s in runs]):.1f} | "
+                     f"{np.mean([s['test'] for s in runs]):.4f} ± {np.std([s['test'] for s in runs], ddof=1):.4f} | "
+                     f"{lead.mean():+.2f} ± {lead.std(ddof=1) / np.sqrt(count):.2f} |")
+    return lines
+
+
 def export(revision, into):
     """The ``cerebros`` package as it is at git ``revision``, written under ``into``."""
     archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", revision, "cerebros"],
@@ -149,10 +195,10 @@ def export(revision, into):
     return into
 
 
-def run_version(path, job):
-    """The worker's results for the ``cerebros`` package found under ``path``."""
+def run_version(path, job, worker=_WORKER):
+    """``worker``'s results for the ``cerebros`` package found under ``path``."""
     # ``python -c`` puts its working directory first on the path: run it where the version is
-    done = subprocess.run([sys.executable, "-c", _WORKER], input=json.dumps(job), capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", worker], input=json.dumps(job), capture_output=True, text=True,
                           cwd=path, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the worker for {path} failed:\n{done.stderr}")
@@ -166,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--features", type=int, default=8)
+    parser.add_argument("--searches", type=int, default=0, help="whole searches per version (split seeds 0..N-1)")
+    parser.add_argument("--search-seconds", type=float, default=60.0)
     add_markdown_flag(parser)
     args = parser.parse_args(argv)
     # the task and its split, as the worker and the breakdown both make them
@@ -181,6 +229,13 @@ def main(argv=None):
                 results = run_version(path, job)
                 runs[name].append(results)
                 print(f"round {round_number + 1}, {name}: {sum(r['seconds'] for r in results):.1f} s",
+                      file=sys.stderr, flush=True)
+        searches = {name: [] for name in versions}
+        for split_seed in range(args.searches):
+            for name, path in versions.items():
+                search = {**job, "split_seed": split_seed, "seconds": args.search_seconds, "n_jobs": 2}
+                searches[name].append(run_version(path, search, _SEARCH_WORKER))
+                print(f"search on split {split_seed}, {name}: {searches[name][-1]['trials']} trials",
                       file=sys.stderr, flush=True)
     lines = [f"{args.trials} trials of 5 folds on {args.rows} rows x {args.features} features, one process per "
              f"version, {args.rounds} round(s), medians; {os.cpu_count()} CPU(s) shared with other work, so the "
@@ -202,6 +257,8 @@ def main(argv=None):
               "trials per minute"]
     lines += ["", "Where one mini-batch's time goes in each trial (working tree, one BLAS thread, medians):", "",
               *batch_breakdown(job, trial_cpu)]
+    if args.searches:
+        lines += ["", *search_table(searches, args.search_seconds)]
     print("\n" + "\n".join(lines))
     if args.markdown:
         write_section("trial_bench", "\n".join(lines), path=args.markdown)
