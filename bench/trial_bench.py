@@ -29,7 +29,9 @@ seed 0, evolution, the version's default space), alternating versions split by s
 version the trials a search completes, trials per minute of budget, and the saved model's
 test accuracy, with the per-split difference of the working tree's over the other's. Here
 the versions draw their own candidates, so the figures also hold what the search space and
-strategy changed, not only the cost of one trial. Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
+strategy changed, not only the cost of one trial.
+
+Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
 """
 import argparse
 import json
@@ -216,6 +218,8 @@ def main(argv=None):
     parser.add_argument("--search-seconds", type=float, default=60.0)
     add_markdown_flag(parser)
     args = parser.parse_args(argv)
+    if args.searches == 1:
+        parser.error("--searches: give 0, or 2 or more (a spread needs two searches)")
     # the task and its split, as the worker and the breakdown both make them
     job = {"task": {"n_samples": args.rows, "n_features": args.features, "n_informative": 5, "n_redundant": 1,
                     "flip_y": 0.05, "random_state": 0},
