@@ -239,8 +239,8 @@ def main(argv=None):
             for name, path in versions.items():
                 search = {**job, "split_seed": split_seed, "seconds": args.search_seconds, "n_jobs": 2}
                 searches[name].append(run_version(path, search, _SEARCH_WORKER))
-                print(f"search on split {split_seed}, {name}: {searches[name][-1]['trials']} trials",
-                      file=sys.stderr, flush=True)
+                print(f"search on split {split_seed}, {name}: {searches[name][-1]['trials']} trials, "
+                      f"test accuracy {searches[name][-1]['test']:.4f}", file=sys.stderr, flush=True)
     lines = [f"{args.trials} trials of 5 folds on {args.rows} rows x {args.features} features, one process per "
              f"version, {args.rounds} round(s), medians; {os.cpu_count()} CPU(s) shared with other work, so the "
              "CPU seconds are the fairer measure", "",
