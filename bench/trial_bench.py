@@ -237,7 +237,8 @@ def main(argv=None):
         searches = {name: [] for name in versions}
         for split_seed in range(args.searches):
             for name, path in versions.items():
-                search = {**job, "split_seed": split_seed, "seconds": args.search_seconds, "n_jobs": 2}
+                search = {"task": job["task"], "split": job["split"], "split_seed": split_seed,
+                          "seconds": args.search_seconds, "n_jobs": 2}
                 searches[name].append(run_version(path, search, _SEARCH_WORKER))
                 print(f"search on split {split_seed}, {name}: {searches[name][-1]['trials']} trials, "
                       f"test accuracy {searches[name][-1]['test']:.4f}", file=sys.stderr, flush=True)

@@ -85,8 +85,9 @@ class Strategy:
         """The strategy's settings, defaults included (for the result and the summary)."""
         return {"strategy": self.name}
 
-    def warnings(self) -> list[str]:
-        """What the caller should know about these settings (texts; none by default)."""
+    def warnings(self, epoch_limit: Optional[int] = None) -> list[str]:
+        """What the caller should know about these settings (texts; none by default), given
+        ``epoch_limit``, the most epochs a fold network trains on the search's rows, if known."""
         return []
 
 
@@ -252,14 +253,23 @@ class SuccessiveHalving(Strategy):
         return {"strategy": self.name, "n_configs": self.n_configs, "min_epochs": self.min_epochs,
                 "max_epochs": self.max_epochs, "eta": self.eta}
 
-    def warnings(self) -> list[str]:
+    def warnings(self, epoch_limit: Optional[int] = None) -> list[str]:
         configs, epochs = self.n_configs, self.min_epochs
         while epochs < self.max_epochs and configs > 1:
             configs, epochs = self._next_rung(configs, epochs)
         if epochs < self.max_epochs:
             return [f"successive_halving: with n_configs {self.n_configs} and eta {self.eta} a bracket keeps one "
-                    f"candidate at {epochs} epochs, so no trial trains for max_epochs {self.max_epochs}"]
-        return []
+                    f"candidate at {epochs} epochs, so no trial trains for max_epochs {self.max_epochs}",
+                    *self._epoch_limit_warnings(epoch_limit)]
+        return self._epoch_limit_warnings(epoch_limit)
+
+    def _epoch_limit_warnings(self, epoch_limit: Optional[int]) -> list[str]:
+        """The warning that rungs above ``epoch_limit`` (``trials.epoch_bound`` on the search's
+        rows) train alike, if ``max_epochs`` passes it."""
+        if epoch_limit is None or self.max_epochs <= epoch_limit:
+            return []
+        return [f"max_epochs: {self.max_epochs} asked, but on these rows a fold network trains at most "
+                f"{epoch_limit} epochs (trials.epoch_bound), so the rungs above {epoch_limit} train alike"]
 
     def _next_rung(self, configs: int, epochs: int) -> tuple[int, int]:
         """The next rung's size and epochs after a rung of ``configs`` trained for ``epochs``."""
@@ -325,8 +335,8 @@ class Hyperband(SuccessiveHalving):
         return {"strategy": self.name, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
                 "eta": self.eta}
 
-    def warnings(self) -> list[str]:
-        return []
+    def warnings(self, epoch_limit: Optional[int] = None) -> list[str]:
+        return self._epoch_limit_warnings(epoch_limit)  # its brackets end at max_epochs by construction
 
     def _bracket_shape(self) -> tuple[int, int]:
         s_max = 0

@@ -572,7 +572,7 @@ class Study:
         return reports
 
     def _warnings(self, stopped_reason: str, refits: list[dict[str, Any]]) -> list[str]:
-        warnings = self.strategy.warnings()
+        warnings = self.strategy.warnings(_epoch_limit(self.splits, self.strategy.space.patience))
         if self.remote is None and self._processes() < self.config.n_jobs:  # remote slots are not cores
             warnings.append(f"n_jobs: {self.config.n_jobs} asked, but {available_cores()} core(s) are available; "
                             f"{self._processes()} trial processes ran")
@@ -593,12 +593,6 @@ class Study:
         if timed_out:
             warnings.append(f"max_trial_seconds: {len(timed_out)} trial(s) were stopped at the per-trial "
                             f"limit of {self.config.max_trial_seconds} s")
-        if isinstance(self.strategy, strategies.SuccessiveHalving):
-            bound = _epoch_limit(self.splits, self.strategy.space.patience)
-            if self.strategy.max_epochs > bound:
-                warnings.append(f"max_epochs: {self.strategy.max_epochs} asked, but on these rows a fold network "
-                                f"trains at most {bound} epochs (trials.epoch_bound), so the rungs above {bound} "
-                                "train alike")
         not_refit = [f"#{r['trial']} ({r['status']})" for r in refits if r["status"] != TrialState.COMPLETED.value]
         if not_refit:
             warnings.append(f"refit: {len(not_refit)} of {len(refits)} selected trial(s) have no networks trained "
