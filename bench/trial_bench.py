@@ -35,7 +35,6 @@ Prints markdown tables (``--markdown``: also into the section of docs/benchmarks
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -118,7 +117,7 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
     shapes alone."""
     from sklearn.datasets import make_classification
     from cerebros import data, runners
-    from cerebros.network import MAX_BATCHES_PER_EPOCH, CerebrosNetwork
+    from cerebros.network import CerebrosNetwork, batch_bounds
     from cerebros.space import Candidate
 
     def median_seconds(call):
@@ -134,7 +133,7 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
     with threadpool_limits(limits=1, user_api="blas"):
         for index, spec in enumerate(job["candidates"]):
             candidate = Candidate.from_dict(spec)
-            rows = round(len(fit) / min(math.ceil(len(fit) / candidate.batch_size), MAX_BATCHES_PER_EPOCH))
+            rows = int(np.diff(batch_bounds(len(fit), candidate.batch_size))[0])  # its first batch's
             network = CerebrosNetwork(candidate, task="classification", random_state=0)
             network.fit(splits.X[fit], splits.y[fit], epochs=1)
             batch_X, batch_y = splits.X[fit][:rows], splits.y[fit][:rows]

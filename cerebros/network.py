@@ -193,8 +193,7 @@ class CerebrosNetwork:
             raise ValueError(f"epochs: must be >= 1, got {epochs}")
 
         n = len(X)
-        n_batches = min(math.ceil(n / min(self.candidate.batch_size, n)), MAX_BATCHES_PER_EPOCH)
-        bounds = np.linspace(0, n, n_batches + 1).round().astype(int)  # near-equal batches: none tiny
+        bounds = batch_bounds(n, self.candidate.batch_size)
         since_best = 0
         self.stopped_reason_ = "completed"
         for _ in range(epochs):
@@ -632,6 +631,13 @@ class CerebrosNetwork:
         if not np.isfinite(values).all():
             raise FieldError(name, "contains NaN or infinite values")
         return ((values - self._y_mean) / self._y_scale).astype(self.dtype)
+
+
+def batch_bounds(rows: int, batch_size: int) -> Array:
+    """Where an epoch over ``rows`` rows cuts its mini-batches: batches of ``batch_size`` rows, or
+    ``MAX_BATCHES_PER_EPOCH`` larger ones when that size would make more; near-equal, none tiny."""
+    n_batches = min(math.ceil(rows / min(batch_size, rows)), MAX_BATCHES_PER_EPOCH)
+    return np.linspace(0, rows, n_batches + 1).round().astype(int)
 
 
 def _mean_and_scale(values: ArrayLike) -> tuple[Array, Array]:
