@@ -178,6 +178,14 @@ def test_hyperband_brackets_trade_many_short_trials_for_few_long_ones():
         strategies.create("hyperband", SPACE, 4, 0, n_configs=9)
 
 
+def test_hyperband_warns_when_its_brackets_pass_the_epoch_bound():
+    hyperband = strategies.Hyperband(SPACE, 4, seed=0, min_epochs=2, max_epochs=18, eta=3)
+    assert hyperband.warnings() == [] and hyperband.warnings(epoch_limit=18) == []
+    assert hyperband.warnings(epoch_limit=10) == [
+        "max_epochs: 18 asked, but on these rows a fold network trains at most 10 epochs (trials.epoch_bound), "
+        "so the rungs above 10 train alike"]
+
+
 def test_tpe_starts_with_the_random_search_samples():
     tpe = strategies.Tpe(SPACE, 4, seed=3, n_startup_trials=5)
     random = strategies.RandomSearch(SPACE, 4, seed=3)
