@@ -24,12 +24,15 @@ repeats with one BLAS thread; and the rate this core reaches on one large produc
 scale.
 
 With ``--searches N``, then what a user sees: each version runs N whole searches on the same
-task as a user runs them (split seeds 0..N-1, ``--search-seconds`` each, ``n_jobs`` 2, search
-seed 0, evolution, the version's default space), alternating versions split by split; per
+task as a user runs them (split seeds 0..N-1, ``--search-seconds`` each, ``n_jobs`` 2, the
+search seed equal to the split seed, evolution, the version's default space), alternating
+versions split by split; per
 version the trials a search completes, trials per minute of budget, and the saved model's
 test accuracy, with the per-split difference of the working tree's over the other's. Here
 the versions draw their own candidates, so the figures also hold what the search space and
-strategy changed, not only the cost of one trial.
+strategy changed, not only the cost of one trial. One search seed for every split would give
+every split the same random first generation, so the splits would not average over the
+search's own draws (docs/benchmarks.md, trial cost).
 
 Prints markdown tables (``--markdown``: also into the section of docs/benchmarks.md).
 """
@@ -92,7 +95,7 @@ from cerebros.study import SearchConfig, Study
 
 job = json.load(sys.stdin)
 X, y = make_classification(**job["task"])
-config = SearchConfig(dataset_id="generated", task="classification", seed=0, split_seed=job["split_seed"],
+config = SearchConfig(dataset_id="generated", task="classification", seed=job["split_seed"], split_seed=job["split_seed"],
                       test_size=job["split"]["test_size"], folds=job["split"]["folds"], max_trials=100000,
                       max_time_seconds=job["seconds"], n_jobs=job["n_jobs"])
 with tempfile.TemporaryDirectory() as scratch:
@@ -172,7 +175,7 @@ def search_table(searches, seconds):
     tree's per-split lead over the first version."""
     count = len(next(iter(searches.values())))
     lines = [f"Whole searches: {count} per version (split seeds 0-{count - 1}), {seconds:g} s each, n_jobs 2, "
-             "search seed 0, each version's own default space", "",
+             "search seed = split seed, each version's own default space", "",
              "| version | trials a search | trials per minute of budget | wall seconds a search "
              "| mean test accuracy | test lead over before, points |", "|---" * 6 + "|"]
     before = [s["test"] for s in next(iter(searches.values()))]
