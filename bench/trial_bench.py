@@ -87,7 +87,8 @@ print(json.dumps(results))
 """
 
 # Runs one whole search (``job``: the task, split seed, budget) with the version found first on
-# the path; prints its completed trials, wall seconds and the saved model's test accuracy.
+# the path; prints its completed trials, wall seconds, the saved model's test accuracy and the
+# search seed it ran with.
 _SEARCH_WORKER = r"""
 import json, os, sys, tempfile, time
 from sklearn.datasets import make_classification
@@ -95,14 +96,15 @@ from cerebros.study import SearchConfig, Study
 
 job = json.load(sys.stdin)
 X, y = make_classification(**job["task"])
-config = SearchConfig(dataset_id="generated", task="classification", seed=job["split_seed"], split_seed=job["split_seed"],
-                      test_size=job["split"]["test_size"], folds=job["split"]["folds"], max_trials=100000,
-                      max_time_seconds=job["seconds"], n_jobs=job["n_jobs"])
+config = SearchConfig(dataset_id="generated", task="classification", seed=job["split_seed"],
+                      split_seed=job["split_seed"], test_size=job["split"]["test_size"], folds=job["split"]["folds"],
+                      max_trials=100000, max_time_seconds=job["seconds"], n_jobs=job["n_jobs"])
 with tempfile.TemporaryDirectory() as scratch:
     started = time.perf_counter()
     result = Study.prepare(config, data=(X, y)).run(os.path.join(scratch, "run"))
     seconds = time.perf_counter() - started
-print(json.dumps({"trials": result.completed_trials, "seconds": seconds, "test": result.test_metrics["accuracy"]}))
+print(json.dumps({"trials": result.completed_trials, "seconds": seconds, "test": result.test_metrics["accuracy"],
+                  "seed": result.config.seed}))
 """
 
 
@@ -141,15 +143,10 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
             network.fit(splits.X[fit], splits.y[fit], epochs=1)
             batch_X, batch_y = splits.X[fit][:rows], splits.y[fit][:rows]
             step = median_seconds(lambda: network.loss_and_gradients(batch_X, batch_y))
-            weights = [w for name, w in network.parameters().items() if name.endswith(".W")]
-            # the layers in the network's order (the units level by level, then the output); one
-            # fed by the raw features alone, input (0, 0), needs no input gradient
-            fed_by_units = [any(ref != (0, 0) for ref in unit.inputs) or bool(unit.lateral_inputs)
-                            for level in candidate.levels for unit in level]
-            fed_by_units.append(any(ref != (0, 0) for ref in candidate.output_inputs))
+            products_of_a_step = network.matrix_products()
             shapes = [(rng.standard_normal((rows, w.shape[0])).astype(w.dtype), w,
                        rng.standard_normal((rows, w.shape[1])).astype(w.dtype), input_gradient)
-                      for w, input_gradient in zip(weights, fed_by_units, strict=True)]
+                      for w, input_gradient in products_of_a_step]
 
             def products():
                 for x, w, dz, input_gradient in shapes:
@@ -161,7 +158,7 @@ def batch_breakdown(job, cpu_seconds, repeats=7, number=100):
             alone = median_seconds(products)
             flops = sum(2 * rows * w.size * (3 if input_gradient else 2) for _, w, _, input_gradient in shapes)
             parameters = sum(p.size for p in network.parameters().values())
-            lines.append(f"| {index + 1} | {cpu_seconds[index]:.1f} | {len(weights)} | {parameters} | {rows} | "
+            lines.append(f"| {index + 1} | {cpu_seconds[index]:.1f} | {len(shapes)} | {parameters} | {rows} | "
                          f"{1e3 * step:.3f} | {1e3 * alone:.3f} | {alone / step:.0%} | {flops / alone / 1e9:.0f} |")
         square = rng.standard_normal((1024, 1024)).astype(np.float32)
         large = median_seconds(lambda: square @ square)
@@ -174,8 +171,9 @@ def search_table(searches, seconds):
     """Markdown lines: per version, its whole searches' trials and test accuracy, and the working
     tree's per-split lead over the first version."""
     count = len(next(iter(searches.values())))
+    seeds = sorted({s["seed"] for runs in searches.values() for s in runs})
     lines = [f"Whole searches: {count} per version (split seeds 0-{count - 1}), {seconds:g} s each, n_jobs 2, "
-             "search seed = split seed, each version's own default space", "",
+             f"search seeds {', '.join(map(str, seeds))}, each version's own default space", "",
              "| version | trials a search | trials per minute of budget | wall seconds a search "
              "| mean test accuracy | test lead over before, points |", "|---" * 6 + "|"]
     before = [s["test"] for s in next(iter(searches.values()))]

@@ -1,10 +1,13 @@
-"""Activation functions and their derivatives, vectorised over numpy arrays.
+"""Activation functions and their slopes, vectorised over numpy arrays.
 
-Each entry of ``ACTIVATIONS`` is ``(forward, derivative, init_gain)``: ``forward(z) -> a``;
-``derivative(z, a) -> da/dz`` (it gets both so it can reuse the forward result);
+Each entry of ``ACTIVATIONS`` is ``(forward, forward_and_slope, init_gain)``: ``forward(z) -> a``
+at inference; ``forward_and_slope(z) -> (a, da/dz)`` while training, so the slope shares the
+forward pass's work (gelu's tanh, swish's sigmoid) and the backward pass is one multiply;
 ``init_gain`` picks the weight initialisation that keeps activations' variance stable
 (``"he"`` for rectifier-like functions, ``"glorot"`` for saturating ones, ``"lecun"`` for selu).
-All work in the array's own dtype (float32 stays float32).
+None changes its input. All work in the array's own dtype (float32 stays float32), in a few
+whole-array passes each: on training-sized arrays a ``np.where`` over computed branches or a
+float32 ``np.logaddexp`` cost more than the layer's matrix product (docs/benchmarks.md, trial cost).
 """
 from typing import Any, Callable
 
@@ -16,97 +19,157 @@ Array = NDArray[Any]
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi), for the tanh approximation of gelu
+_GELU_CUBIC = 0.044715
 _LEAKY_SLOPE = 0.01
 
 
-def _sigmoid(z: Array) -> Array:
-    # tanh form: no overflow warnings for large |z|, unlike 1 / (1 + exp(-z))
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 def _elu(z: Array) -> Array:
-    # expm1(min(z, 0)) >= z everywhere, with equality only at 0, so the maximum picks z for z > 0:
-    # two array passes instead of a where over two computed branches
+    # expm1(min(z, 0)) >= z everywhere, with equality only at 0, so the maximum picks z for z > 0
     a = np.expm1(np.minimum(z, 0))
     return np.maximum(a, z, out=a)
 
 
-def _elu_grad(z: Array, a: Array) -> Array:
+def _elu_train(z: Array) -> tuple[Array, Array]:
+    a = _elu(z)
     # a + 1 is exp(z) <= 1 for z <= 0 and above 1 for z > 0, where the slope is 1
-    grad = a + 1.0
-    return np.minimum(grad, 1.0, out=grad)
+    slope = a + 1
+    return a, np.minimum(slope, 1, out=slope)
 
 
 def _relu(z: Array) -> Array:
     return np.maximum(z, 0)
 
 
-def _relu_grad(z: Array, a: Array) -> Array:
-    return (z > 0).astype(z.dtype)
+def _relu_train(z: Array) -> tuple[Array, Array]:
+    return _relu(z), np.greater(z, 0).astype(z.dtype)
 
 
 def _leaky_relu(z: Array) -> Array:
-    return np.where(z > 0, z, _LEAKY_SLOPE * z)
+    # the slope is below 1, so the larger of z and slope * z is z above 0 and slope * z below
+    return np.maximum(z, _LEAKY_SLOPE * z)
 
 
-def _leaky_relu_grad(z: Array, a: Array) -> Array:
-    return np.where(z > 0, 1.0, _LEAKY_SLOPE).astype(z.dtype, copy=False)
+def _leaky_relu_train(z: Array) -> tuple[Array, Array]:
+    slope = np.greater(z, 0).astype(z.dtype)
+    slope *= 1 - _LEAKY_SLOPE
+    slope += _LEAKY_SLOPE
+    return _leaky_relu(z), slope
+
+
+def _selu_parts(z: Array) -> tuple[Array, Array]:
+    """selu(z) and alpha * expm1(min(z, 0)), its negative part before scaling (0 for z >= 0)."""
+    negative = np.expm1(np.minimum(z, 0))
+    negative *= _SELU_ALPHA
+    a = np.maximum(z, 0)
+    a += negative
+    a *= _SELU_SCALE
+    return a, negative
 
 
 def _selu(z: Array) -> Array:
-    return _SELU_SCALE * np.where(z > 0, z, _SELU_ALPHA * np.expm1(np.minimum(z, 0)))
+    return _selu_parts(z)[0]
 
 
-def _selu_grad(z: Array, a: Array) -> Array:
-    return np.where(z > 0, _SELU_SCALE, a + _SELU_SCALE * _SELU_ALPHA).astype(z.dtype, copy=False)
+def _selu_train(z: Array) -> tuple[Array, Array]:
+    a, negative = _selu_parts(z)
+    # over scale, the slope is 1 above 0 and alpha * exp(z) = alpha + negative below (negative
+    # is 0 above): (1 - alpha) [z > 0] + alpha + negative, in passes cheaper than a masked copy
+    slope = np.greater(z, 0).astype(z.dtype)
+    slope *= (1 - _SELU_ALPHA) * _SELU_SCALE
+    slope += _SELU_ALPHA * _SELU_SCALE
+    negative *= _SELU_SCALE
+    slope += negative
+    return a, slope
 
 
-def _gelu_inner(z: Array) -> Array:
-    return np.tanh(_GELU_C * (z + 0.044715 * (z * z * z)))  # z * z * z: float32 ** 3 is ~100x slower
+def _gelu_parts(z: Array) -> tuple[Array, Array, Array]:
+    """gelu(z), (1 + t) / 2 and z * z, where t = tanh(C (z + 0.044715 z^3))."""
+    squared = z * z
+    t = squared * _GELU_CUBIC
+    t += 1
+    t *= z
+    t *= _GELU_C
+    np.tanh(t, out=t)
+    half = np.add(t, 1, out=t)
+    half *= 0.5
+    return z * half, half, squared
 
 
 def _gelu(z: Array) -> Array:
-    return 0.5 * z * (1.0 + _gelu_inner(z))
+    return _gelu_parts(z)[0]
 
 
-def _gelu_grad(z: Array, a: Array) -> Array:
-    t = _gelu_inner(z)
-    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _GELU_C * (1.0 + 3 * 0.044715 * z * z)
+def _gelu_train(z: Array) -> tuple[Array, Array]:
+    a, half, squared = _gelu_parts(z)
+    # d/dz of z (1 + t) / 2 is (1 + t) / 2 + z (1 - t^2) C (1 + 3 * 0.044715 z^2) / 2, and
+    # (1 - t^2) / 2 = 2 half (1 - half)
+    slope = np.subtract(1, half)
+    slope *= half
+    slope *= z
+    squared *= 3 * _GELU_CUBIC * 2 * _GELU_C
+    squared += 2 * _GELU_C
+    slope *= squared
+    slope += half
+    return a, slope
 
 
-def _tanh_grad(z: Array, a: Array) -> Array:
-    return 1.0 - a * a
+def _sigmoid(z: Array) -> Array:
+    # tanh form: no overflow warnings for large |z|, unlike 1 / (1 + exp(-z))
+    s = np.multiply(z, 0.5)
+    np.tanh(s, out=s)
+    s += 1
+    s *= 0.5
+    return s
 
 
-def _sigmoid_grad(z: Array, a: Array) -> Array:
-    return a * (1.0 - a)
+def _sigmoid_train(z: Array) -> tuple[Array, Array]:
+    s = _sigmoid(z)
+    slope = np.subtract(1, s)
+    slope *= s
+    return s, slope
+
+
+def _tanh_train(z: Array) -> tuple[Array, Array]:
+    a = np.tanh(z)
+    slope = a * a
+    return a, np.subtract(1, slope, out=slope)
 
 
 def _swish(z: Array) -> Array:
     return z * _sigmoid(z)
 
 
-def _swish_grad(z: Array, a: Array) -> Array:
+def _swish_train(z: Array) -> tuple[Array, Array]:
     s = _sigmoid(z)
-    return s + a * (1.0 - s)
+    a = z * s
+    slope = np.subtract(1, s)  # slope = s + a (1 - s)
+    slope *= a
+    slope += s
+    return a, slope
 
 
 def _softplus(z: Array) -> Array:
-    return np.logaddexp(0, z).astype(z.dtype, copy=False)
+    # log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow, and in z's dtype
+    a = np.abs(z)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    np.log1p(a, out=a)
+    a += np.maximum(z, 0)
+    return a
 
 
-def _softplus_grad(z: Array, a: Array) -> Array:
-    return _sigmoid(z)
+def _softplus_train(z: Array) -> tuple[Array, Array]:
+    return _softplus(z), _sigmoid(z)
 
 
-ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array, Array], Array], str]] = {
-    "elu": (_elu, _elu_grad, "he"),
-    "gelu": (_gelu, _gelu_grad, "he"),
-    "relu": (_relu, _relu_grad, "he"),
-    "leaky_relu": (_leaky_relu, _leaky_relu_grad, "he"),
-    "selu": (_selu, _selu_grad, "lecun"),
-    "swish": (_swish, _swish_grad, "he"),
-    "tanh": (np.tanh, _tanh_grad, "glorot"),
-    "sigmoid": (_sigmoid, _sigmoid_grad, "glorot"),
-    "softplus": (_softplus, _softplus_grad, "glorot"),
+ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], tuple[Array, Array]], str]] = {
+    "elu": (_elu, _elu_train, "he"),
+    "gelu": (_gelu, _gelu_train, "he"),
+    "relu": (_relu, _relu_train, "he"),
+    "leaky_relu": (_leaky_relu, _leaky_relu_train, "he"),
+    "selu": (_selu, _selu_train, "lecun"),
+    "swish": (_swish, _swish_train, "he"),
+    "tanh": (np.tanh, _tanh_train, "glorot"),
+    "sigmoid": (_sigmoid, _sigmoid_train, "glorot"),
+    "softplus": (_softplus, _softplus_train, "glorot"),
 }

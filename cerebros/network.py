@@ -62,9 +62,9 @@ PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience wi
 
 _THREADPOOLS = ThreadpoolController()  # found once: a fresh scan per call costs about 1 ms
 Array = NDArray[Any]
-# What training a layer keeps for its backward pass: its input, pre-activation, activation and
-# dropout mask (or None).
-_Cache = tuple[Array, Array, Array, Optional[Array]]
+# What training a layer keeps for its backward pass: its input, its activation's slope at the
+# pre-activation (None for the output unit) and its dropout mask (or None).
+_Cache = tuple[Array, Optional[Array], Optional[Array]]
 # ``_forward``'s state for ``_backward``: the layers' caches, each standardised node output and
 # each node's 1 / batch standard deviation.
 _State = tuple[list[_Cache], dict[int, Array], dict[int, Array]]
@@ -321,7 +321,8 @@ class CerebrosNetwork:
 
     def _forward(self, X: Array, train: bool) -> tuple[Array, _State]:
         """Run every layer; returns the output and, when training, what backward needs:
-        ``(per-layer (x, z, a, dropout mask or None), {node: standardised output}, {node: 1 / batch std})``."""
+        ``(per-layer (x, activation slope or None, dropout mask or None), {node: standardised output},
+        {node: 1 / batch std})``."""
         outs = [X]
         caches: list[_Cache] = []
         normalised: dict[int, Array] = {}
@@ -345,9 +346,15 @@ class CerebrosNetwork:
                 x = x * mask
             z = x @ layer.W
             z += layer.b
-            a = ACTIVATIONS[layer.activation][0](z) if layer.activation else z
+            slope: Optional[Array] = None
+            if layer.activation is None:
+                a = z
+            elif train:
+                a, slope = ACTIVATIONS[layer.activation][1](z)
+            else:
+                a = ACTIVATIONS[layer.activation][0](z)
             if train:
-                caches.append((x, z, a, mask))
+                caches.append((x, slope, mask))
             outs.append(a)
         return outs[-1], (caches, normalised, inv_std)
 
@@ -391,15 +398,15 @@ class CerebrosNetwork:
         d_nodes[-1] = d_out
         for index in range(len(self._layers) - 1, -1, -1):
             layer, node = self._layers[index], index + 1
-            x, z, a, mask = caches[index]
+            x, slope, mask = caches[index]
             dz = cast(Array, d_nodes[node])  # set: every node feeds a later one, told before it
             if node in normalised:
                 # all consumers are done: d_nodes[node] is d loss / d standardised output
                 xhat, inv = normalised[node], inv_std[node]
                 n = len(dz)
                 dz = inv * (dz - np.add.reduce(dz, axis=0) / n - xhat * (np.einsum("ij,ij->j", dz, xhat) / n))
-            if layer.activation:
-                dz = dz * ACTIVATIONS[layer.activation][1](z, a)
+            if slope is not None:
+                dz = np.multiply(dz, slope, out=slope)  # the slope is used once: its memory is free
             np.matmul(x.T, dz, out=layer.grad["W"])
             np.add.reduce(dz, axis=0, out=layer.grad["b"])
             if layer.needs_input_grad:
@@ -463,6 +470,13 @@ class CerebrosNetwork:
         self._require_fitted()
         return {f"{i}.{name}": getattr(layer, name)
                 for i, layer in enumerate(self._layers) for name in layer.param_names()}
+
+    def matrix_products(self) -> list[tuple[Array, bool]]:
+        """Per layer, in order: its weight matrix (a live view) and whether a training step also
+        multiplies by it for the layer's input gradient (not when only raw features feed it):
+        the matrix products a mini-batch costs, for accounting where training time goes."""
+        self._require_fitted()
+        return [(layer.W, layer.needs_input_grad) for layer in self._layers]
 
     # ---- prediction -------------------------------------------------------------------
 

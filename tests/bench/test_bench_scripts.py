@@ -85,7 +85,8 @@ def test_trial_bench_trains_the_same_trials_with_both_versions_and_runs_their_se
     assert layers >= 2 and parameters > 0 and rows > 0 and step > 0 and products > 0 and rate > 0
     assert abs(float(share.rstrip("%")) - 100 * products / step) <= 2  # the times are printed rounded
     assert "GFLOP/s on one BLAS thread" in output
-    assert "Whole searches: 2 per version (split seeds 0-1), 10 s each" in output
+    # each split's search runs with its own seed, the split's: one seed would give every split one first generation
+    assert "Whole searches: 2 per version (split seeds 0-1), 10 s each, n_jobs 2, search seeds 0, 1," in output
     for row in (before_searches, after_searches):
         mean, spread = row[1].split(" (min ")
         least, most = (int(value) for value in spread.rstrip(")").split(", max "))

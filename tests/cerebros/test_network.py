@@ -92,8 +92,13 @@ def test_gradient_check_covers_lateral_connections_and_catches_a_wrong_derivativ
     X, y = blobs(5, n=16, n_inputs=2)
     net = CerebrosNetwork(candidate, random_state=0, dtype=np.float64).fit(X, y, epochs=1)
     check_gradients(net, X, y, max_entries=100)
-    forward, derivative, gain = ACTIVATIONS["tanh"]
-    monkeypatch.setitem(ACTIVATIONS, "tanh", (forward, lambda z, a: 1.02 * derivative(z, a), gain))
+    forward, forward_and_slope, gain = ACTIVATIONS["tanh"]
+
+    def wrong_slope(z):
+        a, slope = forward_and_slope(z)
+        return a, 1.02 * slope
+
+    monkeypatch.setitem(ACTIVATIONS, "tanh", (forward, wrong_slope, gain))
     with pytest.raises(AssertionError):
         check_gradients(net, X, y, max_entries=100)
 
@@ -324,3 +329,20 @@ def test_bad_inputs_are_reported_by_name():
         CerebrosNetwork(small_candidate(1), task="ranking")
     with pytest.raises(ValueError, match="predict_proba: only for task='classification'"):
         CerebrosNetwork(small_candidate(1), task="regression").fit(X, X[:, 0], epochs=1).predict_proba(X)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matrix_products_name_every_weight_and_which_layers_a_step_multiplies_back_through(seed):
+    candidate = small_candidate(seed)
+    X, y = blobs(seed)
+    net = CerebrosNetwork(candidate, random_state=0).fit(X, y, epochs=1)
+    products = net.matrix_products()
+    weights = [array for name, array in net.parameters().items() if name.endswith(".W")]
+    assert len(products) == len(weights) and all(w is v or np.shares_memory(w, v)
+                                                 for (w, _), v in zip(products, weights))
+    # a unit fed by the raw features alone, input (0, 0), needs no input gradient
+    fed_by_units = [any(ref != (0, 0) for ref in unit.inputs) or bool(unit.lateral_inputs)
+                    for level in candidate.levels for unit in level]
+    fed_by_units.append(any(ref != (0, 0) for ref in candidate.output_inputs))
+    assert [needs for _, needs in products] == fed_by_units
+    assert any(fed_by_units) and not all(fed_by_units)
