@@ -8,12 +8,13 @@ The task is a generated binary classification (``make_classification``: ``--rows
 search splits it (25% test, 5 validation folds, split seed 0). The same ``--trials``
 candidates, drawn from the default search space with at least one hidden level (seed 0; the
 architectures both versions can build), are trained as trials by each version: ``--before``
-(a git revision, exported with ``git archive``) and the working tree. Each version runs in
-its own single process (one trial at a time, so the two do not compete for cores), set up as
-that version sets up its trial processes (``cerebros.runners.tune_allocator`` where it has it), and the
-versions alternate for ``--rounds`` rounds, so a swing in the machine's load hits both.
-Per version: the median over rounds of the CPU seconds and the wall seconds all the trials
-took, trials per (CPU) minute from those medians, and the trials' mean out-of-fold accuracy and mean test accuracy (each
+(a git revision, exported with ``git archive``, its C parts built as installing it would) and
+the working tree. Each version runs in its own single process (one trial at a time, so the
+two do not compete for cores), set up as that version sets up its trial processes
+(``cerebros.runners.tune_allocator`` where it has it), and the versions alternate for
+``--rounds`` rounds, so a swing in the machine's load hits both. Per version: the median over
+rounds of the CPU seconds and the wall seconds all the trials took, trials per (CPU) minute
+from those medians, and the trials' mean out-of-fold accuracy and mean test accuracy (each
 trial's fold networks averaged), which must match for the speed-up to count.
 
 Then, for the working tree only, where one mini-batch's time goes in each trial: the forward
@@ -188,12 +189,17 @@ def search_table(searches, seconds):
 
 
 def export(revision, into):
-    """The ``cerebros`` package as it is at git ``revision``, written under ``into``."""
-    archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", revision, "cerebros"],
-                             capture_output=True, check=True).stdout
+    """The ``cerebros`` package as it is at git ``revision``, written under ``into``, with its C
+    parts built (as installing that revision builds them) where it has any."""
+    archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", revision, "cerebros", "setup.py",
+                              "setup.cfg"], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python 3.10.12 and later
         tar.extractall(into, **safe)
+    if any(name.endswith(".c") for name in os.listdir(os.path.join(into, "cerebros"))):
+        # the codec's extensions, optional, are skipped: their sources are not exported
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=into, capture_output=True,
+                       check=True)
     return into
 
 

@@ -52,10 +52,11 @@ BN_MOMENTUM = 0.9
 EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
 # An epoch has at most this many mini-batches: on thousands of rows a candidate's small batch
 # size grows to rows / MAX_BATCHES_PER_EPOCH, since each batch costs a fixed Python and numpy
-# overhead and an optimiser step (docs/benchmarks.md, trial cost). 16 trained twelve trials 7%
-# faster than 32 at an equal score, 8 faster still but 0.2 points lower; bounding the rows of
-# an epoch instead left networks short of training: 0.7 points lower.
-MAX_BATCHES_PER_EPOCH = 16
+# overhead and an optimiser step (docs/benchmarks.md, trial cost). Bounding the rows of an
+# epoch instead left networks short of training: 0.7 points of accuracy lost on that benchmark.
+# 16 trained the benchmark's trials 7% faster at an equal score, but cost searches on the
+# larger datasets of the NAS table (randhie_profiles, friedman1) a little.
+MAX_BATCHES_PER_EPOCH = 32
 _FORMAT = "cerebros-network/3"
 OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
 PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience without progress

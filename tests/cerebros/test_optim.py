@@ -60,6 +60,7 @@ def overlapping(size, shift):
     (lambda a: [a[0], a[1].astype(np.float64), *a[2:]], ValueError, "grad must have params' dtype and length"),
     (lambda a: [*a[:2], a[2][:-1], a[3]], ValueError, "m must have params' dtype and length"),
     (lambda a: [*a[:3], a[3].astype(np.int32)], TypeError, "v must be a 1-d float32 or float64 array"),
+    (lambda a: [a[0].astype(">f4"), *a[1:]], TypeError, "params must be a 1-d float32 or float64 array"),
     (lambda a: [*a[:3], a[3][::2]], ValueError, "not C-contiguous"),  # numpy refuses the buffer
     (lambda a: [a[0], a[1], a[2], bytes(len(a[3]) * 4)], BufferError, "not writable"),
     (lambda a: [a[0], a[1], a[2], a[2]], ValueError, "m and v share memory"),
