@@ -54,8 +54,8 @@ EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
 # size grows to rows / MAX_BATCHES_PER_EPOCH, since each batch costs a fixed Python and numpy
 # overhead and an optimiser step (docs/benchmarks.md, trial cost). Bounding the rows of an
 # epoch instead left networks short of training: 0.7 points of accuracy lost on that benchmark.
-# 16 trained the benchmark's trials 7% faster at an equal score, but cost searches on the
-# larger datasets of the NAS table (randhie_profiles, friedman1) a little.
+# 16 trained the benchmark's trials faster at an equal score, but cost searches on the larger
+# datasets of the NAS table (randhie_profiles, friedman1) a little.
 MAX_BATCHES_PER_EPOCH = 32
 _FORMAT = "cerebros-network/3"
 OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
