@@ -93,7 +93,7 @@ scenario(cancelled, RunDir) ->
     [Spec, Opts] = search_args(RunDir),
     Endless = (maps:get(<<"search_space">>, Spec))#{<<"epochs">> => 100000, <<"patience">> => 100000},
     Search = start_search_with([Spec#{<<"search_space">> => Endless}, Opts#{<<"run_id">> => <<"endless">>}]),
-    [wait_for_job(N, L, infinity) || {N, L} <- Lenders],
+    [wait_for_job(N, L) || {N, L} <- Lenders],
     Asked = erlang:monotonic_time(millisecond),
     {ok, #{<<"status">> := <<"cancelling">>}} =
         beam_nas_pool:call(coordinator_pool(), cerebros_service, cancel_run, [<<"endless">>]),
@@ -138,19 +138,38 @@ scenario(version_refused, RunDir) ->
     finish(search(RunDir), RunDir).
 
 %% Three lending nodes; the fun that `Prepare(Victim, Lender)' returns strikes
-%% the third once it has just started a trial (prepared first, so that it
-%% strikes within milliseconds).
+%% the third while it trains a trial. The third's lender is held (sys:suspend)
+%% from before the session is seen still waiting for that trial until after the
+%% strike, so the trial's result cannot reach the session first, however fast
+%% it trains and however slow the strike.
 mid_trial(RunDir, Prepare) ->
     lend_local(),
     _B = lending_peer(b),
-    {Victim, {_Peer, Lender}} = lending_peer_with_lender(c),
+    {Victim, {Peer, Lender}} = lending_peer_with_lender(c),
     Cut = Prepare(Victim, Lender),
     Search = start_search(RunDir),
-    Trial = wait_for_job(Victim, Lender, 30),
+    Trial = hold_mid_trial(Victim, Lender),
     Cut(),
+    try peer:call(Peer, sys, resume, [Lender]) catch exit:_ -> killed end,  % over standard I/O: no reconnection
     show(victim, Victim),
     show(victim_trial, Trial),
     finish(await_search(Search), RunDir).
+
+%% Suspends `Lender' while the session still waits for a job it runs; returns
+%% that job's trial number. A result the lender sent before it was suspended
+%% went down the same connection as the suspension's reply, so the session has
+%% it by the time it answers `info'.
+hold_mid_trial(Victim, Lender) ->
+    {Token, Trial} = wait_for_job(Victim, Lender),
+    ok = erpc:call(Victim, sys, suspend, [Lender]),
+    [Session] = beam_nas_cluster:sessions(?CLUSTER),
+    case maps:get(running, beam_nas_cluster:info(Session)) of
+        #{Token := Victim} ->
+            Trial;
+        _ ->
+            ok = erpc:call(Victim, sys, resume, [Lender]),
+            hold_mid_trial(Victim, Lender)
+    end.
 
 %%% Nodes
 
@@ -205,22 +224,18 @@ keep(Fun) ->
     Holder = spawn(fun() -> Caller ! {kept, self(), Fun()}, receive stop -> ok end end),
     receive {kept, Holder, Result} -> Result after ?WAIT_MS -> error({keep_timeout, Fun}) end.
 
-%% Polls the lender until it runs a job started under `MaxAge' ms ago (30: a
-%% trial trains for 0.3 s or more, so it is caught mid-trial), and returns that
-%% job's trial number.
-wait_for_job(Node, Lender, MaxAge) ->
-    wait_for_job(Node, Lender, MaxAge, erlang:monotonic_time(millisecond) + ?WAIT_MS).
+%% Polls the lender until it runs a job; returns its token and trial number.
+wait_for_job(Node, Lender) ->
+    wait_for_job(Node, Lender, erlang:monotonic_time(millisecond) + ?WAIT_MS).
 
-wait_for_job(Node, Lender, MaxAge, Deadline) ->
-    Now = erpc:call(Node, erlang, monotonic_time, [millisecond]),
+wait_for_job(Node, Lender, Deadline) ->
     #{running := Running} = erpc:call(Node, beam_nas_lender, info, [Lender]),
-    case [Trial || #{trial := Trial, started := Started} <- maps:values(Running),
-                   is_integer(Trial), Now - Started < MaxAge] of
-        [Trial | _] -> Trial;
+    case [{Token, Trial} || {Token, #{trial := Trial}} <- maps:to_list(Running), is_integer(Trial)] of
+        [Job | _] -> Job;
         [] ->
             erlang:monotonic_time(millisecond) < Deadline orelse error(no_job_on, [Node]),
             timer:sleep(2),
-            wait_for_job(Node, Lender, MaxAge, Deadline)
+            wait_for_job(Node, Lender, Deadline)
     end.
 
 wait_until(Condition) ->
@@ -237,7 +252,7 @@ wait_until(Condition, Deadline) ->
 
 %%% The search
 
-%% Small, but each trial trains long enough (0.3 s or more) to be caught mid-trial.
+%% Small: eight short trials of iris, two folds each, an ensemble of three.
 search_args(RunDir) ->
     Spec = #{<<"dataset_id">> => <<"iris">>,
              <<"search_space">> => #{<<"levels">> => 1, <<"units_per_level">> => [1, 2],
