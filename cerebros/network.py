@@ -364,16 +364,16 @@ class CerebrosNetwork:
         """Every layer's inverted-dropout mask for a batch of ``rows``, drawn at once, flat: each
         entry is 0, or 1 / keep with probability keep = 1 - ``candidate.dropout``.
 
-        Drawn from the generator's raw bits, 16 per entry, so keep is a multiple of 1/65536
-        (within 8e-6 of the asked rate) and the scale is exactly 1 / that keep. Drawing a float
-        per entry and choosing with ``np.where``, a layer at a time, took 4 times as long as
-        the layer's matrix product.
+        Drawn from the generator's raw bits, 8 per entry, so keep is the multiple of 1/256 nearest
+        the asked one (within 1/512 of it; 1/256 where it is smaller) and the scale is exactly 1 / that keep.
+        Drawing the bits is most of the cost: 8 per entry took 0.6 times as long as 16, and
+        drawing a float per entry and choosing with ``np.where``, a layer at a time, took 4
+        times as long as the layer's matrix product.
         """
         count = rows * self._dropout_inputs
-        kept = max(1, round((1.0 - self.candidate.dropout) * 65536))
-        bits = self._rng.bit_generator.random_raw((count + 3) // 4)
-        draws = np.asarray(bits, dtype=np.uint64).view("<u2")[:count]
-        return np.multiply(draws < kept, self.dtype.type(65536 / kept), dtype=self.dtype)
+        kept = max(1, round((1.0 - self.candidate.dropout) * 256))
+        draws = self._rng.bit_generator.random_raw((count + 7) // 8).view(np.uint8)[:count]
+        return np.multiply(draws < kept, self.dtype.type(256 / kept), dtype=self.dtype)
 
     def _standardise(self, node: int, values: Array, train: bool, inv_std: dict[int, Array]) -> Array:
         """Node ``node``'s output standardised: by batch statistics (updating the running ones)
@@ -396,6 +396,8 @@ class CerebrosNetwork:
     def _backward(self, d_out: Array, state: _State) -> None:
         """Write every parameter's gradient into ``layer.grad`` given d loss / d output."""
         caches, normalised, inv_std = state
+        # the bias gradient, a column sum, as a product with ones: 2-3x faster than np.add.reduce
+        ones = np.ones(len(d_out), self.dtype)
         d_nodes: list[Optional[Array]] = [None] * (len(self._layers) + 1)
         d_nodes[-1] = d_out
         for index in range(len(self._layers) - 1, -1, -1):
@@ -410,7 +412,7 @@ class CerebrosNetwork:
             if slope is not None:
                 dz = np.multiply(dz, slope, out=slope)  # the slope is used once: its memory is free
             np.matmul(x.T, dz, out=layer.grad["W"])
-            np.add.reduce(dz, axis=0, out=layer.grad["b"])
+            np.matmul(ones, dz, out=layer.grad["b"])
             if layer.needs_input_grad:
                 dx = dz @ layer.W.T
                 if mask is not None:
@@ -439,15 +441,16 @@ class CerebrosNetwork:
         """Mean loss over rows (and outputs, for regression), and optionally its gradient."""
         n = len(out)
         if self.task == "classification":
-            shifted = out - out.max(axis=1, keepdims=True)
-            log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            log_p = shifted - log_norm
-            loss = -float(log_p[np.arange(n), targets].astype(np.float64).mean())
+            # few and in-place passes: on a batch of a hundred rows, calls cost more than arithmetic
+            log_p = out - np.maximum.reduce(out, axis=1, keepdims=True)
+            log_p -= np.log(np.add.reduce(np.exp(log_p), axis=1, keepdims=True))
+            picked = (np.arange(n), targets)
+            loss = -float(np.add.reduce(log_p[picked], dtype=np.float64)) / n
             if not with_grad:
                 return loss
-            d_out = np.exp(log_p)
-            d_out[np.arange(n), targets] -= 1.0
-            return loss, d_out / n
+            d_out = np.exp(log_p, out=log_p)
+            d_out[picked] -= 1.0
+            return loss, np.divide(d_out, n, out=d_out)
         diff = out - targets
         loss = float((diff.astype(np.float64) ** 2).mean())
         return (loss, diff * (2.0 / diff.size)) if with_grad else loss
