@@ -215,6 +215,18 @@ def test_dropout_masks_keep_the_asked_share_and_are_unbiased(rate):
     assert not np.array_equal(net._dropout_masks(len(X)), net._dropout_masks(len(X)))
 
 
+@pytest.mark.parametrize("rate, kept", [(0.3, 179), (0.999, 1), (0.0001, 256)])
+def test_dropout_keep_is_the_multiple_of_1_256_nearest_the_asked_one(rate, kept):
+    """8 raw bits an entry: 1 - 0.3 is 179.2/256; a rate near 1 still keeps 1/256 (no division
+    by zero), one near 0 keeps every entry."""
+    X, y = blobs(3, n=50)
+    net = CerebrosNetwork(small_candidate(8, normalization="dropout", dropout=rate), random_state=0)
+    net.fit(X, y, epochs=1)
+    masks = np.concatenate([net._dropout_masks(len(X)) for _ in range(200)])
+    assert set(np.unique(masks)) <= {0, net.dtype.type(256 / kept)}
+    assert abs((masks > 0).mean() - kept / 256) < 0.01
+
+
 def test_training_is_deterministic_for_a_random_state():
     X, y = blobs(4, n=100)
     candidate = small_candidate(8, normalization="dropout", dropout=0.3, epochs=5)
