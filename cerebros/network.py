@@ -364,11 +364,11 @@ class CerebrosNetwork:
         """Every layer's inverted-dropout mask for a batch of ``rows``, drawn at once, flat: each
         entry is 0, or 1 / keep with probability keep = 1 - ``candidate.dropout``.
 
-        Drawn from the generator's raw bits, 8 per entry, so keep is the multiple of 1/256 nearest
-        the asked one (within 1/512 of it; 1/256 where it is smaller) and the scale is exactly 1 / that keep.
-        Drawing the bits is most of the cost: 8 per entry took 0.6 times as long as 16, and
-        drawing a float per entry and choosing with ``np.where``, a layer at a time, took 4
-        times as long as the layer's matrix product.
+        Drawn from the generator's raw bits, 8 per entry, so keep is the multiple of 1/256
+        nearest the asked one (within 1/512 of it; 1/256 where it is smaller) and the scale is
+        exactly 1 / that keep. Drawing the bits is most of the cost: 8 per entry took 0.6 times
+        as long as 16, and drawing a float per entry and choosing with ``np.where``, a layer at
+        a time, took 4 times as long as the layer's matrix product.
         """
         count = rows * self._dropout_inputs
         kept = max(1, round((1.0 - self.candidate.dropout) * 256))
