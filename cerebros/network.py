@@ -42,6 +42,7 @@ from threadpoolctl import ThreadpoolController
 
 from codec.errors import FieldError
 
+from . import batchnorm
 from .activations import ACTIVATIONS
 from .optim import AdamW
 from .space import Candidate
@@ -381,17 +382,11 @@ class CerebrosNetwork:
         running_mean, running_var = self._running[node]
         if not train:
             return (values - running_mean) * (1.0 / np.sqrt(running_var + BN_EPS))
-        n = len(values)
-        mean = np.add.reduce(values, axis=0) / n
-        centred = values - mean
-        var = np.einsum("ij,ij->j", centred, centred) / n
-        # running = momentum * running + (1 - momentum) * batch, in two passes each
-        running_mean += (1 - BN_MOMENTUM) * (mean - running_mean)
-        running_var += (1 - BN_MOMENTUM) * (var - running_var)
-        inv = 1.0 / np.sqrt(var + BN_EPS)
-        inv_std[node] = inv
-        centred *= inv
-        return centred
+        out = np.empty(values.shape, self.dtype)
+        inv_std[node] = np.empty(values.shape[1], self.dtype)
+        # running = momentum * running + (1 - momentum) * batch
+        batchnorm.FORWARD(values, out, inv_std[node], running_mean, running_var, 1 - BN_MOMENTUM, BN_EPS)
+        return out
 
     def _backward(self, d_out: Array, state: _State) -> None:
         """Write every parameter's gradient into ``layer.grad`` given d loss / d output."""
@@ -406,9 +401,9 @@ class CerebrosNetwork:
             dz = cast(Array, d_nodes[node])  # set: every node feeds a later one, told before it
             if node in normalised:
                 # all consumers are done: d_nodes[node] is d loss / d standardised output
-                xhat, inv = normalised[node], inv_std[node]
-                n = len(dz)
-                dz = inv * (dz - np.add.reduce(dz, axis=0) / n - xhat * (np.einsum("ij,ij->j", dz, xhat) / n))
+                d_values = np.empty(dz.shape, self.dtype)
+                batchnorm.BACKWARD(dz, normalised[node], inv_std[node], d_values)
+                dz = d_values
             if slope is not None:
                 dz = np.multiply(dz, slope, out=slope)  # the slope is used once: its memory is free
             np.matmul(x.T, dz, out=layer.grad["W"])
