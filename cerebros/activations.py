@@ -7,7 +7,10 @@ forward pass's work (gelu's tanh, swish's sigmoid) and the backward pass is one 
 (``"he"`` for rectifier-like functions, ``"glorot"`` for saturating ones, ``"lecun"`` for selu).
 None changes its input. All work in the array's own dtype (float32 stays float32), in a few
 whole-array passes each: on training-sized arrays a ``np.where`` over computed branches or a
-float32 ``np.logaddexp`` cost more than the layer's matrix product (docs/benchmarks.md, trial cost).
+float32 ``np.logaddexp`` cost more than the layer's matrix product (docs/benchmarks.md, trial cost),
+and so do ``np.expm1`` and ``np.log1p`` where numpy has no vector code for them (without
+AVX-512: an entry at a time, 5-10 times ``np.exp`` and ``np.log``), so elu, selu and softplus
+use the latter, at the cost of digits below an ulp of 1.
 """
 from typing import Any, Callable
 
@@ -23,17 +26,18 @@ _GELU_CUBIC = 0.044715
 _LEAKY_SLOPE = 0.01
 
 
+def _elu_parts(z: Array) -> tuple[Array, Array]:
+    """elu(z) and its slope, exp(min(z, 0))."""
+    slope = np.minimum(z, 0)
+    np.exp(slope, out=slope)
+    a = np.subtract(slope, 1)
+    # exp(z) - 1 >= z for z <= 0 and 0 < z for z > 0, so the maximum is elu; near 0, where
+    # exp(z) - 1 loses digits (an ulp of 1; expm1 would keep them at four times the cost), z wins
+    return np.maximum(a, z, out=a), slope
+
+
 def _elu(z: Array) -> Array:
-    # expm1(min(z, 0)) >= z everywhere, with equality only at 0, so the maximum picks z for z > 0
-    a = np.expm1(np.minimum(z, 0))
-    return np.maximum(a, z, out=a)
-
-
-def _elu_train(z: Array) -> tuple[Array, Array]:
-    a = _elu(z)
-    # a + 1 is exp(z) <= 1 for z <= 0 and above 1 for z > 0, where the slope is 1
-    slope = a + 1
-    return a, np.minimum(slope, 1, out=slope)
+    return _elu_parts(z)[0]
 
 
 def _relu(z: Array) -> Array:
@@ -57,13 +61,14 @@ def _leaky_relu_train(z: Array) -> tuple[Array, Array]:
 
 
 def _selu_parts(z: Array) -> tuple[Array, Array]:
-    """selu(z) and alpha * expm1(min(z, 0)), its negative part before scaling (0 for z >= 0)."""
-    negative = np.expm1(np.minimum(z, 0))
-    negative *= _SELU_ALPHA
-    a = np.maximum(z, 0)
-    a += negative
+    """selu(z) and exp(min(z, 0)) (1 for z >= 0)."""
+    exp_negative = np.minimum(z, 0)
+    np.exp(exp_negative, out=exp_negative)
+    a = np.subtract(exp_negative, 1)  # alpha times this is the negative part before scaling
+    a *= _SELU_ALPHA
+    a += np.maximum(z, 0)
     a *= _SELU_SCALE
-    return a, negative
+    return a, exp_negative
 
 
 def _selu(z: Array) -> Array:
@@ -71,14 +76,13 @@ def _selu(z: Array) -> Array:
 
 
 def _selu_train(z: Array) -> tuple[Array, Array]:
-    a, negative = _selu_parts(z)
-    # over scale, the slope is 1 above 0 and alpha * exp(z) = alpha + negative below (negative
-    # is 0 above): (1 - alpha) [z > 0] + alpha + negative, in passes cheaper than a masked copy
+    a, exp_negative = _selu_parts(z)
+    # over scale, the slope is 1 above 0 and alpha * exp(z) below, so it is
+    # (1 - alpha) [z > 0] + alpha * exp(min(z, 0)), in passes cheaper than a masked copy
     slope = np.greater(z, 0).astype(z.dtype)
     slope *= (1 - _SELU_ALPHA) * _SELU_SCALE
-    slope += _SELU_ALPHA * _SELU_SCALE
-    negative *= _SELU_SCALE
-    slope += negative
+    exp_negative *= _SELU_ALPHA * _SELU_SCALE
+    slope += exp_negative
     return a, slope
 
 
@@ -149,11 +153,13 @@ def _swish_train(z: Array) -> tuple[Array, Array]:
 
 
 def _softplus(z: Array) -> Array:
-    # log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow, and in z's dtype
+    # log(1 + exp(z)) = max(z, 0) + log(1 + exp(-|z|)): no overflow, and in z's dtype; log1p
+    # would keep the last digits of a term below an ulp of 1 at five times the cost
     a = np.abs(z)
     np.negative(a, out=a)
     np.exp(a, out=a)
-    np.log1p(a, out=a)
+    a += 1
+    np.log(a, out=a)
     a += np.maximum(z, 0)
     return a
 
@@ -163,7 +169,7 @@ def _softplus_train(z: Array) -> tuple[Array, Array]:
 
 
 ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], tuple[Array, Array]], str]] = {
-    "elu": (_elu, _elu_train, "he"),
+    "elu": (_elu, _elu_parts, "he"),
     "gelu": (_gelu, _gelu_train, "he"),
     "relu": (_relu, _relu_train, "he"),
     "leaky_relu": (_leaky_relu, _leaky_relu_train, "he"),

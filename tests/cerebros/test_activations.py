@@ -50,3 +50,28 @@ def test_forward_and_slope_match_the_formula_and_keep_the_input_and_its_dtype(na
     assert np.allclose(slope[smooth], numeric[smooth], rtol=1e-5 if dtype == np.float64 else 1e-4,
                        atol=1e-7 if dtype == np.float64 else 5e-6)
     assert np.all(np.isfinite(slope))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_near_zero_the_exponential_forms_keep_order_sign_and_an_ulp_of_one(dtype):
+    # elu, selu and softplus use exp(z) - 1 and log(1 + exp(-|z|)) for speed, not expm1 and
+    # log1p: below an ulp of 1 their last digits go, but never the bounds that make them
+    # activations: elu(z) between z and 0 for z <= 0, selu(z) / scale between alpha z and 0,
+    # softplus above max(z, 0), each slope in its range, and nothing off by more than an ulp of 1
+    magnitudes = np.logspace(-30, 0, 301)
+    z = np.concatenate([-magnitudes, [0.0], magnitudes]).astype(dtype)
+    ulp = np.finfo(dtype).eps
+    negative = z <= 0
+    elu, elu_slope = ACTIVATIONS["elu"][1](z)
+    assert np.all((elu[negative] >= z[negative]) & (elu[negative] <= 0)) and np.array_equal(elu[~negative], z[~negative])
+    assert np.all((elu_slope > 0) & (elu_slope <= 1))
+    selu, selu_slope = ACTIVATIONS["selu"][1](z)
+    scaled = selu / dtype(SELU_SCALE)
+    assert np.all((scaled[negative] >= dtype(SELU_ALPHA) * z[negative] - ulp) & (scaled[negative] <= 0))
+    assert np.all(selu_slope > 0)
+    softplus, softplus_slope = ACTIVATIONS["softplus"][1](z)
+    assert np.all(softplus >= np.maximum(z, 0)) and np.all((softplus_slope > 0) & (softplus_slope < 1))
+    with np.errstate(over="ignore"):
+        exact = {name: reference(name, z.astype(np.float64)) for name in ("elu", "selu", "softplus")}
+    for name, value in (("elu", elu), ("selu", selu), ("softplus", softplus)):
+        assert np.max(np.abs(value - exact[name])) <= 2 * ulp, name
