@@ -9,7 +9,7 @@ None changes its input. All work in the array's own dtype (float32 stays float32
 whole-array passes each: on training-sized arrays a ``np.where`` over computed branches or a
 float32 ``np.logaddexp`` cost more than the layer's matrix product (docs/benchmarks.md, trial cost),
 and so do ``np.expm1`` and ``np.log1p`` where numpy has no vector code for them (without
-AVX-512: an entry at a time, 5-10 times ``np.exp`` and ``np.log``), so elu, selu and softplus
+AVX-512: an entry at a time, 5-8 times ``np.exp`` and ``np.log``), so elu, selu and softplus
 use the latter, at the cost of digits below an ulp of 1.
 """
 from typing import Any, Callable
