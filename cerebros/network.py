@@ -26,8 +26,8 @@ as the activation suits (``cerebros.activations``), the output unit's scaled dow
 ``OUTPUT_INIT_SCALE``; biases at zero. The learning rate halves whenever the validation
 loss has not improved for ``patience // PLATEAU_STEPS`` epochs (reduce-on-plateau), and
 training stops after ``patience`` such epochs. An epoch is one pass over the training rows in
-mini-batches of the candidate's ``batch_size``, or in ``MAX_BATCHES_PER_EPOCH`` batches when
-that size would make more.
+mini-batches of the candidate's ``batch_size``, but in no more than ``MAX_BATCHES_PER_EPOCH``
+and no fewer than ``MIN_BATCHES_PER_EPOCH`` (of at least ``MIN_BATCH_ROWS`` rows) batches.
 """
 import functools
 import json
@@ -58,6 +58,11 @@ EVAL_CHUNK = 8192  # rows per forward pass at inference, to bound memory
 # 16 trained the benchmark's trials faster at an equal score, but cost searches on the larger
 # datasets of the NAS table (randhie_profiles, friedman1) a little.
 MAX_BATCHES_PER_EPOCH = 32
+# And at least this many, of at least MIN_BATCH_ROWS rows: on a hundred rows a large batch size
+# made an epoch one or two optimiser steps, and most networks with no hidden level were still
+# improving when their epochs ran out (docs/benchmarks.md, the simple models).
+MIN_BATCHES_PER_EPOCH = 8
+MIN_BATCH_ROWS = 8
 _FORMAT = "cerebros-network/3"
 OUTPUT_INIT_SCALE = 0.1  # the output starts near 0 (the mean target / uniform classes)
 PLATEAU_STEPS = 3  # the learning rate halves this many times over a patience without progress
@@ -648,9 +653,12 @@ class CerebrosNetwork:
 
 
 def batch_bounds(rows: int, batch_size: int) -> Array:
-    """Where an epoch over ``rows`` rows cuts its mini-batches: batches of ``batch_size`` rows, or
-    ``MAX_BATCHES_PER_EPOCH`` larger ones when that size would make more; near-equal, none tiny."""
+    """Where an epoch over ``rows`` rows cuts its mini-batches: batches of ``batch_size`` rows,
+    larger ones when that size would make more than ``MAX_BATCHES_PER_EPOCH``, smaller ones when it
+    would make fewer than ``MIN_BATCHES_PER_EPOCH`` (but none under ``MIN_BATCH_ROWS`` rows, unless
+    ``rows`` is); near-equal."""
     n_batches = min(math.ceil(rows / min(batch_size, rows)), MAX_BATCHES_PER_EPOCH)
+    n_batches = max(n_batches, min(MIN_BATCHES_PER_EPOCH, rows // MIN_BATCH_ROWS))
     return np.linspace(0, rows, n_batches + 1).round().astype(int)
 
 

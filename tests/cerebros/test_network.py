@@ -309,6 +309,21 @@ def test_an_epoch_has_at_most_max_batches_per_epoch_batches(monkeypatch):
     assert steps == [10] * 10  # below the bound, the candidate's own batch size
 
 
+@pytest.mark.parametrize("rows, batch_size, n_batches", [
+    (100, 256, 8),  # not one batch of all rows: one optimiser step an epoch
+    (100, 50, 8),
+    (100, 10, 10),
+    (40, 256, 5),  # no batch under MIN_BATCH_ROWS rows
+    (15, 256, 1),
+    (3, 256, 1),
+    (1, 16, 1),
+])
+def test_an_epoch_has_at_least_min_batches_per_epoch_batches_unless_they_would_be_tiny(rows, batch_size, n_batches):
+    assert network.MIN_BATCHES_PER_EPOCH == 8 and network.MIN_BATCH_ROWS == 8
+    sizes = np.diff(network.batch_bounds(rows, batch_size))
+    assert len(sizes) == n_batches and sizes.sum() == rows and sizes.max() - sizes.min() <= 1
+
+
 def test_a_pickled_network_keeps_training_like_the_original():
     X, y = blobs(7, n=90)
     net = CerebrosNetwork(small_candidate(10, normalization="batchnorm", patience=50), random_state=0)
