@@ -189,8 +189,11 @@ def test_artifact_reload_predicts_like_the_search_reported(tmp_path):
     _, _, test = data.split_indices(y, "classification", seed=0)
     predictor = load_model(tmp_path)
     assert np.mean(predictor.predict(X[test]) == y[test]) == result.test_metrics["accuracy"]
-    same = load_model(tmp_path / "ensemble_member_0.npz").predict_proba(X[test])
-    assert np.array_equal(same, predictor.predict_proba(X[test]))
+    members = [load_model(tmp_path / f"ensemble_member_{i}.npz").predict_proba(X[test])
+               for i in range(len(result.ensemble))]
+    weights = [member["weight"] for member in result.ensemble]
+    assert np.allclose(np.average(members, axis=0, weights=weights), predictor.predict_proba(X[test]), rtol=0,
+                       atol=1e-12)
 
 
 def test_refit_networks_train_on_all_search_rows_and_join_their_trials_fold_networks(tmp_path, monkeypatch):
