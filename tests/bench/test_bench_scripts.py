@@ -69,8 +69,9 @@ def test_nas_bench_keeps_every_result_resumes_from_them_and_writes_the_table(tmp
 
 
 def test_trial_bench_trains_the_same_trials_with_both_versions_and_runs_their_searches():
+    seconds = 5  # a trial takes 0.3 s; a search with none fails the run
     output = run_bench("trial_bench.py", "--before", "HEAD", "--trials", "1", "--rounds", "1", "--rows", "300",
-                       "--searches", "2", "--search-seconds", "5")  # a trial takes 0.3 s; a search with none fails the run
+                       "--searches", "2", "--search-seconds", str(seconds))
     (before, before_searches), (after, after_searches) = table_rows(output, "before (HEAD)"), table_rows(
         output, "working tree")
     for row in (before, after):
@@ -86,12 +87,12 @@ def test_trial_bench_trains_the_same_trials_with_both_versions_and_runs_their_se
     assert abs(float(share.rstrip("%")) - 100 * products / step) <= 2  # the times are printed rounded
     assert "GFLOP/s on one BLAS thread" in output
     # each split's search runs with its own seed, the split's: one seed would give every split one first generation
-    assert "Whole searches: 2 per version (split seeds 0-1), 5 s each, n_jobs 2, search seeds 0, 1," in output
+    assert f"Whole searches: 2 per version (split seeds 0-1), {seconds} s each, n_jobs 2, search seeds 0, 1," in output
     for row in (before_searches, after_searches):
         mean, spread = row[1].split(" (min ")
         least, most = (int(value) for value in spread.rstrip(")").split(", max "))
         assert 1 <= least <= float(mean) <= most and (least + most) / 2 == float(mean)  # two searches
-        assert float(row[2]) == pytest.approx(60 * float(mean) / 5, abs=0.051)
+        assert float(row[2]) == pytest.approx(60 * float(mean) / seconds, abs=0.051)
         assert 0.0 <= float(row[4].split(" ± ")[0]) <= 1.0
     assert before_searches[5] == "+0.00 ± 0.00"  # the first version's lead over itself
     lead = 100 * (float(after_searches[4].split(" ± ")[0]) - float(before_searches[4].split(" ± ")[0]))
