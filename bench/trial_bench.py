@@ -93,7 +93,7 @@ print(json.dumps(results))
 _SEARCH_WORKER = r"""
 import json, os, sys, tempfile, time
 from sklearn.datasets import make_classification
-from cerebros.study import SearchConfig, Study
+from cerebros.study import SearchConfig, SearchStopped, Study
 
 job = json.load(sys.stdin)
 X, y = make_classification(**job["task"])
@@ -102,10 +102,15 @@ config = SearchConfig(dataset_id="generated", task="classification", seed=job["s
                       max_trials=100000, max_time_seconds=job["seconds"], n_jobs=job["n_jobs"])
 with tempfile.TemporaryDirectory() as scratch:
     started = time.perf_counter()
-    result = Study.prepare(config, data=(X, y)).run(os.path.join(scratch, "run"))
+    try:
+        result = Study.prepare(config, data=(X, y)).run(os.path.join(scratch, "run"))
+        trials, test = result.completed_trials, result.test_metrics["accuracy"]
+    except SearchStopped as exc:
+        if exc.kind != "budget_exhausted":
+            raise
+        trials, test = 0, None  # a budget too short for this machine's load: no model, not a failed run
     seconds = time.perf_counter() - started
-print(json.dumps({"trials": result.completed_trials, "seconds": seconds, "test": result.test_metrics["accuracy"],
-                  "seed": result.config.seed}))
+print(json.dumps({"trials": trials, "seconds": seconds, "test": test, "seed": config.seed}))
 """
 
 
@@ -178,14 +183,32 @@ def search_table(searches, seconds):
              "| version | trials a search | trials per minute of budget | wall seconds a search "
              "| mean test accuracy | test lead over before, points |", "|---" * 6 + "|"]
     before = [s["test"] for s in next(iter(searches.values()))]
+    without_a_model = []
     for name, runs in searches.items():
         trials = [s["trials"] for s in runs]
-        lead = 100 * (np.array([s["test"] for s in runs]) - before)
+        tests = [s["test"] for s in runs if s["test"] is not None]
+        leads = [100 * (s["test"] - first) for s, first in zip(runs, before) if None not in (s["test"], first)]
         lines.append(f"| {name} | {np.mean(trials):.1f} (min {min(trials)}, max {max(trials)}) | "
                      f"{60 * np.mean(trials) / seconds:.1f} | {np.mean([s['seconds'] for s in runs]):.1f} | "
-                     f"{np.mean([s['test'] for s in runs]):.4f} ± {np.std([s['test'] for s in runs], ddof=1):.4f} | "
-                     f"{lead.mean():+.2f} ± {lead.std(ddof=1) / np.sqrt(count):.2f} |")
+                     f"{_mean_and_spread(tests, 4)} | {_mean_and_spread(leads, 2, '+', standard_error=True)} |")
+        if len(tests) < count:
+            without_a_model.append(f"{count - len(tests)} of {name}'s")
+    if without_a_model:
+        lines += ["", f"{' and '.join(without_a_model)} searches finished no trial in the budget: they have no "
+                  "model, and their splits are left out of the test accuracy and the lead."]
     return lines
+
+
+def _mean_and_spread(values, digits, sign="", standard_error=False):
+    """"mean ± standard deviation" (or its standard error) of ``values`` to ``digits`` decimals,
+    the mean with ``sign`` "+" if asked; the mean alone of one value, "-" of none."""
+    if not values:
+        return "-"
+    mean = f"{np.mean(values):{sign}.{digits}f}"
+    if len(values) == 1:
+        return mean
+    spread = np.std(values, ddof=1) / (np.sqrt(len(values)) if standard_error else 1)
+    return f"{mean} ± {spread:.{digits}f}"
 
 
 def export(revision, into):
@@ -247,7 +270,7 @@ def main(argv=None):
                           "seconds": args.search_seconds, "n_jobs": 2}
                 searches[name].append(run_version(path, search, _SEARCH_WORKER))
                 print(f"search on split {split_seed}, {name}: {searches[name][-1]['trials']} trials, "
-                      f"test accuracy {searches[name][-1]['test']:.4f}", file=sys.stderr, flush=True)
+                      f"test accuracy {searches[name][-1]['test']}", file=sys.stderr, flush=True)
     lines = [f"{args.trials} trials of 5 folds on {args.rows} rows x {args.features} features, one process per "
              f"version, {args.rounds} round(s), medians; {os.cpu_count()} CPU(s) shared with other work, so the "
              "CPU seconds are the fairer measure", "",

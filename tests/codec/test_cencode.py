@@ -165,7 +165,8 @@ SUBCLASS_TERMS = [
 ]
 
 
-@pytest.mark.parametrize("term", SUBCLASS_TERMS, ids=repr)
+# Ids by type: a repr holds object addresses, which differ between pytest-xdist workers.
+@pytest.mark.parametrize("term", SUBCLASS_TERMS, ids=lambda term: type(term).__name__)
 @pytest.mark.parametrize("kwargs", [
     {}, {"minor_version": 1, "str_as": "charlist"}, {"deterministic": True, "none_as": "undefined"},
     {"default": plain._default}, {"default": repr, "compressed": True},
