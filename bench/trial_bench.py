@@ -54,6 +54,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from markdown_section import add_markdown_flag, write_section  # noqa: E402  (beside this script)
+from nas_bench import paired_lead  # noqa: E402
 
 # Runs in a child process with one version's ``cerebros`` first on the path: trains the
 # candidates given on stdin as trials and prints each one's seconds and accuracies as JSON.
@@ -187,10 +188,10 @@ def search_table(searches, seconds):
     for name, runs in searches.items():
         trials = [s["trials"] for s in runs]
         tests = [s["test"] for s in runs if s["test"] is not None]
-        leads = [100 * (s["test"] - first) for s, first in zip(runs, before) if None not in (s["test"], first)]
+        pairs = [(s["test"], first) for s, first in zip(runs, before) if None not in (s["test"], first)]
         lines.append(f"| {name} | {np.mean(trials):.1f} (min {min(trials)}, max {max(trials)}) | "
                      f"{60 * np.mean(trials) / seconds:.1f} | {np.mean([s['seconds'] for s in runs]):.1f} | "
-                     f"{_mean_and_spread(tests, 4)} | {_mean_and_spread(leads, 2, '+', standard_error=True)} |")
+                     f"{_mean_and_spread(tests)} | {paired_lead(*np.array(pairs).T) if pairs else '-'} |")
         if len(tests) < count:
             without_a_model.append(f"{count - len(tests)} of {name}'s")
     if without_a_model:
@@ -199,16 +200,11 @@ def search_table(searches, seconds):
     return lines
 
 
-def _mean_and_spread(values, digits, sign="", standard_error=False):
-    """"mean ± standard deviation" (or its standard error) of ``values`` to ``digits`` decimals,
-    the mean with ``sign`` "+" if asked; the mean alone of one value, "-" of none."""
-    if not values:
-        return "-"
-    mean = f"{np.mean(values):{sign}.{digits}f}"
-    if len(values) == 1:
-        return mean
-    spread = np.std(values, ddof=1) / (np.sqrt(len(values)) if standard_error else 1)
-    return f"{mean} ± {spread:.{digits}f}"
+def _mean_and_spread(values):
+    """"mean ± standard deviation" of ``values``; the mean alone of one value, "-" of none."""
+    if len(values) < 2:
+        return f"{values[0]:.4f}" if values else "-"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
 def export(revision, into):
